@@ -1,1 +1,14 @@
-//! Headroom configuration.
+//! Headroom configuration: the TOML schema, parsing and validation.
+//!
+//! One file configures a server: its identity, the interfaces it sits
+//! between, the worker threads, jobs with their flow rules, and (as later
+//! parts land) pipes, peers, VIPs and CPU policies. `config/headroom.toml`
+//! documents every key. Errors name the file, the line and the field.
+
+mod error;
+mod locate;
+pub mod net;
+mod schema;
+
+pub use error::ConfigError;
+pub use schema::*;

@@ -1,1 +1,5 @@
+//! Headroom dataplane: the XDP steering program, AF_XDP workers and the
+//! per-packet logic they run.
+
+pub mod worker;
 pub mod xdp;
