@@ -3,7 +3,6 @@
 
 use toml_edit::{ImDocument, Item};
 
-
 /// One step of a field path.
 #[derive(Debug, Clone)]
 pub(crate) enum Seg {
@@ -30,19 +29,27 @@ pub(crate) fn render(path: &[Seg]) -> String {
 
 /// 1-based line of the deepest element of `path` present in `src`, or 0.
 pub(crate) fn line_of(src: &str, path: &[Seg]) -> usize {
-    let Ok(doc) = ImDocument::parse(src) else { return 0 };
-    line_in_table(src, doc.as_table(), path).map(|o| offset_to_line(src, o)).unwrap_or(0)
+    let Ok(doc) = ImDocument::parse(src) else {
+        return 0;
+    };
+    line_in_table(src, doc.as_table(), path)
+        .map(|o| offset_to_line(src, o))
+        .unwrap_or(0)
 }
 
 fn line_in_table(src: &str, t: &toml_edit::Table, rest: &[Seg]) -> Option<usize> {
-    let Some((Seg::Key(k), tail)) = rest.split_first() else { return t.span().map(|s| s.start) };
+    let Some((Seg::Key(k), tail)) = rest.split_first() else {
+        return t.span().map(|s| s.start);
+    };
     let (key, item) = t.get_key_value(k)?;
     let here = key.span().map(|s| s.start);
     match (tail.first(), item) {
         (None, _) => here,
         (Some(Seg::Index(i)), Item::ArrayOfTables(a)) => {
             let sub = a.get(*i)?;
-            line_in_table(src, sub, &tail[1..]).or(sub.span().map(|s| s.start)).or(here)
+            line_in_table(src, sub, &tail[1..])
+                .or(sub.span().map(|s| s.start))
+                .or(here)
         }
         (Some(Seg::Index(i)), Item::Value(v)) => v
             .as_array()
@@ -56,5 +63,9 @@ fn line_in_table(src: &str, t: &toml_edit::Table, rest: &[Seg]) -> Option<usize>
 }
 
 fn offset_to_line(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

@@ -145,7 +145,10 @@ impl Default for WorkersConfig {
 impl WorkersConfig {
     /// The queue served by worker `i`.
     pub fn queue_of(&self, i: usize) -> u32 {
-        self.queues.as_ref().and_then(|q| q.get(i).copied()).unwrap_or(i as u32)
+        self.queues
+            .as_ref()
+            .and_then(|q| q.get(i).copied())
+            .unwrap_or(i as u32)
     }
 }
 
@@ -161,7 +164,10 @@ pub struct ClassifierConfig {
 
 impl Default for ClassifierConfig {
     fn default() -> Self {
-        Self { flow_capacity: 65536, idle_timeout_secs: 60 }
+        Self {
+            flow_capacity: 65536,
+            idle_timeout_secs: 60,
+        }
     }
 }
 
@@ -179,7 +185,11 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { socket: PathBuf::from("/run/headroom/headroomd.sock"), high_freq_ms: 20, low_freq_ms: 2000 }
+        Self {
+            socket: PathBuf::from("/run/headroom/headroomd.sock"),
+            high_freq_ms: 20,
+            low_freq_ms: 2000,
+        }
     }
 }
 
@@ -209,7 +219,13 @@ pub struct ExchangeConfig {
 
 impl Default for ExchangeConfig {
     fn default() -> Self {
-        Self { port: 7946, peers: Vec::new(), key_file: None, failure_timeout_ms: 2000, mtu: 1400 }
+        Self {
+            port: 7946,
+            peers: Vec::new(),
+            key_file: None,
+            failure_timeout_ms: 2000,
+            mtu: 1400,
+        }
     }
 }
 
@@ -258,7 +274,10 @@ impl std::str::FromStr for Rate {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if let Some(p) = t.strip_suffix('%') {
-            let v: f64 = p.trim().parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid percentage {s:?}"))?;
             if !(0.0..=100.0).contains(&v) {
                 return Err(format!("percentage {s:?} is outside 0..100"));
             }
@@ -269,9 +288,9 @@ impl std::str::FromStr for Rate {
             .iter()
             .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), *m)))
             .unwrap_or((lower.clone(), 1.0));
-        let v: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid rate {s:?}: expected e.g. \"100Mbit\", \"1.5Gbit\", \"40%\""))?;
+        let v: f64 = num.parse().map_err(|_| {
+            format!("invalid rate {s:?}: expected e.g. \"100Mbit\", \"1.5Gbit\", \"40%\"")
+        })?;
         if !(v.is_finite() && v >= 0.0) {
             return Err(format!("invalid rate {s:?}"));
         }
@@ -327,7 +346,10 @@ pub const DEFAULT_JOB: &str = "default";
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.to_owned(), source })?;
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
         Config::parse(&src, path)
     }
 
@@ -343,98 +365,164 @@ impl Config {
                     (line, col)
                 })
                 .unwrap_or((0, 0));
-            ConfigError::Syntax { file: file.to_owned(), line, column, message: e.message().to_string() }
+            ConfigError::Syntax {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
         })?;
-        cfg.validate().map_err(|(path, message)| ConfigError::Invalid {
-            file: file.to_owned(),
-            line: line_of(src, &path),
-            field: render(&path),
-            message,
-        })?;
+        cfg.validate()
+            .map_err(|(path, message)| ConfigError::Invalid {
+                file: file.to_owned(),
+                line: line_of(src, &path),
+                field: render(&path),
+                message,
+            })?;
         Ok(cfg)
     }
 
     /// The node's display name.
     pub fn node_name(&self) -> String {
-        self.node.name.clone().unwrap_or_else(|| format!("node-{}", self.node.id))
+        self.node
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", self.node.id))
     }
 
     /// Job names in job-id order: id 0 is the default job, then the file's jobs.
     pub fn job_names(&self) -> Vec<String> {
-        std::iter::once(DEFAULT_JOB.to_string()).chain(self.jobs.iter().map(|j| j.name.clone())).collect()
+        std::iter::once(DEFAULT_JOB.to_string())
+            .chain(self.jobs.iter().map(|j| j.name.clone()))
+            .collect()
     }
 
     fn validate(&self) -> Result<(), (Vec<Seg>, String)> {
         use Seg::{Index as I, Key as K};
         let err = |p: Vec<Seg>, m: String| Err((p, m));
         if self.node.id == 0 {
-            return err(vec![K("node"), K("id")], "must be 1..=65535 (0 is reserved)".into());
+            return err(
+                vec![K("node"), K("id")],
+                "must be 1..=65535 (0 is reserved)".into(),
+            );
         }
         if self.interfaces.outer.is_empty() || self.interfaces.outer.len() > 15 {
-            return err(vec![K("interfaces"), K("outer")], "must be an interface name (1-15 chars)".into());
+            return err(
+                vec![K("interfaces"), K("outer")],
+                "must be an interface name (1-15 chars)".into(),
+            );
         }
         if self.interfaces.inner.is_empty() || self.interfaces.inner.len() > 15 {
-            return err(vec![K("interfaces"), K("inner")], "must be an interface name (1-15 chars)".into());
+            return err(
+                vec![K("interfaces"), K("inner")],
+                "must be an interface name (1-15 chars)".into(),
+            );
         }
         if self.interfaces.inner == self.interfaces.outer {
-            return err(vec![K("interfaces"), K("inner")], "must differ from interfaces.outer".into());
+            return err(
+                vec![K("interfaces"), K("inner")],
+                "must differ from interfaces.outer".into(),
+            );
         }
         let w = &self.workers;
         if w.cores.is_empty() {
-            return err(vec![K("workers"), K("cores")], "at least one core is needed".into());
+            return err(
+                vec![K("workers"), K("cores")],
+                "at least one core is needed".into(),
+            );
         }
         let mut seen = HashSet::new();
         for (i, c) in w.cores.iter().enumerate() {
             if !seen.insert(c) {
-                return err(vec![K("workers"), K("cores"), I(i)], format!("core {c} is listed twice"));
+                return err(
+                    vec![K("workers"), K("cores"), I(i)],
+                    format!("core {c} is listed twice"),
+                );
             }
         }
         if let Some(q) = &w.queues {
             if q.len() != w.cores.len() {
                 return err(
                     vec![K("workers"), K("queues")],
-                    format!("{} queues for {} cores: give one queue per core", q.len(), w.cores.len()),
+                    format!(
+                        "{} queues for {} cores: give one queue per core",
+                        q.len(),
+                        w.cores.len()
+                    ),
                 );
             }
         }
         if !(1..=1024).contains(&w.batch_size) {
-            return err(vec![K("workers"), K("batch_size")], "must be 1..=1024".into());
+            return err(
+                vec![K("workers"), K("batch_size")],
+                "must be 1..=1024".into(),
+            );
         }
         for (name, v) in [("ring_size", w.ring_size), ("fill_size", w.fill_size)] {
             if !v.is_power_of_two() || !(64..=65536).contains(&v) {
-                return err(vec![K("workers"), K(name)], format!("{v} must be a power of two in 64..=65536"));
+                return err(
+                    vec![K("workers"), K(name)],
+                    format!("{v} must be a power of two in 64..=65536"),
+                );
             }
         }
         if w.batch_size > w.ring_size {
-            return err(vec![K("workers"), K("batch_size")], "must not exceed workers.ring_size".into());
+            return err(
+                vec![K("workers"), K("batch_size")],
+                "must not exceed workers.ring_size".into(),
+            );
         }
         if w.frame_size != 2048 && w.frame_size != 4096 {
-            return err(vec![K("workers"), K("frame_size")], "must be 2048 or 4096".into());
+            return err(
+                vec![K("workers"), K("frame_size")],
+                "must be 2048 or 4096".into(),
+            );
         }
         if w.frame_count < 2 * w.fill_size || !w.frame_count.is_power_of_two() {
             return err(
                 vec![K("workers"), K("frame_count")],
-                format!("must be a power of two and at least 2 x fill_size ({})", 2 * w.fill_size),
+                format!(
+                    "must be a power of two and at least 2 x fill_size ({})",
+                    2 * w.fill_size
+                ),
             );
         }
         if w.poll_timeout_ms == 0 || w.poll_timeout_ms > 1000 {
-            return err(vec![K("workers"), K("poll_timeout_ms")], "must be 1..=1000".into());
+            return err(
+                vec![K("workers"), K("poll_timeout_ms")],
+                "must be 1..=1000".into(),
+            );
         }
         if w.publish_interval_ms < 10 {
-            return err(vec![K("workers"), K("publish_interval_ms")], "must be at least 10".into());
+            return err(
+                vec![K("workers"), K("publish_interval_ms")],
+                "must be at least 10".into(),
+            );
         }
         if self.classifier.flow_capacity == 0 {
-            return err(vec![K("classifier"), K("flow_capacity")], "must be at least 1".into());
+            return err(
+                vec![K("classifier"), K("flow_capacity")],
+                "must be at least 1".into(),
+            );
         }
         if self.classifier.idle_timeout_secs == 0 {
-            return err(vec![K("classifier"), K("idle_timeout_secs")], "must be at least 1".into());
+            return err(
+                vec![K("classifier"), K("idle_timeout_secs")],
+                "must be at least 1".into(),
+            );
         }
         let c = &self.control;
         if !(10..=100).contains(&c.high_freq_ms) {
-            return err(vec![K("control"), K("high_freq_ms")], "must be 10..=100".into());
+            return err(
+                vec![K("control"), K("high_freq_ms")],
+                "must be 10..=100".into(),
+            );
         }
         if c.low_freq_ms < c.high_freq_ms || c.low_freq_ms > 60_000 {
-            return err(vec![K("control"), K("low_freq_ms")], "must be high_freq_ms..=60000".into());
+            return err(
+                vec![K("control"), K("low_freq_ms")],
+                "must be high_freq_ms..=60000".into(),
+            );
         }
         for (i, p) in self.exchange.peers.iter().enumerate() {
             if let Err(m) = parse_peer(p) {
@@ -442,7 +530,10 @@ impl Config {
             }
         }
         if self.exchange.failure_timeout_ms < 100 {
-            return err(vec![K("exchange"), K("failure_timeout_ms")], "must be at least 100".into());
+            return err(
+                vec![K("exchange"), K("failure_timeout_ms")],
+                "must be at least 100".into(),
+            );
         }
         if !(512..=9000).contains(&self.exchange.mtu) {
             return err(vec![K("exchange"), K("mtu")], "must be 512..=9000".into());
@@ -450,17 +541,31 @@ impl Config {
         let mut pipes = HashSet::new();
         for (i, p) in self.pipes.iter().enumerate() {
             if p.name.is_empty() || !pipes.insert(p.name.as_str()) {
-                return err(vec![K("pipe"), I(i), K("name")], format!("pipe name {:?} is empty or not unique", p.name));
+                return err(
+                    vec![K("pipe"), I(i), K("name")],
+                    format!("pipe name {:?} is empty or not unique", p.name),
+                );
             }
             match p.capacity {
                 Rate::Bps(b) if b >= 8000 => {}
-                Rate::Bps(_) => return err(vec![K("pipe"), I(i), K("capacity")], "must be at least 8kbit".into()),
+                Rate::Bps(_) => {
+                    return err(
+                        vec![K("pipe"), I(i), K("capacity")],
+                        "must be at least 8kbit".into(),
+                    )
+                }
                 Rate::Percent(_) => {
-                    return err(vec![K("pipe"), I(i), K("capacity")], "must be an absolute rate, not a percentage".into())
+                    return err(
+                        vec![K("pipe"), I(i), K("capacity")],
+                        "must be an absolute rate, not a percentage".into(),
+                    )
                 }
             }
             if p.immediate_share > 100 {
-                return err(vec![K("pipe"), I(i), K("immediate_share")], "must be 0..=100".into());
+                return err(
+                    vec![K("pipe"), I(i), K("immediate_share")],
+                    "must be 0..=100".into(),
+                );
             }
         }
         let mut names = HashSet::new();
@@ -515,8 +620,14 @@ impl Config {
 
 /// A seed peer: `id@ip:port`.
 pub fn parse_peer(s: &str) -> Result<(u16, SocketAddr), String> {
-    let (id, addr) = s.split_once('@').ok_or_else(|| format!("peer {s:?} must look like \"2@10.0.0.2:7946\""))?;
-    let id: u16 = id.parse().map_err(|_| format!("peer {s:?}: invalid node id"))?;
-    let addr: SocketAddr = addr.parse().map_err(|_| format!("peer {s:?}: invalid address"))?;
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("peer {s:?} must look like \"2@10.0.0.2:7946\""))?;
+    let id: u16 = id
+        .parse()
+        .map_err(|_| format!("peer {s:?}: invalid node id"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("peer {s:?}: invalid address"))?;
     Ok((id, addr))
 }

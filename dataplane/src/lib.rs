@@ -1,5 +1,6 @@
 //! Headroom dataplane: the XDP steering program, AF_XDP workers and the
 //! per-packet logic they run.
 
+pub mod pipeline;
 pub mod worker;
 pub mod xdp;

@@ -88,7 +88,13 @@ impl FrameLedger {
     /// Records a batch move of `n` frames without per-frame tracking (release
     /// builds) or with it (debug builds, via `addrs`).
     #[inline]
-    pub fn moved_many(&mut self, addrs: impl Iterator<Item = usize>, n: usize, from: Place, to: Place) {
+    pub fn moved_many(
+        &mut self,
+        addrs: impl Iterator<Item = usize>,
+        n: usize,
+        from: Place,
+        to: Place,
+    ) {
         #[cfg(debug_assertions)]
         {
             let mut seen = 0;

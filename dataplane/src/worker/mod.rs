@@ -221,8 +221,22 @@ pub fn spawn<P: Pipeline>(
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerHandle<P::Command>, WorkerError> {
     let (umem, frames) = ports::create_umem(&spec.rings)?;
-    let outer = ports::open_port(&umem, &spec.outer, spec.queue, &spec.rings, spec.mode, spec.copy)?;
-    let inner = ports::open_port(&umem, &spec.inner, spec.queue, &spec.rings, spec.mode, spec.copy)?;
+    let outer = ports::open_port(
+        &umem,
+        &spec.outer,
+        spec.queue,
+        &spec.rings,
+        spec.mode,
+        spec.copy,
+    )?;
+    let inner = ports::open_port(
+        &umem,
+        &spec.inner,
+        spec.queue,
+        &spec.rings,
+        spec.mode,
+        spec.copy,
+    )?;
     let fds = [outer.raw_fd(), inner.raw_fd()];
     let zero_copy = [outer.zero_copy, inner.zero_copy];
     let (tx, rx) = crossbeam_channel::bounded(16);
@@ -239,7 +253,13 @@ pub fn spawn<P: Pipeline>(
             w.run(&stop);
         })
         .map_err(WorkerError::Spawn)?;
-    Ok(WorkerHandle { commands: tx, fds, zero_copy, queue, thread: Some(thread) })
+    Ok(WorkerHandle {
+        commands: tx,
+        fds,
+        zero_copy,
+        queue,
+        thread: Some(thread),
+    })
 }
 
 struct Worker<P: Pipeline> {
@@ -311,7 +331,11 @@ impl<P: Pipeline> Worker<P> {
                 self.transmit(s);
             }
             if !self.ledger.check() {
-                debug_assert!(false, "frame ledger out of balance: {:?}", self.ledger.snapshot());
+                debug_assert!(
+                    false,
+                    "frame ledger out of balance: {:?}",
+                    self.ledger.snapshot()
+                );
             }
             if Instant::now() >= next_publish {
                 next_publish = Instant::now() + self.spec.publish_interval;
@@ -331,7 +355,12 @@ impl<P: Pipeline> Worker<P> {
         // belong to this worker's UMEM; the kernel is done with them.
         let n = unsafe { port.cq.consume(scratch) };
         if n > 0 {
-            self.ledger.moved_many(scratch[..n].iter().map(|d| d.addr()), n, Place::Tx(s as u8), Place::Free);
+            self.ledger.moved_many(
+                scratch[..n].iter().map(|d| d.addr()),
+                n,
+                Place::Tx(s as u8),
+                Place::Free,
+            );
             self.free.extend_from_slice(&scratch[..n]);
         }
     }
@@ -357,7 +386,12 @@ impl<P: Pipeline> Worker<P> {
         // any other ring holds them. `nb_free` guaranteed room for all `n`.
         let produced = unsafe { port.fq.produce(&self.free[start..]) };
         if produced == n {
-            self.ledger.moved_many(self.free[start..].iter().map(|d| d.addr()), n, Place::Free, Place::Fill(s as u8));
+            self.ledger.moved_many(
+                self.free[start..].iter().map(|d| d.addr()),
+                n,
+                Place::Free,
+                Place::Fill(s as u8),
+            );
             self.free.truncate(start);
         }
         if port.fq.needs_wakeup() {
@@ -385,7 +419,12 @@ impl<P: Pipeline> Worker<P> {
         if n == 0 {
             return 0;
         }
-        self.ledger.moved_many(self.rx_descs[..n].iter().map(|d| d.addr()), n, Place::Fill(s as u8), Place::Held);
+        self.ledger.moved_many(
+            self.rx_descs[..n].iter().map(|d| d.addr()),
+            n,
+            Place::Fill(s as u8),
+            Place::Held,
+        );
         for i in 0..n {
             let mut desc = self.rx_descs[i];
             // SAFETY: the frame came from our RX ring, so the kernel has
@@ -440,7 +479,12 @@ impl<P: Pipeline> Worker<P> {
                     self.stats.tx_packets[s] += 1;
                     self.stats.tx_bytes[s] += d.lengths().data() as u64;
                 }
-                self.ledger.moved_many(batch.iter().map(|d| d.addr()), batch.len(), Place::Held, Place::Tx(s as u8));
+                self.ledger.moved_many(
+                    batch.iter().map(|d| d.addr()),
+                    batch.len(),
+                    Place::Held,
+                    Place::Tx(s as u8),
+                );
                 self.tx_batch[s].clear();
             }
         }
@@ -462,10 +506,22 @@ impl<P: Pipeline> Worker<P> {
                 }
             }
         }
-        let timeout = if in_flight > 0 { 1 } else { self.spec.poll_timeout_ms as i32 };
+        let timeout = if in_flight > 0 {
+            1
+        } else {
+            self.spec.poll_timeout_ms as i32
+        };
         let mut fds = [
-            libc::pollfd { fd: self.ports[0].raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.ports[1].raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.ports[0].raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.ports[1].raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: `fds` is a valid array of two pollfd structs for the
         // duration of the call.
@@ -476,8 +532,13 @@ impl<P: Pipeline> Worker<P> {
         let now = self.now_ns();
         let pipeline = self.pipeline.tick(now);
         let sockets = [socket_stats(&self.ports[0]), socket_stats(&self.ports[1])];
-        let report =
-            WorkerReport { index: self.spec.index, stats: self.stats, sockets, ledger: self.ledger.snapshot(), pipeline };
+        let report = WorkerReport {
+            index: self.spec.index,
+            stats: self.stats,
+            sockets,
+            ledger: self.ledger.snapshot(),
+            pipeline,
+        };
         // Reports are cumulative: if the control thread is behind, dropping
         // one loses nothing.
         let _ = self.reports.try_send(report);

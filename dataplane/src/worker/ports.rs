@@ -5,7 +5,9 @@
 use std::{num::NonZeroU32, os::fd::AsRawFd, str::FromStr, thread, time::Duration};
 
 use xsk_rs::{
-    config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags},
+    config::{
+        BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+    },
     CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
 };
 
@@ -62,12 +64,20 @@ impl Port {
 /// Creates the worker's UMEM and its frame descriptors.
 pub fn create_umem(r: &RingSpec) -> Result<(Umem, Vec<FrameDesc>), WorkerError> {
     let cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(r.frame_size).map_err(|e| WorkerError::Setup(format!("frame size: {e}")))?)
-        .fill_queue_size(QueueSize::new(r.fill).map_err(|e| WorkerError::Setup(format!("fill size: {e}")))?)
-        .comp_queue_size(QueueSize::new(r.fill).map_err(|e| WorkerError::Setup(format!("comp size: {e}")))?)
+        .frame_size(
+            FrameSize::new(r.frame_size)
+                .map_err(|e| WorkerError::Setup(format!("frame size: {e}")))?,
+        )
+        .fill_queue_size(
+            QueueSize::new(r.fill).map_err(|e| WorkerError::Setup(format!("fill size: {e}")))?,
+        )
+        .comp_queue_size(
+            QueueSize::new(r.fill).map_err(|e| WorkerError::Setup(format!("comp size: {e}")))?,
+        )
         .build()
         .map_err(|e| WorkerError::Setup(format!("umem config: {e}")))?;
-    let count = NonZeroU32::new(r.frame_count).ok_or_else(|| WorkerError::Setup("frame_count is 0".into()))?;
+    let count = NonZeroU32::new(r.frame_count)
+        .ok_or_else(|| WorkerError::Setup("frame_count is 0".into()))?;
     Umem::new(cfg, count, false).map_err(|e| WorkerError::Setup(format!("creating UMEM: {e}")))
 }
 
@@ -80,9 +90,13 @@ pub fn open_port(
     mode: AttachMode,
     copy: CopyPolicy,
 ) -> Result<Port, WorkerError> {
-    let iface = Interface::from_str(ifname).map_err(|e| WorkerError::Setup(format!("interface {ifname}: {e}")))?;
+    let iface = Interface::from_str(ifname)
+        .map_err(|e| WorkerError::Setup(format!("interface {ifname}: {e}")))?;
     let attempts: &[(BindFlags, bool)] = match copy {
-        CopyPolicy::Auto => &[(BindFlags::XDP_ZEROCOPY, true), (BindFlags::XDP_COPY, false)],
+        CopyPolicy::Auto => &[
+            (BindFlags::XDP_ZEROCOPY, true),
+            (BindFlags::XDP_COPY, false),
+        ],
         CopyPolicy::ZeroCopy => &[(BindFlags::XDP_ZEROCOPY, true)],
         CopyPolicy::Copy => &[(BindFlags::XDP_COPY, false)],
     };
@@ -108,10 +122,20 @@ pub fn open_port(
             // what `Socket::new` requires for sharing a UMEM.
             match unsafe { Socket::new(cfg, umem, &iface, queue) } {
                 Ok((tx, rx, Some((fq, cq)))) => {
-                    return Ok(Port { ifname: ifname.to_string(), tx, rx, fq, cq, zero_copy: zc });
+                    let zero_copy = is_zero_copy(rx.fd().as_raw_fd()).unwrap_or(zc);
+                    return Ok(Port {
+                        ifname: ifname.to_string(),
+                        tx,
+                        rx,
+                        fq,
+                        cq,
+                        zero_copy,
+                    });
                 }
                 Ok((_, _, None)) => {
-                    return Err(WorkerError::Setup(format!("{ifname} queue {queue} is already bound on this UMEM")));
+                    return Err(WorkerError::Setup(format!(
+                        "{ifname} queue {queue} is already bound on this UMEM"
+                    )));
                 }
                 Err(e) => {
                     let busy = e.to_string().contains("busy") || e.to_string().contains("EBUSY");
@@ -125,5 +149,29 @@ pub fn open_port(
             }
         }
     }
-    Err(WorkerError::Setup(format!("binding AF_XDP socket on {ifname} queue {queue}: {last_err}")))
+    Err(WorkerError::Setup(format!(
+        "binding AF_XDP socket on {ifname} queue {queue}: {last_err}"
+    )))
+}
+
+/// Asks the kernel whether the socket ended up in zero-copy mode: a socket
+/// sharing a UMEM inherits the binding of the first one, whatever its own
+/// flags said.
+fn is_zero_copy(fd: i32) -> Option<bool> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_OPTIONS: libc::c_int = 8;
+    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+    let mut opts: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `opts` and `len` are valid for writes of the sizes passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_OPTIONS,
+            (&mut opts as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(opts & XDP_OPTIONS_ZEROCOPY != 0)
 }

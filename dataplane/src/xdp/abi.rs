@@ -63,8 +63,16 @@ pub struct HrCounter {
 impl HrCounter {
     /// Reads a counter from a map value (short input reads as zeros).
     pub fn from_bytes(b: &[u8]) -> Self {
-        let word = |i: usize| b.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0);
-        Self { packets: word(0), bytes: word(8) }
+        let word = |i: usize| {
+            b.get(i..i + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_ne_bytes)
+                .unwrap_or(0)
+        };
+        Self {
+            packets: word(0),
+            bytes: word(8),
+        }
     }
 }
 
@@ -83,7 +91,12 @@ impl HrXdpConfig {
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: repr(C) struct of two u32 with no padding; the slice covers
         // exactly the struct and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), std::mem::size_of::<Self>()) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const Self).cast::<u8>(),
+                std::mem::size_of::<Self>(),
+            )
+        }
     }
 }
 
@@ -99,19 +112,36 @@ mod tests {
     #[test]
     fn layouts_match_the_c_header() {
         assert_eq!(size_of::<HrXdpConfig>(), size_of::<types::hr_xdp_config>());
-        assert_eq!(align_of::<HrXdpConfig>(), align_of::<types::hr_xdp_config>());
-        assert_eq!(offset_of!(HrXdpConfig, flags), offset_of!(types::hr_xdp_config, flags));
-        assert_eq!(offset_of!(HrXdpConfig, node_ip4), offset_of!(types::hr_xdp_config, node_ip4));
+        assert_eq!(
+            align_of::<HrXdpConfig>(),
+            align_of::<types::hr_xdp_config>()
+        );
+        assert_eq!(
+            offset_of!(HrXdpConfig, flags),
+            offset_of!(types::hr_xdp_config, flags)
+        );
+        assert_eq!(
+            offset_of!(HrXdpConfig, node_ip4),
+            offset_of!(types::hr_xdp_config, node_ip4)
+        );
         assert_eq!(size_of::<HrCounter>(), size_of::<types::hr_counter>());
-        assert_eq!(offset_of!(HrCounter, packets), offset_of!(types::hr_counter, packets));
-        assert_eq!(offset_of!(HrCounter, bytes), offset_of!(types::hr_counter, bytes));
+        assert_eq!(
+            offset_of!(HrCounter, packets),
+            offset_of!(types::hr_counter, packets)
+        );
+        assert_eq!(
+            offset_of!(HrCounter, bytes),
+            offset_of!(types::hr_counter, bytes)
+        );
     }
 
     #[test]
     fn map_geometry_matches_constants() {
         // Opening parses the ELF/BTF without loading: no privileges needed.
         let mut storage = MaybeUninit::<OpenObject>::uninit();
-        let open = skel::HeadroomSkelBuilder::default().open(&mut storage).expect("open skeleton");
+        let open = skel::HeadroomSkelBuilder::default()
+            .open(&mut storage)
+            .expect("open skeleton");
         assert_eq!(open.maps.verdicts.max_entries() as usize, HR_V_MAX);
         assert_eq!(open.maps.xsks.max_entries() as usize, HR_MAX_QUEUES);
         assert_eq!(Verdict::ALL.len(), 6);

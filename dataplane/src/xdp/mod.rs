@@ -17,7 +17,14 @@ use libbpf_rs::{
 
 use abi::{HrCounter, HrXdpConfig, Verdict, HR_CFG_ENABLED, HR_V_MAX};
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks, missing_docs, dead_code, unused_imports, non_camel_case_types)]
+#[allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs,
+    dead_code,
+    unused_imports,
+    non_camel_case_types
+)]
 pub(crate) mod skel {
     include!(concat!(env!("OUT_DIR"), "/headroom.skel.rs"));
 }
@@ -93,15 +100,22 @@ impl XdpProgram {
     pub fn load() -> Result<Self, XdpError> {
         // The skeleton borrows its object storage for its whole life; one
         // program lives as long as the daemon, so the storage is leaked once.
-        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = skel::HeadroomSkelBuilder::default().open(storage).map_err(XdpError::Load)?;
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = skel::HeadroomSkelBuilder::default()
+            .open(storage)
+            .map_err(XdpError::Load)?;
         let skel = open.load().map_err(XdpError::Load)?;
-        Ok(Self { skel, links: Vec::new() })
+        Ok(Self {
+            skel,
+            links: Vec::new(),
+        })
     }
 
     /// Attaches to `ifname` with a bpf_link, trying the modes `policy` allows.
     pub fn attach(&mut self, ifname: &str, policy: ModePolicy) -> Result<AttachMode, XdpError> {
-        let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(|_| XdpError::NoSuchInterface(ifname.into()))?;
+        let ifindex = nix::net::if_::if_nametoindex(ifname)
+            .map_err(|_| XdpError::NoSuchInterface(ifname.into()))?;
         let modes: &[AttachMode] = match policy {
             ModePolicy::Auto => &[AttachMode::Native, AttachMode::Generic],
             ModePolicy::Native => &[AttachMode::Native],
@@ -122,7 +136,11 @@ impl XdpProgram {
             }
         }
         let (mode, source) = last.expect("at least one mode is tried");
-        Err(XdpError::Attach { ifname: ifname.into(), mode: mode.as_str(), source })
+        Err(XdpError::Attach {
+            ifname: ifname.into(),
+            mode: mode.as_str(),
+            source,
+        })
     }
 
     /// Interfaces the program is attached to, with their modes.
@@ -134,13 +152,18 @@ impl XdpProgram {
     pub fn configure(&self, enabled: bool, node_ip4: Option<Ipv4Addr>) -> Result<(), XdpError> {
         let cfg = HrXdpConfig {
             flags: if enabled { HR_CFG_ENABLED } else { 0 },
-            node_ip4: node_ip4.map(|a| u32::from_ne_bytes(a.octets())).unwrap_or(0),
+            node_ip4: node_ip4
+                .map(|a| u32::from_ne_bytes(a.octets()))
+                .unwrap_or(0),
         };
         self.skel
             .maps
             .hr_config
             .update(&0u32.to_ne_bytes(), cfg.as_bytes(), MapFlags::ANY)
-            .map_err(|source| XdpError::Map { map: "hr_config", source })
+            .map_err(|source| XdpError::Map {
+                map: "hr_config",
+                source,
+            })
     }
 
     /// Steers receive queue `queue` to the AF_XDP socket `fd`.
@@ -148,13 +171,27 @@ impl XdpProgram {
         self.skel
             .maps
             .xsks
-            .update(&queue.to_ne_bytes(), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| XdpError::Map { map: "xsks", source })
+            .update(
+                &queue.to_ne_bytes(),
+                &(fd as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|source| XdpError::Map {
+                map: "xsks",
+                source,
+            })
     }
 
     /// Stops steering `queue` (its frames pass to the kernel).
     pub fn unregister_socket(&self, queue: u32) -> Result<(), XdpError> {
-        self.skel.maps.xsks.delete(&queue.to_ne_bytes()).map_err(|source| XdpError::Map { map: "xsks", source })
+        self.skel
+            .maps
+            .xsks
+            .delete(&queue.to_ne_bytes())
+            .map_err(|source| XdpError::Map {
+                map: "xsks",
+                source,
+            })
     }
 
     /// Per-verdict counters summed over CPUs.
@@ -166,7 +203,10 @@ impl XdpProgram {
                 .maps
                 .verdicts
                 .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
-                .map_err(|source| XdpError::Map { map: "verdicts", source })?
+                .map_err(|source| XdpError::Map {
+                    map: "verdicts",
+                    source,
+                })?
                 .unwrap_or_default();
             for v in per_cpu {
                 let c = HrCounter::from_bytes(&v);
@@ -180,7 +220,10 @@ impl XdpProgram {
     /// Verdict counters with their names, for status and metrics.
     pub fn named_verdicts(&self) -> Result<Vec<(&'static str, HrCounter)>, XdpError> {
         let v = self.verdicts()?;
-        Ok(Verdict::ALL.iter().map(|&k| (k.name(), v[k as usize])).collect())
+        Ok(Verdict::ALL
+            .iter()
+            .map(|&k| (k.name(), v[k as usize]))
+            .collect())
     }
 }
 
