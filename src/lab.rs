@@ -362,3 +362,163 @@ impl Drop for Lab {
         }
     }
 }
+
+/// Runs `f` on a thread that has entered network namespace `ns`, so std
+/// sockets created inside `f` live in that namespace.
+pub fn run_in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LabError> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|source| LabError::Spawn {
+        cmd: format!("open {path}"),
+        source,
+    })?;
+    let handle = std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| e.to_string())?;
+        Ok::<T, String>(f())
+    });
+    match handle.join() {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(LabError::Failed {
+            cmd: format!("setns {ns}"),
+            status: "error".into(),
+            stderr: e,
+        }),
+        Err(_) => Err(LabError::Failed {
+            cmd: format!("thread in {ns}"),
+            status: "panicked".into(),
+            stderr: String::new(),
+        }),
+    }
+}
+
+/// Traffic helpers that run inside namespaces (used by the demo and tests).
+pub mod traffic {
+    use std::{
+        io::{Read, Write},
+        net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+        time::Duration,
+    };
+
+    use super::{run_in_ns, LabError};
+
+    /// A UDP receiver in `ns` on `port`: counts datagrams and bytes until
+    /// `quiet` passes with nothing arriving (after at least one arrived, or
+    /// `first_timeout` with none).
+    pub fn udp_sink(
+        ns: &str,
+        port: u16,
+        quiet: Duration,
+        first_timeout: Duration,
+    ) -> Result<std::thread::JoinHandle<(u64, u64)>, LabError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let h = std::thread::spawn(move || {
+            run_in_ns(&ns, move || {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind udp sink");
+                let _ = tx.send(());
+                let mut buf = [0u8; 65536];
+                let (mut n, mut bytes) = (0u64, 0u64);
+                s.set_read_timeout(Some(first_timeout)).ok();
+                while let Ok(len) = s.recv(&mut buf) {
+                    n += 1;
+                    bytes += len as u64;
+                    s.set_read_timeout(Some(quiet)).ok();
+                }
+                (n, bytes)
+            })
+            .unwrap_or((0, 0))
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        Ok(h)
+    }
+
+    /// Sends `count` datagrams of `size` payload bytes from `ns` to `dst`,
+    /// at most `pps` per second (0 = as fast as possible).
+    pub fn udp_send(
+        ns: &str,
+        dst: SocketAddr,
+        count: u64,
+        size: usize,
+        pps: u64,
+    ) -> Result<u64, LabError> {
+        run_in_ns(ns, move || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind udp sender");
+            let payload = vec![0xa5u8; size];
+            let start = std::time::Instant::now();
+            let mut sent = 0;
+            for i in 0..count {
+                if pps > 0 {
+                    let due = start + Duration::from_secs_f64(i as f64 / pps as f64);
+                    if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+                if s.send_to(&payload, dst).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    }
+
+    /// A TCP server in `ns` on `port` that accepts `conns` connections and
+    /// returns the bytes read from each (sorted by arrival).
+    pub fn tcp_sink(
+        ns: &str,
+        port: u16,
+        conns: usize,
+    ) -> Result<std::thread::JoinHandle<Vec<u64>>, LabError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let h = std::thread::spawn(move || {
+            run_in_ns(&ns, move || {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind tcp sink");
+                let _ = tx.send(());
+                let mut out = Vec::new();
+                for _ in 0..conns {
+                    let Ok((mut c, _)) = l.accept() else { break };
+                    c.set_read_timeout(Some(Duration::from_secs(20))).ok();
+                    let mut buf = vec![0u8; 65536];
+                    let mut total = 0u64;
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n as u64;
+                    }
+                    out.push(total);
+                }
+                out
+            })
+            .unwrap_or_default()
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        Ok(h)
+    }
+
+    /// Connects from `ns` to `dst` and writes `bytes` bytes.
+    pub fn tcp_send(
+        ns: &str,
+        dst: SocketAddr,
+        bytes: u64,
+    ) -> Result<std::io::Result<u64>, LabError> {
+        run_in_ns(ns, move || {
+            let mut c = TcpStream::connect_timeout(&dst, Duration::from_secs(5))?;
+            let chunk = vec![0x5au8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                c.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            c.shutdown(std::net::Shutdown::Write)?;
+            // Wait for the peer to close so every byte was delivered.
+            let mut b = [0u8; 1];
+            let _ = c.read(&mut b);
+            Ok(bytes)
+        })
+    }
+}
