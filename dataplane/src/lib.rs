@@ -1,1 +1,3 @@
+pub mod classifier;
+pub mod packet;
 pub mod xdp;
