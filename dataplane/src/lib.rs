@@ -1,6 +1,8 @@
 //! Headroom dataplane: the XDP steering program, AF_XDP workers and the
 //! per-packet logic they run.
 
+pub mod classifier;
+pub mod packet;
 pub mod pipeline;
 pub mod worker;
 pub mod xdp;
