@@ -16,7 +16,8 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{select, Receiver, Sender};
 use headroom_config::{Config, XdpMode, ZeroCopy};
 use headroom_dataplane::{
-    pipeline::{self, HeadroomPipeline},
+    classifier::{JobCounters, JobId, RuleSet},
+    pipeline::{self, HeadroomPipeline, PipelineConfig},
     worker::{self, ports::CopyPolicy, ports::RingSpec, WorkerHandle, WorkerReport, WorkerSpec},
     xdp::{AttachMode, ModePolicy, XdpProgram},
 };
@@ -39,7 +40,7 @@ struct Dataplane {
 }
 
 impl Dataplane {
-    fn start(cfg: &Config, reports: Sender<Report>) -> Result<Self> {
+    fn start(cfg: &Config, rules: Arc<RuleSet>, reports: Sender<Report>) -> Result<Self> {
         let policy = match cfg.interfaces.xdp_mode {
             XdpMode::Auto => ModePolicy::Auto,
             XdpMode::Native => ModePolicy::Native,
@@ -94,13 +95,13 @@ impl Dataplane {
                 poll_timeout_ms: w.poll_timeout_ms,
                 publish_interval: Duration::from_millis(w.publish_interval_ms as u64),
             };
-            let h = worker::spawn(
-                spec,
-                HeadroomPipeline::default(),
-                reports.clone(),
-                stop.clone(),
-            )
-            .with_context(|| format!("starting worker {i}"))?;
+            let pcfg = PipelineConfig {
+                flow_capacity: cfg.classifier.flow_capacity,
+                idle_timeout_ns: cfg.classifier.idle_timeout_secs * 1_000_000_000,
+            };
+            let pipeline = HeadroomPipeline::new(&pcfg, rules.clone());
+            let h = worker::spawn(spec, pipeline, reports.clone(), stop.clone())
+                .with_context(|| format!("starting worker {i}"))?;
             for side in 0..2 {
                 xdp[side].register_socket(h.queue, h.fds[side])?;
             }
@@ -118,6 +119,15 @@ impl Dataplane {
             cores,
             stop,
         })
+    }
+
+    /// Sends `cmd()` to every worker (each applies it between batches).
+    fn broadcast(&self, cmd: impl Fn() -> pipeline::Command) {
+        for w in &self.workers {
+            if w.commands.send(cmd()).is_err() {
+                tracing::error!(queue = w.queue, "worker is gone; command not delivered");
+            }
+        }
     }
 
     fn shutdown(self, cfg: &Config) {
@@ -139,8 +149,40 @@ fn num_cores() -> usize {
         .unwrap_or(1)
 }
 
+/// Stable job ids by name: a job keeps its id across reloads (so its
+/// cumulative counters stay its own) and ids are never reused.
+#[derive(Debug, Default)]
+struct JobRegistry {
+    ids: Vec<(String, JobId)>,
+}
+
+impl JobRegistry {
+    fn id(&mut self, name: &str) -> JobId {
+        if name == headroom_config::DEFAULT_JOB {
+            return JobId::DEFAULT;
+        }
+        if let Some((_, id)) = self.ids.iter().find(|(n, _)| n == name) {
+            return *id;
+        }
+        let id = JobId(self.ids.len() as u16 + 1);
+        self.ids.push((name.to_string(), id));
+        id
+    }
+
+    /// Compiles the config's flow rules with stable ids.
+    fn rules(&mut self, cfg: &Config) -> Arc<RuleSet> {
+        let jobs: Vec<(JobId, Vec<headroom_config::net::FlowRule>)> = cfg
+            .jobs
+            .iter()
+            .map(|j| (self.id(&j.name), j.flow_rules.clone()))
+            .collect();
+        Arc::new(RuleSet::compile(&jobs))
+    }
+}
+
 /// The control thread's view of the dataplane.
 struct Control {
+    jobs: JobRegistry,
     cfg: Config,
     path: PathBuf,
     started: Instant,
@@ -162,7 +204,8 @@ impl Control {
                         "[node], [interfaces] and [workers] changes take effect on restart only"
                     );
                 }
-                let _ = dp;
+                let rules = self.jobs.rules(&new);
+                dp.broadcast(|| pipeline::Command::SetRules(rules.clone()));
                 self.cfg = new;
                 self.reloads_ok += 1;
                 self.last_reload_error = None;
@@ -258,16 +301,49 @@ impl Control {
                 ws.frames_total = l.total;
                 ws.frames_accounted = l.free + l.fill[0] + l.fill[1] + l.tx[0] + l.tx[1] + l.held;
                 ws.frame_violations = l.violations;
+                ws.rules_generation = r.pipeline.classifier.rules_generation;
+                ws.parse_errors = r.pipeline.parse_errors;
             }
             st.workers.push(ws);
+        }
+        let mut per_job: Vec<(JobId, JobCounters)> = Vec::new();
+        for r in self.reports.iter().flatten() {
+            st.flows += r.pipeline.classifier.flows as u64;
+            for (id, c) in &r.pipeline.classifier.jobs {
+                match per_job.iter_mut().find(|(j, _)| j == id) {
+                    Some((_, acc)) => acc.merge(c),
+                    None => per_job.push((*id, *c)),
+                }
+            }
         }
         st.jobs = self
             .cfg
             .job_names()
             .into_iter()
-            .map(|name| JobStatus {
-                name,
-                ..Default::default()
+            .map(|name| {
+                let id = if name == headroom_config::DEFAULT_JOB {
+                    JobId::DEFAULT
+                } else {
+                    self.jobs
+                        .ids
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, id)| *id)
+                        .unwrap_or(JobId::DEFAULT)
+                };
+                let c = per_job
+                    .iter()
+                    .find(|(j, _)| *j == id)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default();
+                JobStatus {
+                    name,
+                    packets_in: c.packets_in,
+                    bytes_in: c.bytes_in,
+                    packets_out: c.packets_out,
+                    bytes_out: c.bytes_out,
+                    flows: c.active_flows,
+                }
             })
             .collect();
         st
@@ -385,12 +461,15 @@ pub fn run(config_path: &Path) -> Result<()> {
     }
 
     let (report_tx, report_rx) = crossbeam_channel::bounded::<Report>(256);
-    let dp = Dataplane::start(&cfg, report_tx)?;
+    let mut jobs = JobRegistry::default();
+    let rules = jobs.rules(&cfg);
+    let dp = Dataplane::start(&cfg, rules, report_tx)?;
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<CtlMsg>(16);
     serve_control_socket(&cfg.control.socket, ctl_tx)?;
     tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd running");
 
     let mut ctl = Control {
+        jobs,
         reports: (0..dp.workers.len()).map(|_| None).collect(),
         cfg,
         path: config_path.to_owned(),

@@ -418,6 +418,7 @@ pub mod traffic {
         let h = std::thread::spawn(move || {
             run_in_ns(&ns, move || {
                 let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind udp sink");
+                big_receive_buffer(&s);
                 let _ = tx.send(());
                 let mut buf = [0u8; 65536];
                 let (mut n, mut bytes) = (0u64, 0u64);
@@ -433,6 +434,24 @@ pub mod traffic {
         });
         let _ = rx.recv_timeout(Duration::from_secs(5));
         Ok(h)
+    }
+
+    /// A sink must never be the bottleneck of a measurement: 8 MiB of
+    /// receive buffer, forced past `rmem_max` (root only; best effort).
+    fn big_receive_buffer(s: &UdpSocket) {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: setsockopt reads `size` (a c_int of the length passed) only
+        // during the call; the fd is a live socket.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 
     /// Sends `count` datagrams of `size` payload bytes from `ns` to `dst`,

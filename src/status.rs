@@ -71,6 +71,10 @@ pub struct WorkerStatus {
     pub frames_accounted: usize,
     /// Frame ownership violations (0 unless there is a bug).
     pub frame_violations: u64,
+    /// Generation of the flow rules the worker runs (1 at start, +1 per applied reload).
+    pub rules_generation: u64,
+    /// Frames the parser rejected (forwarded anyway, counted in the default job).
+    pub parse_errors: u64,
 }
 
 /// One job's traffic counters.
