@@ -1,1 +1,3 @@
 //! Headroom configuration.
+
+pub mod process;
