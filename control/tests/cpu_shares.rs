@@ -365,6 +365,52 @@ fn cpu_children_join_their_parents_job() {
         "unmatched child is not moved"
     );
 
+    // A child forked *after* its parent was moved starts inside the job
+    // cgroup (the kernel's inheritance); with include_children = false the
+    // next tick returns it to the parent's original cgroup.
+    let late_script = format!("sleep 2; /bin/sh -c '{LOOP}' late-child & {LOOP}");
+    let tag_l = format!("hr-cpu-{me}-late");
+    let late = Burner::spawn(&late_script, &tag_l);
+    let late_orig = cpu_cgroup(late.pid());
+    s.reload(&[
+        job("kids", &tag_k, 50.0, true),
+        job("nokids", &tag_n, 30.0, false),
+        job("late", &tag_l, 10.0, false),
+    ])
+    .expect("reload");
+    s.tick(Instant::now(), &[]).expect("tick");
+    assert_eq!(procs_of(&parent, "late"), vec![late.pid()]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let late_child = loop {
+        if let Some(c) = children_of(late.pid())
+            .into_iter()
+            .find(|c| cmdline(*c).contains("late-child"))
+        {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "late child never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        cpu_cgroup(late_child),
+        format!("/{parent}/late"),
+        "precondition: the kernel placed the late child in the job cgroup"
+    );
+    s.tick(Instant::now(), &[]).expect("tick");
+    assert_eq!(s.job_of(late_child), None);
+    assert_eq!(
+        cpu_cgroup(late_child),
+        late_orig,
+        "stray child returned to the original cgroup"
+    );
+    eprintln!(
+        "late child {late_child} of an include_children=false job returned to {:?}",
+        cpu_cgroup(late_child)
+    );
+
+    let mut originals = originals;
+    originals.push((late.pid(), late_orig.clone()));
+    originals.push((late_child, late_orig));
     s.shutdown().expect("shutdown");
     assert_restored(&parent, &originals);
 }

@@ -123,6 +123,11 @@ pub trait CpuBackend: Send + std::fmt::Debug {
     fn release(&mut self, pid: u32) -> Result<(), BackendError>;
     /// Forgets a process that exited.
     fn forget(&mut self, pid: u32);
+    /// A process that belongs to no enforced job but descends from a placed
+    /// one inherited its placement at fork (a child of a job without
+    /// `include_children`): return it to the nearest placed ancestor's
+    /// original placement. Returns true if it was moved.
+    fn release_inherited(&mut self, pid: u32, ancestors: &[u32]) -> Result<bool, BackendError>;
     /// The job a process is placed in, if any.
     fn placed_job(&self, pid: u32) -> Option<&str>;
     /// Releases all of the job's processes and removes its container.
@@ -499,6 +504,23 @@ impl CpuBackend for CgroupBackend {
         self.placed.remove(&pid);
     }
 
+    fn release_inherited(&mut self, pid: u32, ancestors: &[u32]) -> Result<bool, BackendError> {
+        if self.placed.contains_key(&pid) {
+            return Ok(false);
+        }
+        let Some(original) = ancestors
+            .iter()
+            .find_map(|a| self.placed.get(a).map(|p| p.original.clone()))
+        else {
+            return Ok(false);
+        };
+        if !self.is_ours(&self.current_cgroup(pid)?) {
+            return Ok(false);
+        }
+        self.restore_to(pid, &original)?;
+        Ok(true)
+    }
+
     fn placed_job(&self, pid: u32) -> Option<&str> {
         self.placed.get(&pid).map(|p| p.job.as_str())
     }
@@ -764,6 +786,23 @@ impl CpuBackend for NiceBackend {
         self.placed.remove(&pid);
     }
 
+    fn release_inherited(&mut self, pid: u32, ancestors: &[u32]) -> Result<bool, BackendError> {
+        if self.placed.contains_key(&pid) {
+            return Ok(false);
+        }
+        let Some(original) = ancestors
+            .iter()
+            .find_map(|a| self.placed.get(a).map(|(_, o)| *o))
+        else {
+            return Ok(false);
+        };
+        match self.set_all(pid, original) {
+            Err(e) if e.is_gone() => Err(BackendError::ProcessGone(pid)),
+            Err(e) => Err(e),
+            Ok(()) => Ok(true),
+        }
+    }
+
     fn placed_job(&self, pid: u32) -> Option<&str> {
         self.placed.get(&pid).map(|(j, _)| j.as_str())
     }
@@ -995,14 +1034,28 @@ mod tests {
         // Gone process: clear error.
         assert!(b.place("web", 999, &[]).unwrap_err().is_gone());
 
+        // 102 was forked inside the job cgroup but belongs to no job.
+        t.set_proc_cgroup(102, "/headroom-test/web");
+        assert!(b.release_inherited(102, &[100]).unwrap());
+        assert_eq!(t.read("user.slice/cgroup.procs"), "102\n");
+        t.set_proc_cgroup(102, "/user.slice");
+        assert!(
+            !b.release_inherited(102, &[100]).unwrap(),
+            "already outside"
+        );
+        assert!(
+            !b.release_inherited(103, &[55]).unwrap(),
+            "no placed ancestor"
+        );
+
         // Release one process: back to its original.
         b.release(100).unwrap();
-        assert_eq!(t.read("user.slice/cgroup.procs"), "100\n");
+        assert_eq!(t.read("user.slice/cgroup.procs"), "102\n100\n");
         assert_eq!(b.placed_job(100), None);
 
         // Removing the job restores everything listed in the job cgroup.
         b.remove_job("web").unwrap();
-        assert_eq!(t.read("user.slice/cgroup.procs"), "100\n100\n101\n");
+        assert_eq!(t.read("user.slice/cgroup.procs"), "102\n100\n100\n101\n");
         assert!(!t.cg().join("headroom-test/web").exists());
 
         b.apply_job("batch", &s).unwrap();

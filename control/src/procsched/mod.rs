@@ -32,7 +32,7 @@ use detect::{classify, Assignment, CompiledJob, Via};
 use headroom_config::process::{CpuPolicy, ProcessConfigError, ProcessJob};
 use policy::{JobInput, PolicyOutcome};
 use scan::{ScanStats, Scanner};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 use thiserror::Error;
 
@@ -70,6 +70,9 @@ pub struct ProcSchedStats {
     pub moves: u64,
     /// Processes returned to their original placement.
     pub releases: u64,
+    /// Processes that belong to no enforced job but were forked inside a
+    /// job's cgroup, returned to their ancestors' original placement.
+    pub strays_released: u64,
     /// Processes that exited while being moved or released.
     pub move_races: u64,
     /// Enforcement operations that failed.
@@ -312,6 +315,8 @@ impl ProcessScheduler {
             &HashMap::new(),
         );
         self.assign.remove(&self.self_pid);
+        let fresh: HashSet<u32> = fresh.into_iter().collect();
+        let new_set: HashSet<u32> = delta.new.iter().copied().collect();
 
         // Measure.
         let dt = self
@@ -328,7 +333,7 @@ impl ProcessScheduler {
                 None => &mut unmanaged,
             };
             // New processes contribute from their second scan on.
-            let d = if delta.new.contains(&p.pid) {
+            let d = if new_set.contains(&p.pid) {
                 0
             } else {
                 p.delta_ticks()
@@ -433,6 +438,21 @@ impl ProcessScheduler {
                             self.stats.moves += 1;
                             report.moved += 1;
                         }
+                        Err(e) if e.is_gone() => self.stats.move_races += 1,
+                        Err(e) => errors.push(e),
+                    }
+                }
+                None if have.is_none() && fresh.contains(&pid) => {
+                    if self.scanner.get(pid).is_none_or(|p| p.kernel_thread) {
+                        continue;
+                    }
+                    let anc = self.ancestors(pid);
+                    match self.backend.release_inherited(pid, &anc) {
+                        Ok(true) => {
+                            self.stats.strays_released += 1;
+                            report.released += 1;
+                        }
+                        Ok(false) => {}
                         Err(e) if e.is_gone() => self.stats.move_races += 1,
                         Err(e) => errors.push(e),
                     }

@@ -227,3 +227,24 @@ fn pool_policy_uses_peer_demand() {
     s.tick(t0 + Duration::from_secs(2), &[]).unwrap();
     assert_eq!(f.read("hr/a/cpu.weight"), "5000");
 }
+
+#[test]
+fn stray_child_forked_inside_job_cgroup_is_returned() {
+    let f = Fixture::new("stray");
+    f.add(400, "solo", 1, 40, 0);
+    let mut solo = job("solo", "solo", Some(CpuShare::ServerPercent(30.0)));
+    solo.include_children = false;
+    let mut s = f.scheduler(&[solo]);
+    let t0 = Instant::now();
+    assert_eq!(s.tick(t0, &[]).unwrap().moved, 1);
+    // The child is forked after the move: the kernel put it in the job's
+    // cgroup, but it belongs to no job.
+    f.add(401, "worker", 400, 41, 0);
+    fs::write(f.fp.root.join("401/cgroup"), "0::/hr/solo\n").unwrap();
+    let r = s.tick(t0 + Duration::from_secs(1), &[]).unwrap();
+    assert_eq!(r.released, 1);
+    assert_eq!(s.job_of(401), None);
+    assert_eq!(f.read("user.slice/cgroup.procs"), "401\n");
+    assert_eq!(s.snapshot().stats.strays_released, 1);
+    s.shutdown().unwrap();
+}
