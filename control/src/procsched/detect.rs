@@ -233,6 +233,7 @@ mod tests {
             cpu_ticks: 0,
             prev_cpu_ticks: 0,
             rss_pages: 0,
+            verified: true,
         }
     }
 

@@ -6,7 +6,10 @@
 //! processes are read in full (`cmdline`, `status` for uid/gid, `environ`);
 //! for known ones the `stat` line gives CPU time, RSS, parent and the
 //! current `comm`. A known process whose `comm` changed (it called `exec`)
-//! is read in full again and reported as changed. Processes that exit
+//! is read in full again and reported as changed if anything differs; so is
+//! every process once more on the scan after it first appeared, which
+//! catches children first seen between `fork` and `exec`. An `exec` later
+//! in life that keeps the same `comm` is not noticed. Processes that exit
 //! while being read are skipped and counted.
 
 use std::collections::HashMap;
@@ -46,6 +49,10 @@ pub struct ProcInfo {
     pub prev_cpu_ticks: u64,
     /// Resident set size, pages.
     pub rss_pages: u64,
+    /// Read in full again on the scan after the first one, to catch a
+    /// process first seen between `fork` and `exec` (when it still shows its
+    /// parent's command line).
+    pub verified: bool,
 }
 
 impl ProcInfo {
@@ -157,6 +164,9 @@ pub struct ScanStats {
     pub races: u64,
     /// `stat`/`status` files that could not be parsed.
     pub parse_errors: u64,
+    /// Known processes found to have called `exec` (re-read and
+    /// re-classified).
+    pub execs: u64,
     /// `environ` files that could not be read (treated as empty).
     pub environ_unreadable: u64,
 }
@@ -259,6 +269,7 @@ impl Scanner {
             cpu_ticks: st.cpu_ticks,
             prev_cpu_ticks: st.cpu_ticks,
             rss_pages: st.rss_pages,
+            verified: false,
         })
     }
 
@@ -293,15 +304,25 @@ impl Scanner {
                     known.rss_pages = st.rss_pages;
                     known.ppid = st.ppid;
                     known.sid = st.sid;
-                    if known.comm != st.comm {
+                    if known.comm != st.comm || !known.verified {
                         let prev = known.cpu_ticks;
                         let prev_prev = known.prev_cpu_ticks;
+                        let old = known.clone();
                         match self.read_full(pid, st) {
                             Ok(mut info) => {
                                 info.prev_cpu_ticks = prev_prev;
                                 info.cpu_ticks = prev;
+                                info.verified = true;
+                                let same = info.comm == old.comm
+                                    && info.cmdline == old.cmdline
+                                    && info.uid == old.uid
+                                    && info.gid == old.gid
+                                    && info.env == old.env;
                                 self.procs.insert(pid, info);
-                                delta.changed.push(pid);
+                                if !same {
+                                    self.stats.execs += 1;
+                                    delta.changed.push(pid);
+                                }
                             }
                             Err(ReadErr::Gone) => {
                                 self.stats.races += 1;
@@ -464,18 +485,34 @@ pub(crate) mod tests {
         assert_eq!(p.uid, 33);
         assert_eq!(p.env_var("ROLE"), Some("front"));
         assert_eq!(p.delta_ticks(), 0);
-        // CPU advances; known process only updated.
-        fp.add(20, "web", 10, 100, 80, &["CHANGED"], 33, &[]);
+        // Second scan: verified once more (it exec'd since: same comm, new
+        // command line).
+        fp.add(
+            20,
+            "web",
+            10,
+            100,
+            60,
+            &["web", "--exec'd"],
+            33,
+            &["ROLE=front"],
+        );
+        let d = s.scan().unwrap();
+        assert_eq!(d.changed, vec![20]);
+        assert_eq!(s.get(20).unwrap().cmdline, "web --exec'd");
+        assert_eq!(s.get(20).unwrap().delta_ticks(), 10);
+        // CPU advances; verified process only updated.
+        fp.add(20, "web", 10, 100, 90, &["CHANGED"], 33, &[]);
         let d = s.scan().unwrap();
         assert!(d.new.is_empty() && d.exited.is_empty() && d.changed.is_empty());
         assert_eq!(s.get(20).unwrap().delta_ticks(), 30);
         assert_eq!(
             s.get(20).unwrap().cmdline,
-            "web -p",
+            "web --exec'd",
             "known pids are not re-read"
         );
         // exec: comm changes -> re-read.
-        fp.add(20, "worker", 10, 100, 90, &["worker"], 33, &[]);
+        fp.add(20, "worker", 10, 100, 100, &["worker"], 33, &[]);
         let d = s.scan().unwrap();
         assert_eq!(d.changed, vec![20]);
         assert_eq!(s.get(20).unwrap().cmdline, "worker");
