@@ -486,3 +486,85 @@ fn cpu_backend_autodetect_reports_cgroup() {
         "nothing created before use"
     );
 }
+
+#[test]
+fn cpu_cap_limits_a_job_below_a_free_core() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !preflight("cpu_cap_limits_a_job_below_a_free_core") {
+        return;
+    }
+    let me = std::process::id();
+    let tag = format!("hr-cpu-{me}-cap");
+    let p = Burner::spawn(LOOP, &tag);
+    let originals = vec![(p.pid(), cpu_cgroup(p.pid()))];
+    let parent = parent_name("cap");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // A cap of half a core, expressed in percent of the server. The share
+    // is high so that other work on the core (a shared build machine) does
+    // not hold the job below its cap.
+    let mut j = job("capped", &tag, 90.0, true);
+    j.cpu = Some(CpuPolicy {
+        share: CpuShare::ServerPercent(90.0),
+        cap_percent: Some(50.0 / cores),
+    });
+    let mut s = scheduler(&[j], &parent).with_local_cores(cores);
+    s.tick(Instant::now(), &[]).expect("tick");
+    assert_eq!(read_cg(&parent, "capped/cpu.cfs_quota_us"), "50000");
+    assert_eq!(read_cg(&parent, "capped/cpu.cfs_period_us"), "100000");
+    std::thread::sleep(Duration::from_millis(300));
+    let (used, wall) = measure(&[&[p.pid()]], 3.0);
+    let frac = used[0] / wall;
+    eprintln!("capped at 0.5 core: used {:.1}% of a core", frac * 100.0);
+    assert!(
+        (0.40..=0.60).contains(&frac),
+        "capped job used {:.1}% of a core",
+        frac * 100.0
+    );
+    s.shutdown().expect("shutdown");
+    assert_restored(&parent, &originals);
+}
+
+#[test]
+fn cpu_booked_share_holds_against_an_unmanaged_process() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !preflight("cpu_booked_share_holds_against_an_unmanaged_process") {
+        return;
+    }
+    let me = std::process::id();
+    let (tag_j, tag_u) = (
+        format!("hr-cpu-{me}-booked"),
+        format!("hr-cpu-{me}-unmanaged"),
+    );
+    let j = Burner::spawn(LOOP, &tag_j);
+    let u = Burner::spawn(LOOP, &tag_u);
+    let originals = vec![
+        (j.pid(), cpu_cgroup(j.pid())),
+        (u.pid(), cpu_cgroup(u.pid())),
+    ];
+    let parent = parent_name("booked");
+    let mut s = scheduler(&[job("booked", &tag_j, 25.0, true)], &parent);
+    s.tick(Instant::now(), &[]).expect("tick");
+    assert_eq!(procs_of(&parent, "booked"), vec![j.pid()]);
+    assert_eq!(
+        cpu_cgroup(u.pid()),
+        originals[1].1,
+        "unmanaged process is not moved"
+    );
+    // 25 % booked: parent weight 1024 * 25 / 75 against a nice-0 task.
+    assert_eq!(read_cg(&parent, "cpu.shares"), "341");
+    std::thread::sleep(Duration::from_millis(300));
+    let (used, wall) = measure(&[&[j.pid()], &[u.pid()]], 5.0);
+    let share = used[0] / (used[0] + used[1]);
+    eprintln!(
+        "25% job vs one unmanaged busy loop over {wall:.2} s: job {:.1}% / unmanaged {:.1}%",
+        share * 100.0,
+        (1.0 - share) * 100.0
+    );
+    assert!(
+        (share - 0.25).abs() <= 0.05,
+        "job got {:.1}% against the unmanaged loop",
+        share * 100.0
+    );
+    s.shutdown().expect("shutdown");
+    assert_restored(&parent, &originals);
+}
