@@ -239,6 +239,55 @@ impl CgroupBackend {
         })
     }
 
+    /// Removes a parent cgroup left behind by a Headroom instance that
+    /// died without shutting down (for example after SIGKILL), so that
+    /// [`ParentExists`](BackendError::ParentExists) does not block the next
+    /// start. The original cgroups of its processes are unknown: they are
+    /// moved to the root of the hierarchy. Only call this on an explicit
+    /// operator request or when the name is known to be Headroom's own.
+    /// Returns the number of processes moved.
+    pub fn reclaim_stale_parent(&self) -> Result<usize, BackendError> {
+        let p = self.parent_path();
+        if self.parent_created || !p.is_dir() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        let rd = fs::read_dir(&p).map_err(io_err("readdir", &p))?;
+        for ent in rd.flatten() {
+            let dir = ent.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for pid in self.read_procs(&dir) {
+                match self.move_pid(&self.mount, pid) {
+                    Ok(()) => moved += 1,
+                    Err(BackendError::ProcessGone(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.remove_dir(&dir)?;
+        }
+        for pid in self.read_procs(&p) {
+            match self.move_pid(&self.mount, pid) {
+                Ok(()) => moved += 1,
+                Err(BackendError::ProcessGone(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.remove_dir(&p)?;
+        tracing::warn!(cgroup = %p.display(), moved, "reclaimed stale headroom cgroup");
+        Ok(moved)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> Result<(), BackendError> {
+        let r = if self.simulated {
+            fs::remove_dir_all(dir)
+        } else {
+            fs::remove_dir(dir)
+        };
+        r.map_err(io_err("rmdir", dir))
+    }
+
     /// Path of Headroom's parent cgroup.
     pub fn parent_path(&self) -> PathBuf {
         self.mount.join(&self.parent)
@@ -1093,6 +1142,34 @@ mod tests {
             CgroupBackend::simulated(CgroupVersion::V2, t.cg(), "../x", t.root.join("proc"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reclaims_stale_parent() {
+        let t = Tree::new("stale");
+        {
+            let mut b =
+                CgroupBackend::simulated(CgroupVersion::V2, t.cg(), "hr", t.root.join("proc"))
+                    .unwrap();
+            let s = JobSettings {
+                weight: 100,
+                cap_cores: None,
+                kernel_weight: 1024,
+            };
+            b.apply_job("j", &s).unwrap();
+            t.set_proc_cgroup(5, "/");
+            b.place("j", 5, &[]).unwrap();
+            // Simulate a crash: forget about the cgroups without cleanup.
+            b.parent_created = false;
+            b.jobs.clear();
+        }
+        assert!(t.cg().join("hr/j").exists());
+        let b =
+            CgroupBackend::simulated(CgroupVersion::V2, t.cg(), "hr", t.root.join("proc")).unwrap();
+        assert_eq!(b.reclaim_stale_parent().unwrap(), 1);
+        assert!(!t.cg().join("hr").exists());
+        assert_eq!(t.read("cgroup.procs"), "5\n");
+        assert_eq!(b.reclaim_stale_parent().unwrap(), 0);
     }
 
     #[test]

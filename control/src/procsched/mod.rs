@@ -15,6 +15,22 @@
 //! and kernel threads are never touched. Every moved process is returned to
 //! its original cgroup when it leaves its job, when its job disappears on
 //! [`ProcessScheduler::reload`] and on [`ProcessScheduler::shutdown`].
+//!
+//! # Driving it from the daemon
+//!
+//! ```ignore
+//! let backend = detect_backend(&BackendChoice::Auto, "headroom")?; // log backend.describe()
+//! let mut ps = ProcessScheduler::new(&jobs, backend)?;
+//! // every low-frequency tick (a few seconds), on the control thread:
+//! let peers: Vec<PoolCpuState> = live_peer_entries      // bytes gossiped by the *other* live nodes
+//!     .iter()
+//!     .filter_map(|b| ps.decode_peer_entry(b))
+//!     .collect();
+//! if let Err(e) = ps.tick(Instant::now(), &peers) { tracing::warn!(%e, "process scheduler") }
+//! ps.publish_metrics();
+//! registration.cpu_entry = ps.local_pool_entry();      // gossip this node's entry
+//! // on configuration reload: ps.reload(&new_jobs)?;  on exit: ps.shutdown()?;
+//! ```
 
 pub mod backend;
 pub mod detect;
@@ -601,6 +617,72 @@ impl ProcessScheduler {
     /// This node's entry for the exchange, encoded (see [`entry`]).
     pub fn local_pool_entry(&self) -> Vec<u8> {
         self.local_pool_state().encode()
+    }
+
+    /// Publishes the snapshot through the `metrics` facade: per job
+    /// (label `job`) `headroom_procsched_job_cores_used`,
+    /// `headroom_procsched_job_target_percent`, `headroom_procsched_job_rss_bytes`,
+    /// `headroom_procsched_job_processes`; `headroom_procsched_insufficient_resources`
+    /// (0/1), `headroom_procsched_unmanaged_processes`; and the counters of
+    /// [`ProcSchedStats`] as `headroom_procsched_<name>_total`.
+    pub fn publish_metrics(&self) {
+        let snap = self.snapshot();
+        for j in &snap.jobs {
+            let job = j.name.clone();
+            metrics::gauge!("headroom_procsched_job_cores_used", "job" => job.clone())
+                .set(j.cores_used);
+            metrics::gauge!("headroom_procsched_job_target_percent", "job" => job.clone())
+                .set(j.target_percent);
+            metrics::gauge!("headroom_procsched_job_rss_bytes", "job" => job.clone())
+                .set(j.rss_bytes as f64);
+            metrics::gauge!("headroom_procsched_job_processes", "job" => job)
+                .set(j.pids.len() as f64);
+        }
+        metrics::gauge!("headroom_procsched_insufficient_resources").set(
+            if snap.insufficient_resources {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        metrics::gauge!("headroom_procsched_unmanaged_processes")
+            .set(snap.unmanaged.processes as f64);
+        let st = &snap.stats;
+        for (name, v) in [
+            ("headroom_procsched_ticks_total", st.ticks),
+            (
+                "headroom_procsched_new_processes_total",
+                st.scan.new_processes,
+            ),
+            (
+                "headroom_procsched_exited_processes_total",
+                st.scan.exited_processes,
+            ),
+            ("headroom_procsched_scan_races_total", st.scan.races),
+            (
+                "headroom_procsched_scan_parse_errors_total",
+                st.scan.parse_errors,
+            ),
+            ("headroom_procsched_moves_total", st.moves),
+            ("headroom_procsched_releases_total", st.releases),
+            (
+                "headroom_procsched_strays_released_total",
+                st.strays_released,
+            ),
+            ("headroom_procsched_move_races_total", st.move_races),
+            ("headroom_procsched_backend_errors_total", st.backend_errors),
+            (
+                "headroom_procsched_insufficient_alarms_total",
+                st.insufficient_alarms,
+            ),
+            ("headroom_procsched_reload_errors_total", st.reload_errors),
+            (
+                "headroom_procsched_entry_decode_errors_total",
+                st.entry_decode_errors,
+            ),
+        ] {
+            metrics::counter!(name).absolute(v);
+        }
     }
 
     /// Monitoring snapshot.
