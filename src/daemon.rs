@@ -14,7 +14,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{select, Receiver, Sender};
-use headroom_config::{Config, XdpMode, ZeroCopy};
+use headroom_config::{Config, CpuBackendChoice, XdpMode, ZeroCopy};
+use headroom_control::procsched::{detect_backend, BackendChoice, ProcessScheduler};
 use headroom_dataplane::{
     classifier::{JobCounters, JobId, RuleSet},
     pipeline::{self, HeadroomPipeline, PipelineConfig},
@@ -24,7 +25,7 @@ use headroom_dataplane::{
 
 use crate::{
     ctl::{Request, Response},
-    status::{InterfaceStatus, JobStatus, Status, WorkerStatus},
+    status::{CpuJobStatus, CpuStatus, InterfaceStatus, JobStatus, Status, WorkerStatus},
 };
 
 type Report = WorkerReport<pipeline::Report>;
@@ -180,9 +181,29 @@ impl JobRegistry {
     }
 }
 
+/// Starts the process scheduler when some job has process rules.
+fn start_procsched(cfg: &Config) -> Result<Option<ProcessScheduler>> {
+    if !cfg.cpu.enabled || cfg.jobs.iter().all(|j| j.process_rules.is_empty()) {
+        return Ok(None);
+    }
+    let choice = match cfg.cpu.backend {
+        CpuBackendChoice::Auto => BackendChoice::Auto,
+        CpuBackendChoice::CgroupV1 => BackendChoice::CgroupV1("/sys/fs/cgroup/cpu".into()),
+        CpuBackendChoice::CgroupV2 => BackendChoice::CgroupV2("/sys/fs/cgroup".into()),
+        CpuBackendChoice::Nice => BackendChoice::Nice,
+    };
+    let backend =
+        detect_backend(&choice, &cfg.cpu.cgroup_parent).context("setting up CPU enforcement")?;
+    let jobs: Vec<_> = cfg.jobs.iter().map(|j| j.process_job()).collect();
+    let ps = ProcessScheduler::new(&jobs, backend).context("starting the process scheduler")?;
+    tracing::info!(backend = ?ps.backend_kind(), "process scheduler running");
+    Ok(Some(ps))
+}
+
 /// The control thread's view of the dataplane.
 struct Control {
     jobs: JobRegistry,
+    procsched: Option<ProcessScheduler>,
     cfg: Config,
     path: PathBuf,
     started: Instant,
@@ -206,6 +227,12 @@ impl Control {
                 }
                 let rules = self.jobs.rules(&new);
                 dp.broadcast(|| pipeline::Command::SetRules(rules.clone()));
+                if let Some(ps) = &mut self.procsched {
+                    let jobs: Vec<_> = new.jobs.iter().map(|j| j.process_job()).collect();
+                    if let Err(e) = ps.reload(&jobs) {
+                        tracing::error!(error = %e, "process rules not applied");
+                    }
+                }
                 self.cfg = new;
                 self.reloads_ok += 1;
                 self.last_reload_error = None;
@@ -221,6 +248,16 @@ impl Control {
                 tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
                 Err(msg)
             }
+        }
+    }
+
+    /// Membership, process detection and sampling (seed [0179]-[0182]).
+    fn low_frequency(&mut self, now: Instant) {
+        if let Some(ps) = &mut self.procsched {
+            if let Err(e) = ps.tick(now, &[]) {
+                tracing::warn!(error = %e, "process scheduler tick");
+            }
+            ps.publish_metrics();
         }
     }
 
@@ -316,6 +353,32 @@ impl Control {
                 }
             }
         }
+        st.cpu = self.procsched.as_ref().map(|ps| {
+            let snap = ps.snapshot();
+            CpuStatus {
+                backend: format!("{:?} {}", snap.backend, snap.backend_description),
+                local_cores: snap.local_cores,
+                pool_cores: snap.pool_cores,
+                insufficient_resources: snap
+                    .insufficient_resources
+                    .then(|| snap.insufficient_reason.clone().unwrap_or_default()),
+                jobs: snap
+                    .jobs
+                    .iter()
+                    .map(|j| CpuJobStatus {
+                        name: j.name.clone(),
+                        pids: j.pids.clone(),
+                        cores_used: j.cores_used,
+                        rss_bytes: j.rss_bytes,
+                        target_percent: j.target_percent,
+                        weight: j.weight,
+                        pool_instances: j.pool_instances,
+                    })
+                    .collect(),
+                unmanaged_processes: snap.unmanaged.processes,
+                unmanaged_cores: snap.unmanaged.cores_used,
+            }
+        });
         st.jobs = self
             .cfg
             .job_names()
@@ -468,8 +531,10 @@ pub fn run(config_path: &Path) -> Result<()> {
     serve_control_socket(&cfg.control.socket, ctl_tx)?;
     tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd running");
 
+    let procsched = start_procsched(&cfg)?;
     let mut ctl = Control {
         jobs,
+        procsched,
         reports: (0..dp.workers.len()).map(|_| None).collect(),
         cfg,
         path: config_path.to_owned(),
@@ -481,6 +546,11 @@ pub fn run(config_path: &Path) -> Result<()> {
     control_loop(&mut ctl, &dp, &report_rx, &ctl_rx, &stop, &hup);
 
     let socket = ctl.cfg.control.socket.clone();
+    if let Some(ps) = &mut ctl.procsched {
+        if let Err(e) = ps.shutdown() {
+            tracing::error!(error = %e, "restoring processes and cgroups");
+        }
+    }
     dp.shutdown(&ctl.cfg);
     let _ = std::fs::remove_file(socket);
     tracing::info!("headroomd stopped");
@@ -530,6 +600,7 @@ fn control_loop(
         }
         if now >= next_lf {
             next_lf = now + lf;
+            ctl.low_frequency(now);
         }
         if now >= next_metrics {
             next_metrics = now + Duration::from_secs(1);

@@ -27,6 +27,46 @@ pub struct Status {
     pub jobs: Vec<JobStatus>,
     /// Flows currently in the flow tables (all workers).
     pub flows: u64,
+    /// Process detection and CPU shares (absent when no job has process rules).
+    pub cpu: Option<CpuStatus>,
+}
+
+/// Process scheduler state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuStatus {
+    /// Enforcement backend (e.g. "cgroup-v1 at /sys/fs/cgroup/cpu/headroom").
+    pub backend: String,
+    /// Cores of this server.
+    pub local_cores: f64,
+    /// Cores of the live pool.
+    pub pool_cores: f64,
+    /// The insufficient-resources alarm, with its reason when raised.
+    pub insufficient_resources: Option<String>,
+    /// Jobs (instances on this server).
+    pub jobs: Vec<CpuJobStatus>,
+    /// Processes that match no job.
+    pub unmanaged_processes: usize,
+    /// CPU they use, cores.
+    pub unmanaged_cores: f64,
+}
+
+/// One job's instance on this server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuJobStatus {
+    /// Job name.
+    pub name: String,
+    /// Its processes.
+    pub pids: Vec<u32>,
+    /// CPU used over the last interval, cores.
+    pub cores_used: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Entitlement on this server, percent.
+    pub target_percent: f64,
+    /// Weight written to the kernel (cpu.shares / cpu.weight / nice).
+    pub weight: u32,
+    /// Instances of the job in the pool (pool policies).
+    pub pool_instances: usize,
 }
 
 /// One attached interface.

@@ -8,6 +8,7 @@
 mod error;
 mod locate;
 pub mod net;
+pub mod process;
 mod schema;
 
 pub use error::ConfigError;

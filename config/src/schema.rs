@@ -44,6 +44,9 @@ pub struct Config {
     /// Jobs (applications): what traffic and processes belong to them and their policies.
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobConfig>,
+    /// Process detection and CPU-share enforcement.
+    #[serde(default)]
+    pub cpu: CpuConfig,
 }
 
 /// `[node]`
@@ -338,6 +341,69 @@ pub struct JobConfig {
     /// Bookings on shared pipes.
     #[serde(default, rename = "booking")]
     pub bookings: Vec<BookingConfig>,
+    /// Process rules: processes matching any of them belong to this job.
+    #[serde(default, rename = "process")]
+    pub process_rules: Vec<crate::process::ProcessRule>,
+    /// Children of a matched process join the job even if they match no rule.
+    #[serde(default = "default_true")]
+    pub include_children: bool,
+    /// CPU policy (share of each server, or of the pool), optionally capped.
+    #[serde(default)]
+    pub cpu: Option<crate::process::CpuPolicy>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl JobConfig {
+    /// The process-detection view of this job.
+    pub fn process_job(&self) -> crate::process::ProcessJob {
+        crate::process::ProcessJob {
+            name: self.name.clone(),
+            rules: self.process_rules.clone(),
+            include_children: self.include_children,
+            cpu: self.cpu.clone(),
+        }
+    }
+}
+
+/// How CPU shares are enforced.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuBackendChoice {
+    /// cgroup v2 if its cpu controller is available, else cgroup v1, else nice.
+    #[default]
+    Auto,
+    /// cgroup v2 (`cpu.weight`, `cpu.max`).
+    CgroupV2,
+    /// cgroup v1 (`cpu.shares`, `cpu.cfs_quota_us`).
+    CgroupV1,
+    /// `setpriority` nice values.
+    Nice,
+}
+
+/// `[cpu]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    /// Enforcement backend.
+    pub backend: CpuBackendChoice,
+    /// Name of the cgroup Headroom creates (under the cpu hierarchy's root)
+    /// to hold one child cgroup per job. Must not exist when headroomd starts.
+    pub cgroup_parent: String,
+    /// Whether process detection and CPU enforcement run at all.
+    pub enabled: bool,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        Self {
+            backend: CpuBackendChoice::Auto,
+            cgroup_parent: "headroom".into(),
+            enabled: true,
+        }
+    }
 }
 
 /// Name of the job that collects traffic no rule matches.
@@ -538,6 +604,15 @@ impl Config {
         if !(512..=9000).contains(&self.exchange.mtu) {
             return err(vec![K("exchange"), K("mtu")], "must be 512..=9000".into());
         }
+        if self.cpu.cgroup_parent.is_empty()
+            || self.cpu.cgroup_parent.contains('/')
+            || self.cpu.cgroup_parent.starts_with('.')
+        {
+            return err(
+                vec![K("cpu"), K("cgroup_parent")],
+                "must be a plain directory name".into(),
+            );
+        }
         let mut pipes = HashSet::new();
         for (i, p) in self.pipes.iter().enumerate() {
             if p.name.is_empty() || !pipes.insert(p.name.as_str()) {
@@ -579,6 +654,9 @@ impl Config {
                     vec![K("job"), I(i), K("name")],
                     format!("job name {:?} is empty, reserved or not unique", j.name),
                 );
+            }
+            if let Err(e) = j.process_job().validate() {
+                return err(vec![K("job"), I(i), K("process")], e.to_string());
             }
             for (b, bk) in j.bookings.iter().enumerate() {
                 let Some(pipe) = self.pipes.iter().find(|p| p.name == bk.pipe) else {

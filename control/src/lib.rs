@@ -1,1 +1,3 @@
 //! Headroom control plane.
+
+pub mod procsched;

@@ -114,4 +114,36 @@ fn print_status(st: &Status) {
             j.name, j.packets_in, j.bytes_in, j.packets_out, j.bytes_out, j.flows
         );
     }
+    if let Some(cpu) = &st.cpu {
+        println!(
+            "cpu: {} ({} local cores, {} in the pool){}",
+            cpu.backend,
+            cpu.local_cores,
+            cpu.pool_cores,
+            cpu.insufficient_resources
+                .as_ref()
+                .map(|r| format!(", INSUFFICIENT RESOURCES: {r}"))
+                .unwrap_or_default()
+        );
+        println!(
+            "{:<20} {:>6} {:>10} {:>10} {:>8} {:>8} {:>9}",
+            "job", "procs", "cores", "rss MiB", "target%", "weight", "instances"
+        );
+        for j in &cpu.jobs {
+            println!(
+                "{:<20} {:>6} {:>10.3} {:>10.1} {:>8.1} {:>8} {:>9}",
+                j.name,
+                j.pids.len(),
+                j.cores_used,
+                j.rss_bytes as f64 / 1048576.0,
+                j.target_percent,
+                j.weight,
+                j.pool_instances
+            );
+        }
+        println!(
+            "{:<20} {:>6} {:>10.3}",
+            "(unmanaged)", cpu.unmanaged_processes, cpu.unmanaged_cores
+        );
+    }
 }
