@@ -1,1 +1,2 @@
 //! Headroom configuration.
+pub mod vip;
