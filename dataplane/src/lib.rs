@@ -1,2 +1,3 @@
 pub mod director;
 pub mod xdp;
+pub mod arp;

@@ -563,7 +563,8 @@ mod tests {
     #[test]
     fn decap_rejections() {
         let cfg = EncapConfig::default();
-        let cases: Vec<(fn(&mut Vec<u8>), EncapError)> = vec![
+        type Case = (fn(&mut Vec<u8>), EncapError);
+        let cases: Vec<Case> = vec![
             (|f| f[12] = 0x86, EncapError::NotIpv4),
             (|f| f[20] ^= 1, EncapError::BadChecksum),
             (

@@ -105,7 +105,7 @@ fn new_flows_spread_by_weight_and_are_deterministic() {
     let mut svc = service("web", 0, vec![]);
     svc.weights = vec![NodeWeight { node: 3, weight: 2 }];
     let p = pool(&[1, 2, 3]);
-    let mut a = director(&[svc.clone()], &p, 1);
+    let mut a = director(std::slice::from_ref(&svc), &p, 1);
     let mut b = director(&[svc], &p, 2);
     let mut count = [0u32; 4];
     for i in 0..8000u32 {
@@ -146,7 +146,7 @@ fn headroom_scales_weights() {
 fn pinned_flows_survive_table_changes() {
     let svc = service("web", 0, vec![]);
     let p0 = pool(&[1, 2, 3]);
-    let mut d = director(&[svc.clone()], &p0, 1);
+    let mut d = director(std::slice::from_ref(&svc), &p0, 1);
     let flows: Vec<FlowFields> = (0..2000).map(|i| syn(i, 2000)).collect();
     let first: Vec<NodeId> = flows.iter().map(|f| node_of(d.decide(0, f), 1)).collect();
     // Node 4 joins: Maglev moves about a quarter of the slots to it.
@@ -188,7 +188,7 @@ impl With for FlowFields {
 #[test]
 fn failed_backend_flows_are_replaced() {
     let svc = service("web", 0, vec![]);
-    let mut d = director(&[svc.clone()], &pool(&[1, 2, 3]), 1);
+    let mut d = director(std::slice::from_ref(&svc), &pool(&[1, 2, 3]), 1);
     let flows: Vec<FlowFields> = (0..600).map(|i| syn(i, 4000)).collect();
     let first: Vec<NodeId> = flows.iter().map(|f| node_of(d.decide(0, f), 1)).collect();
     // Node 3 fails its health check.
@@ -213,12 +213,12 @@ fn failed_backend_flows_are_replaced() {
 fn failover_new_owner_agrees_on_midflow_packets() {
     let svc = service("web", 0, vec![]);
     // Old owner 1 placed flows; it dies; new owner 2 has only mid-flow packets.
-    let mut old = director(&[svc.clone()], &pool(&[1, 2, 3, 4, 5]), 1);
+    let mut old = director(std::slice::from_ref(&svc), &pool(&[1, 2, 3, 4, 5]), 1);
     let flows: Vec<FlowFields> = (0..5000).map(|i| syn(i, 5000)).collect();
     let placed: Vec<NodeId> = flows.iter().map(|f| node_of(old.decide(0, f), 1)).collect();
 
     // Same membership (e.g. owner's workers restarted): exact agreement.
-    let mut same = director(&[svc.clone()], &pool(&[5, 4, 3, 2, 1]), 2);
+    let mut same = director(std::slice::from_ref(&svc), &pool(&[5, 4, 3, 2, 1]), 2);
     for (f, &n) in flows.iter().zip(&placed) {
         assert_eq!(node_of(same.decide(S, &ack(0, 0).with(f)), 2), n);
     }
@@ -247,7 +247,7 @@ fn failover_new_owner_agrees_on_midflow_packets() {
 #[test]
 fn sticky_clients_keep_their_node_across_table_changes() {
     let svc = service("web", 60, vec![]);
-    let mut d = director(&[svc.clone()], &pool(&[1, 2, 3]), 1);
+    let mut d = director(std::slice::from_ref(&svc), &pool(&[1, 2, 3]), 1);
     let clients: Vec<u32> = (0..300).collect();
     let first: Vec<NodeId> = clients
         .iter()
@@ -316,14 +316,14 @@ fn degraded_and_empty_services() {
     let mut p = pool(&[1, 2, 3]);
     p.unhealthy.insert((0, 2));
     p.unhealthy.insert((0, 3));
-    let t = tables(&[svc.clone()], &p, 1);
+    let t = tables(std::slice::from_ref(&svc), &p, 1);
     assert!(t.services[0].degraded);
     assert_eq!(t.services[0].maglev.backends(), &[2, 3]);
     // Zero headroom everywhere: static weights are used instead.
     let mut p = pool(&[2, 3]);
     p.headroom.insert(2, 0);
     p.headroom.insert(3, 0);
-    let t = tables(&[svc.clone()], &p, 1);
+    let t = tables(std::slice::from_ref(&svc), &p, 1);
     assert!(!t.services[0].degraded);
     assert_eq!(t.services[0].maglev.backends(), &[2, 3]);
     // No member alive at all.
@@ -335,7 +335,7 @@ fn degraded_and_empty_services() {
 #[test]
 fn drained_node_keeps_pinned_flows() {
     let svc = service("web", 0, vec![]);
-    let mut d = director(&[svc.clone()], &pool(&[1, 2]), 1);
+    let mut d = director(std::slice::from_ref(&svc), &pool(&[1, 2]), 1);
     let flows: Vec<FlowFields> = (0..200).map(|i| syn(i, 6000)).collect();
     let first: Vec<NodeId> = flows.iter().map(|f| node_of(d.decide(0, f), 1)).collect();
     let mut p = pool(&[1, 2]);
