@@ -45,8 +45,10 @@
 
 pub mod conntrack;
 pub mod encap;
+pub mod frame;
 pub mod hash;
 pub mod maglev;
+pub mod path;
 pub mod sticky;
 pub mod table;
 
@@ -62,6 +64,7 @@ use conntrack::{ConnKey, Conntrack, ConntrackConfig};
 use hash::{flow_hash, ip_hash};
 pub use maglev::NodeId;
 use maglev::{Backend, MaglevError, MaglevTable};
+use path::Peers;
 use sticky::StickyTable;
 
 /// IP protocol number of TCP.
@@ -195,6 +198,8 @@ pub struct DirectorTables {
     pub services: Vec<ServiceTable>,
     /// Owner of every VIP address (`None` if no member is alive).
     pub owners: Vec<(Ipv4Addr, Option<NodeId>)>,
+    /// Underlay addresses of the pool (for encapsulation).
+    pub peers: Peers,
     by_vip: HashMap<(u32, u8), Vec<ServiceIdx>>,
 }
 
@@ -205,8 +210,15 @@ impl DirectorTables {
             local,
             services: Vec::new(),
             owners: Vec::new(),
+            peers: Peers::default(),
             by_vip: HashMap::new(),
         }
+    }
+
+    /// Attaches the pool's underlay addresses.
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = peers;
+        self
     }
 
     /// Builds all tables; run on the control thread whenever membership,
