@@ -172,7 +172,7 @@ impl OuterPath {
             && p.flow.dst == d.tables().peers.local_ip
         {
             return match encap::decapsulate(frame, &self.cfg) {
-                Ok(dc) => self.to_host(d, buf, start, &dc),
+                Ok(dc) => self.deliver_decapsulated(d, buf, start, &dc),
                 Err(_) => {
                     self.stats.decap_errors += 1;
                     OuterAction::Drop
@@ -222,7 +222,13 @@ impl OuterPath {
         }
     }
 
-    fn to_host(&mut self, d: &Director, buf: &mut [u8], start: usize, dc: &Decap) -> OuterAction {
+    fn deliver_decapsulated(
+        &mut self,
+        d: &Director,
+        buf: &mut [u8],
+        start: usize,
+        dc: &Decap,
+    ) -> OuterAction {
         if !d.tables().peers.is_peer_ip(dc.outer_src) {
             self.stats.decap_foreign += 1;
             return OuterAction::Drop;
