@@ -433,6 +433,140 @@ pub fn validate_services(services: &[VipService]) -> Result<(), VipConfigError> 
     Ok(())
 }
 
+/// Node-wide flow director settings (one per node, not per service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorSettings {
+    /// UDP destination port of the owner-to-server encapsulation.
+    #[serde(default = "default_encap_port")]
+    pub encap_port: u16,
+    /// Underlay MTU: largest encapsulated IP packet. The encapsulation adds
+    /// 36 bytes, so client packets above `underlay_mtu - 36` cannot be
+    /// forwarded: raise the underlay MTU or clamp the services' TCP MSS.
+    #[serde(default = "default_mtu")]
+    pub underlay_mtu: u16,
+    /// Maglev table size (prime; larger means finer weights, more memory).
+    #[serde(default = "default_table_size")]
+    pub maglev_table_size: usize,
+    /// Connection table entries per worker.
+    #[serde(default = "default_conntrack_capacity")]
+    pub conntrack_capacity: usize,
+    /// Source-IP stickiness entries per worker.
+    #[serde(default = "default_sticky_capacity")]
+    pub sticky_capacity: usize,
+    /// Idle lifetime of an established TCP flow, seconds.
+    #[serde(default = "default_tcp_idle_secs")]
+    pub tcp_idle_secs: u64,
+    /// Idle lifetime of a UDP flow, seconds.
+    #[serde(default = "default_udp_idle_secs")]
+    pub udp_idle_secs: u64,
+    /// Spacing of the gratuitous ARPs a new owner sends, milliseconds.
+    #[serde(default = "default_garp_interval_ms")]
+    pub gratuitous_arp_interval_ms: u64,
+}
+
+fn default_encap_port() -> u16 {
+    DEFAULT_ENCAP_PORT
+}
+fn default_mtu() -> u16 {
+    1500
+}
+fn default_table_size() -> usize {
+    65537
+}
+fn default_conntrack_capacity() -> usize {
+    1 << 18
+}
+fn default_sticky_capacity() -> usize {
+    1 << 16
+}
+fn default_tcp_idle_secs() -> u64 {
+    300
+}
+fn default_udp_idle_secs() -> u64 {
+    30
+}
+fn default_garp_interval_ms() -> u64 {
+    200
+}
+
+impl Default for DirectorSettings {
+    fn default() -> Self {
+        DirectorSettings {
+            encap_port: default_encap_port(),
+            underlay_mtu: default_mtu(),
+            maglev_table_size: default_table_size(),
+            conntrack_capacity: default_conntrack_capacity(),
+            sticky_capacity: default_sticky_capacity(),
+            tcp_idle_secs: default_tcp_idle_secs(),
+            udp_idle_secs: default_udp_idle_secs(),
+            gratuitous_arp_interval_ms: default_garp_interval_ms(),
+        }
+    }
+}
+
+/// Invalid [`DirectorSettings`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DirectorSettingsError {
+    /// Port 0.
+    #[error("encap_port must not be 0")]
+    EncapPortZero,
+    /// MTU outside 576..=9216.
+    #[error("underlay_mtu {0} outside 576..=9216")]
+    BadMtu(u16),
+    /// Table size not prime or outside 251..=16777259.
+    #[error("maglev_table_size {0} must be a prime in 251..=16777259")]
+    BadTableSize(usize),
+    /// A capacity outside 1..=2^26.
+    #[error("{0} must be between 1 and 67108864")]
+    BadCapacity(&'static str),
+    /// A zero lifetime or interval.
+    #[error("{0} must be positive")]
+    ZeroDuration(&'static str),
+}
+
+fn is_prime(n: usize) -> bool {
+    n >= 2 && (2..).take_while(|d: &usize| d * d <= n).all(|d| !n.is_multiple_of(d))
+}
+
+impl DirectorSettings {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), DirectorSettingsError> {
+        use DirectorSettingsError as E;
+        if self.encap_port == 0 {
+            return Err(E::EncapPortZero);
+        }
+        if !(576..=9216).contains(&self.underlay_mtu) {
+            return Err(E::BadMtu(self.underlay_mtu));
+        }
+        let t = self.maglev_table_size;
+        if !(251..=16_777_259).contains(&t) || !is_prime(t) {
+            return Err(E::BadTableSize(t));
+        }
+        for (name, c) in [
+            ("conntrack_capacity", self.conntrack_capacity),
+            ("sticky_capacity", self.sticky_capacity),
+        ] {
+            if !(1..=1 << 26).contains(&c) {
+                return Err(E::BadCapacity(name));
+            }
+        }
+        for (name, v) in [
+            ("tcp_idle_secs", self.tcp_idle_secs),
+            ("udp_idle_secs", self.udp_idle_secs),
+            (
+                "gratuitous_arp_interval_ms",
+                self.gratuitous_arp_interval_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(E::ZeroDuration(name));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,5 +753,45 @@ ports = ["53"]
         ));
         a.protocol = VipProtocol::Udp;
         assert_eq!(a.protocol.ip_proto(), 17);
+    }
+    #[test]
+    fn director_settings_defaults_and_validation() {
+        let d: DirectorSettings = toml::from_str("").unwrap();
+        assert_eq!(d, DirectorSettings::default());
+        d.validate().unwrap();
+        assert_eq!(
+            (d.encap_port, d.underlay_mtu, d.maglev_table_size),
+            (6080, 1500, 65537)
+        );
+        let d: DirectorSettings =
+            toml::from_str("encap_port = 7000\nunderlay_mtu = 9000\nmaglev_table_size = 251")
+                .unwrap();
+        d.validate().unwrap();
+        assert!(toml::from_str::<DirectorSettings>("encap = 1").is_err());
+        let bad = |f: fn(&mut DirectorSettings)| {
+            let mut d = DirectorSettings::default();
+            f(&mut d);
+            d.validate().unwrap_err()
+        };
+        assert_eq!(
+            bad(|d| d.encap_port = 0),
+            DirectorSettingsError::EncapPortZero
+        );
+        assert_eq!(
+            bad(|d| d.underlay_mtu = 100),
+            DirectorSettingsError::BadMtu(100)
+        );
+        assert_eq!(
+            bad(|d| d.maglev_table_size = 65536),
+            DirectorSettingsError::BadTableSize(65536)
+        );
+        assert_eq!(
+            bad(|d| d.conntrack_capacity = 0),
+            DirectorSettingsError::BadCapacity("conntrack_capacity")
+        );
+        assert_eq!(
+            bad(|d| d.udp_idle_secs = 0),
+            DirectorSettingsError::ZeroDuration("udp_idle_secs")
+        );
     }
 }
