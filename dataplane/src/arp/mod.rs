@@ -398,6 +398,23 @@ impl ArpInterceptor {
         true
     }
 
+    /// Applies the set of VIP addresses this node owns now (from
+    /// `DirectorTables::owned_vips` after each rebuild): every configured VIP
+    /// whose ownership differs goes through
+    /// [`ArpInterceptor::on_ownership_change`]. Returns the number of changes.
+    pub fn sync_owned(&mut self, now_ns: u64, owned: &[Ipv4Addr]) -> usize {
+        let mut changed = 0;
+        for i in 0..self.vips.len() {
+            let ip = self.vips[i].ip;
+            let own = owned.contains(&ip);
+            if self.vips[i].owner != own {
+                self.on_ownership_change(now_ns, ip, own);
+                changed += 1;
+            }
+        }
+        changed
+    }
+
     /// Earliest time an announcement is due, if any (for the loop's timer).
     pub fn next_announce_ns(&self) -> Option<u64> {
         self.vips

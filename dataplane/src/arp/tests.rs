@@ -264,6 +264,26 @@ fn losing_ownership_cancels_burst() {
 }
 
 #[test]
+fn sync_owned_applies_only_changes() {
+    let mut a = interceptor(None);
+    let other = Ipv4Addr::new(10, 0, 0, 200);
+    a.set_vips(&[(VIP, 2), (other, 1)]).unwrap();
+    assert_eq!(a.sync_owned(0, &[VIP]), 1);
+    assert_eq!(a.sync_owned(MS, &[VIP]), 0, "no change, no new burst");
+    let mut out = [0u8; 64];
+    let mut n = 0;
+    while a
+        .poll_announce(10_000 * MS + n * 100 * MS, &mut out)
+        .is_some()
+    {
+        n += 1;
+    }
+    assert_eq!(n, 2);
+    assert_eq!(a.sync_owned(20_000 * MS, &[other]), 2);
+    assert!(!a.is_owner(VIP) && a.is_owner(other));
+}
+
+#[test]
 fn set_vips_keeps_state_and_bounds() {
     let mut a = interceptor(None);
     a.on_ownership_change(0, VIP, true);

@@ -43,6 +43,20 @@ impl Default for ConntrackConfig {
     }
 }
 
+impl ConntrackConfig {
+    /// Table settings from the node's director configuration (SYN-only and
+    /// closing lifetimes keep their defaults).
+    pub fn from_settings(s: &headroom_config::vip::DirectorSettings) -> Self {
+        const S: u64 = 1_000_000_000;
+        ConntrackConfig {
+            capacity: s.conntrack_capacity,
+            tcp_established_ns: s.tcp_idle_secs.saturating_mul(S),
+            udp_ns: s.udp_idle_secs.saturating_mul(S),
+            ..ConntrackConfig::default()
+        }
+    }
+}
+
 /// Connection table key: the client-to-VIP 5-tuple.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ConnKey {
@@ -260,6 +274,20 @@ mod tests {
         assert_eq!(ct.stats.closing, 1);
         assert_eq!(ct.lookup(&k, h, 316 * S, tcp_flags::ACK), None);
         assert!(ct.is_empty());
+    }
+
+    #[test]
+    fn config_from_settings() {
+        let s = headroom_config::vip::DirectorSettings {
+            udp_idle_secs: 5,
+            conntrack_capacity: 100,
+            ..Default::default()
+        };
+        let c = ConntrackConfig::from_settings(&s);
+        assert_eq!(
+            (c.capacity, c.udp_ns, c.tcp_established_ns),
+            (100, 5 * S, 300 * S)
+        );
     }
 
     #[test]

@@ -83,6 +83,16 @@ impl Default for EncapConfig {
     }
 }
 
+impl EncapConfig {
+    /// Settings from the node's director configuration.
+    pub fn from_settings(s: &headroom_config::vip::DirectorSettings) -> Self {
+        EncapConfig {
+            udp_port: s.encap_port,
+            mtu: s.underlay_mtu,
+        }
+    }
+}
+
 /// Per-destination outer header parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OuterParams {
