@@ -7,9 +7,11 @@
 
 mod error;
 mod locate;
-pub mod net;
-pub mod process;
 mod schema;
 
 pub use error::ConfigError;
 pub use schema::*;
+
+pub mod net;
+pub mod process;
+pub mod vip;

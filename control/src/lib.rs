@@ -1,3 +1,4 @@
 //! Headroom control plane.
 
+pub mod health;
 pub mod procsched;
