@@ -103,8 +103,8 @@ impl Dataplane {
             let pipeline = HeadroomPipeline::new(&pcfg, rules.clone());
             let h = worker::spawn(spec, pipeline, reports.clone(), stop.clone())
                 .with_context(|| format!("starting worker {i}"))?;
-            for side in 0..2 {
-                xdp[side].register_socket(h.queue, h.fds[side])?;
+            for (prog, fd) in xdp.iter().zip(h.fds) {
+                prog.register_socket(h.queue, fd)?;
             }
             tracing::info!(worker = i, queue = h.queue, ?core, zero_copy = ?h.zero_copy, "worker started");
             workers.push(h);

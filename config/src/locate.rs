@@ -32,12 +32,12 @@ pub(crate) fn line_of(src: &str, path: &[Seg]) -> usize {
     let Ok(doc) = ImDocument::parse(src) else {
         return 0;
     };
-    line_in_table(src, doc.as_table(), path)
+    line_in_table(doc.as_table(), path)
         .map(|o| offset_to_line(src, o))
         .unwrap_or(0)
 }
 
-fn line_in_table(src: &str, t: &toml_edit::Table, rest: &[Seg]) -> Option<usize> {
+fn line_in_table(t: &toml_edit::Table, rest: &[Seg]) -> Option<usize> {
     let Some((Seg::Key(k), tail)) = rest.split_first() else {
         return t.span().map(|s| s.start);
     };
@@ -47,7 +47,7 @@ fn line_in_table(src: &str, t: &toml_edit::Table, rest: &[Seg]) -> Option<usize>
         (None, _) => here,
         (Some(Seg::Index(i)), Item::ArrayOfTables(a)) => {
             let sub = a.get(*i)?;
-            line_in_table(src, sub, &tail[1..])
+            line_in_table(sub, &tail[1..])
                 .or(sub.span().map(|s| s.start))
                 .or(here)
         }
@@ -57,7 +57,7 @@ fn line_in_table(src: &str, t: &toml_edit::Table, rest: &[Seg]) -> Option<usize>
             .and_then(|v| v.span())
             .map(|s| s.start)
             .or(here),
-        (Some(Seg::Key(_)), Item::Table(sub)) => line_in_table(src, sub, tail).or(here),
+        (Some(Seg::Key(_)), Item::Table(sub)) => line_in_table(sub, tail).or(here),
         _ => here,
     }
 }

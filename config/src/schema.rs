@@ -363,7 +363,7 @@ impl JobConfig {
             name: self.name.clone(),
             rules: self.process_rules.clone(),
             include_children: self.include_children,
-            cpu: self.cpu.clone(),
+            cpu: self.cpu,
         }
     }
 }

@@ -526,7 +526,10 @@ pub enum DirectorSettingsError {
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d: &usize| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d: &usize| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 impl DirectorSettings {
