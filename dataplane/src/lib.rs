@@ -1,1 +1,2 @@
+pub mod pacer;
 pub mod xdp;
