@@ -2,9 +2,10 @@
 //!
 //! A *pipe* is a path with a fixed capacity shared by every node of the pool (for example the
 //! pool's uplink). Every exchange interval each node summarises the traffic it wants to send on
-//! the pipe as two numbers, `booked` and `unbooked` bytes ([`NodePipeDemand`]), gossips them,
-//! and then — from the same global picture — every node computes its own share locally
-//! ([`allocate`]). Nothing here reads a clock or does I/O: all inputs are plain data, so the
+//! the pipe as `booked` and `unbooked` bytes, with the detail of its booked or capped jobs
+//! ([`NodePipeDemand`]), gossips that, and then — from the same global picture — every node
+//! computes its own share locally ([`allocate`]). Bookings and caps belong to a job across the
+//! whole pool, wherever its traffic comes from. Nothing here reads a clock or does I/O: all inputs are plain data, so the
 //! whole closed loop can be simulated deterministically.
 //!
 //! The three levels, applied identically between nodes and between jobs of a node:
@@ -213,12 +214,26 @@ pub fn validate_bookings(pipe: &PipeSpec, bookings: &[JobBooking]) -> Result<(),
 }
 
 /// What a node gossips about one pipe each interval, in bytes per interval.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePipeDemand {
-    /// Demand covered by bookings (always granted).
+    /// Demand covered by bookings, as seen by this node alone.
     pub booked: u64,
     /// Demand beyond bookings.
     pub unbooked: u64,
+    /// Per-job detail for every job with a booking or a cap, so that bookings and caps, which
+    /// hold for a job across the whole pool, can be enforced when a job runs on several nodes.
+    pub jobs: Vec<JobWant>,
+}
+
+/// One booked or capped job's demand on one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobWant {
+    /// Job identifier.
+    pub job: u16,
+    /// Part of `want` covered by the job's booking on this node's own view.
+    pub booked: u64,
+    /// Whole demand of the job on this node (booked + unbooked).
+    pub want: u64,
 }
 
 /// What the pacer measured for one job on one pipe over the last interval.
@@ -247,16 +262,19 @@ pub struct JobSplit {
     pub cap: Option<u64>,
 }
 
-/// A node's demand on one pipe: the totals it gossips plus the per-job breakdown it keeps.
+/// A node's demand on one pipe: what it gossips plus the per-job breakdown it keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalDemand {
-    /// The totals to gossip; always the sums over `jobs`.
+    /// What to gossip: the sums over `jobs`, and the detail of the booked or capped ones.
     pub node: NodePipeDemand,
     /// Per-job breakdown, one entry per booked job and per job with demand.
     pub jobs: Vec<JobSplit>,
 }
 
 /// Splits this node's measured job demands into booked and unbooked bytes.
+///
+/// `bookings` is the pool-wide table for the pipe (the same on every node); a job with a cap
+/// but no booking is listed with a booking of zero.
 ///
 /// Each job wants `queued + arrived + debt`, clamped to its cap and to the pipe capacity (no
 /// job can use more than the pipe in one interval, and the clamp keeps two saturated jobs'
@@ -282,6 +300,13 @@ pub fn node_demand(pipe: &PipeSpec, bookings: &[JobBooking], local: &[JobDemand]
         let unbooked = want.saturating_sub(booked);
         out.node.booked = out.node.booked.saturating_add(booked);
         out.node.unbooked = out.node.unbooked.saturating_add(unbooked);
+        if booking.is_some() {
+            out.node.jobs.push(JobWant {
+                job,
+                booked,
+                want: booked + unbooked,
+            });
+        }
         out.jobs.push(JobSplit {
             job,
             booked,
@@ -370,20 +395,128 @@ pub struct PipeGrant {
     pub total_unbooked: u64,
 }
 
+/// A booked or capped job seen across the pool.
+#[derive(Debug, Clone, Copy)]
+struct PoolJob {
+    job: u16,
+    /// Booking in bytes per interval (`None`: not in this node's table; trusted as reported).
+    booking: Option<u64>,
+    /// Cap in bytes per interval.
+    cap: Option<u64>,
+    /// Sum of the nodes' booked demands.
+    booked: u64,
+    /// Sum of the nodes' booked demands once limited to the booking.
+    booked_scaled: u64,
+    /// Sum of the nodes' whole demands.
+    want: u64,
+    /// Nodes reporting the job.
+    nodes: u64,
+}
+
+impl PoolJob {
+    /// A node's demand for this job once the pool-wide booking and cap are applied: the
+    /// booked parts of all nodes share the booking in proportion, what falls outside it
+    /// becomes unbooked, and the unbooked parts share what the cap leaves.
+    fn limit(&self, w: &JobWant) -> (u64, u64) {
+        let booked = match self.booking {
+            Some(b) if self.booked > b => mul_div(w.booked, b, self.booked),
+            _ => w.booked,
+        };
+        let unbooked = w.want.saturating_sub(booked);
+        let unbooked = match self.cap {
+            Some(c) if self.want > c => {
+                let room = c.saturating_sub(self.booked_scaled);
+                mul_div(unbooked, room, self.want.saturating_sub(self.booked_scaled))
+            }
+            _ => unbooked,
+        };
+        (booked, unbooked)
+    }
+}
+
+/// Gathers the booked and capped jobs of all nodes.
+fn pool_jobs<'a>(
+    pipe: &PipeSpec,
+    bookings: &[JobBooking],
+    nodes: impl Iterator<Item = &'a NodePipeDemand> + Clone,
+) -> Vec<PoolJob> {
+    let mut jobs: Vec<PoolJob> = Vec::new();
+    for w in nodes.clone().flat_map(|n| n.jobs.iter()) {
+        let i = match jobs.iter().position(|p| p.job == w.job) {
+            Some(i) => i,
+            None => {
+                let b = bookings.iter().find(|b| b.job == w.job);
+                jobs.push(PoolJob {
+                    job: w.job,
+                    booking: b.map(|b| b.booked.bytes(pipe)),
+                    cap: b.and_then(|b| b.cap).map(|c| c.bytes(pipe)),
+                    booked: 0,
+                    booked_scaled: 0,
+                    want: 0,
+                    nodes: 0,
+                });
+                jobs.len() - 1
+            }
+        };
+        let p = &mut jobs[i];
+        p.booked = p.booked.saturating_add(w.booked);
+        p.want = p.want.saturating_add(w.want.max(w.booked));
+        p.nodes += 1;
+    }
+    for w in nodes.flat_map(|n| n.jobs.iter()) {
+        if let Some(p) = jobs.iter_mut().find(|p| p.job == w.job) {
+            let b = match p.booking {
+                Some(b) if p.booked > b => mul_div(w.booked, b, p.booked),
+                _ => w.booked,
+            };
+            p.booked_scaled = p.booked_scaled.saturating_add(b);
+        }
+    }
+    jobs
+}
+
+/// A node's booked and unbooked demand once pool-wide bookings and caps are applied.
+fn node_limited(pool: &[PoolJob], n: &NodePipeDemand) -> (u64, u64) {
+    let (mut booked, mut unbooked) = (0u64, 0u64);
+    let (mut listed_b, mut listed_u) = (0u64, 0u64);
+    for w in &n.jobs {
+        listed_b = listed_b.saturating_add(w.booked);
+        listed_u = listed_u.saturating_add(w.want.saturating_sub(w.booked));
+        if let Some(p) = pool.iter().find(|p| p.job == w.job) {
+            let (b, u) = p.limit(w);
+            booked = booked.saturating_add(b);
+            unbooked = unbooked.saturating_add(u);
+        }
+    }
+    // Jobs without booking or cap are only in the totals.
+    (
+        booked.saturating_add(n.booked.saturating_sub(listed_b)),
+        unbooked.saturating_add(n.unbooked.saturating_sub(listed_u)),
+    )
+}
+
 /// Computes this node's grant from the demands gossiped by its live peers (`peers`, excluding
-/// this node) and its own demand `mine` (whose `node` totals are what it gossiped).
+/// this node) and its own demand `mine` (whose `node` part is what it gossiped). `bookings`
+/// is the pipe's pool-wide booking table, the same on every node.
 ///
+/// Bookings and caps hold per job across the pool: when a job runs on several nodes, their
+/// booked demands share the booking in proportion and the rest of their demand is unbooked.
 /// Every node runs this on the same picture, so the grants of all nodes add up to at most the
 /// pipe capacity: booked + scaled unbooked <= capacity, and the immediate credits add up to at
 /// most `share%` of what is left (each one rounded down).
-pub fn allocate(pipe: &PipeSpec, peers: &[NodePipeDemand], mine: &LocalDemand) -> PipeGrant {
+pub fn allocate(
+    pipe: &PipeSpec,
+    bookings: &[JobBooking],
+    peers: &[NodePipeDemand],
+    mine: &LocalDemand,
+) -> PipeGrant {
     let capacity = pipe.capacity_bytes();
-    let (booked, unbooked) = peers
-        .iter()
-        .chain(std::iter::once(&mine.node))
-        .fold((0u64, 0u64), |(b, u), d| {
-            (b.saturating_add(d.booked), u.saturating_add(d.unbooked))
-        });
+    let all = || peers.iter().chain(std::iter::once(&mine.node));
+    let pool = pool_jobs(pipe, bookings, all());
+    let (booked, unbooked) = all().fold((0u64, 0u64), |(b, u), n| {
+        let (nb, nu) = node_limited(&pool, n);
+        (b.saturating_add(nb), u.saturating_add(nu))
+    });
     let nodes = peers.len() as u64 + 1;
     let queued = booked.saturating_add(unbooked);
 
@@ -398,24 +531,47 @@ pub fn allocate(pipe: &PipeSpec, peers: &[NodePipeDemand], mine: &LocalDemand) -
     } else {
         (Outcome::UnbookedScaled, 0)
     };
+    let grant = |b: u64, u: u64| match outcome {
+        Outcome::AllFits => (b, u),
+        Outcome::UnbookedScaled => (b, mul_div(u, capacity - booked, unbooked)),
+        Outcome::OverBooked => (mul_div(b, capacity, booked), 0),
+    };
+    // What each capped job is granted across the pool, to share out the headroom to its cap.
+    let mut pool_credit = vec![0u64; pool.len()];
+    for w in all().flat_map(|n| n.jobs.iter()) {
+        if let Some(i) = pool.iter().position(|p| p.job == w.job) {
+            let (b, u) = pool[i].limit(w);
+            let (b, u) = grant(b, u);
+            pool_credit[i] = pool_credit[i].saturating_add(b + u);
+        }
+    }
 
     let mut node_credit = 0u64;
     let jobs = mine
         .jobs
         .iter()
         .map(|j| {
-            let (b, u) = match outcome {
-                Outcome::AllFits => (j.booked, j.unbooked),
-                Outcome::UnbookedScaled => {
-                    (j.booked, mul_div(j.unbooked, capacity - booked, unbooked))
-                }
-                Outcome::OverBooked => (mul_div(j.booked, capacity, booked), 0),
+            let listed = pool.iter().position(|p| p.job == j.job);
+            let (b, u) = match listed {
+                Some(i) => pool[i].limit(&JobWant {
+                    job: j.job,
+                    booked: j.booked,
+                    want: j.booked.saturating_add(j.unbooked),
+                }),
+                None => (j.booked, j.unbooked),
+            };
+            let (b, u) = grant(b, u);
+            let immediate_allowance = match listed {
+                Some(i) => pool[i]
+                    .cap
+                    .map(|c| c.saturating_sub(pool_credit[i]) / pool[i].nodes.max(1)),
+                None => j.cap.map(|c| c.saturating_sub(b + u)),
             };
             let g = JobGrant {
                 job: j.job,
                 booked: b,
                 unbooked: u,
-                immediate_allowance: j.cap.map(|c| c.saturating_sub(b + u)),
+                immediate_allowance,
             };
             node_credit = node_credit.saturating_add(g.credit());
             g

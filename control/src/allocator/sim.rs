@@ -16,7 +16,6 @@ const SLICES: u64 = 20;
 
 struct Job {
     id: u16,
-    booking: Option<JobBooking>,
     /// Offered bytes per interval as a function of the interval number.
     offered: fn(u64) -> u64,
     queue_limit: u64,
@@ -36,6 +35,8 @@ struct Node {
 
 struct Sim {
     pipe: PipeSpec,
+    /// Pool-wide booking table.
+    bookings: Vec<JobBooking>,
     nodes: Vec<Node>,
     /// Intervals it takes membership to notice a dead node.
     detect: u64,
@@ -46,6 +47,7 @@ impl Sim {
     fn new(pipe: PipeSpec, detect: u64) -> Self {
         Self {
             pipe,
+            bookings: Vec::new(),
             nodes: Vec::new(),
             detect,
             total_log: Vec::new(),
@@ -61,16 +63,18 @@ impl Sim {
         self.nodes.len() - 1
     }
 
+    /// Runs job `id` on `node`; its booking holds across the pool.
     fn job(&mut self, node: usize, id: u16, booked_pct: u8, offered: fn(u64) -> u64) {
-        let booking = (booked_pct > 0).then_some(JobBooking {
-            job: id,
-            booked: Rate::Percent(booked_pct),
-            cap: None,
-        });
+        if booked_pct > 0 && self.bookings.iter().all(|b| b.job != id) {
+            self.bookings.push(JobBooking {
+                job: id,
+                booked: Rate::Percent(booked_pct),
+                cap: None,
+            });
+        }
         let queue_limit = self.pipe.capacity_bytes() / 2;
         self.nodes[node].jobs.push(Job {
             id,
-            booking,
             offered,
             queue_limit,
             queued: 0,
@@ -112,7 +116,13 @@ impl Sim {
                 continue;
             }
             let node = &self.nodes[n];
-            let bookings: Vec<JobBooking> = node.jobs.iter().filter_map(|j| j.booking).collect();
+            // Only the bookings of jobs running here.
+            let bookings: Vec<JobBooking> = self
+                .bookings
+                .iter()
+                .filter(|b| node.jobs.iter().any(|j| j.id == b.job))
+                .copied()
+                .collect();
             let measured: Vec<JobDemand> = node
                 .jobs
                 .iter()
@@ -124,7 +134,7 @@ impl Sim {
                 })
                 .collect();
             let d = node_demand(&pipe, &bookings, &measured);
-            self.nodes[n].last_gossip = d.node;
+            self.nodes[n].last_gossip = d.node.clone();
             demands.push(Some(d));
         }
         // 2. Allocate and send.
@@ -138,9 +148,9 @@ impl Sim {
             };
             let peers: Vec<NodePipeDemand> = (0..self.nodes.len())
                 .filter(|&o| o != n && self.member(o, k))
-                .map(|o| self.nodes[o].last_gossip)
+                .map(|o| self.nodes[o].last_gossip.clone())
                 .collect();
-            let grant = allocate(&pipe, &peers, mine);
+            let grant = allocate(&pipe, &self.bookings, &peers, mine);
             total += self.run_node(n, k, &grant);
         }
         self.total_log.push(total);
@@ -434,4 +444,95 @@ fn unbooked_jobs_share_the_rest_evenly() {
     assert_within("job 2", mean(&sim.sent(b, 2)[10..]), 0.8 / 2.8 * cap, 0.05);
     assert_within("job 3", mean(&sim.sent(c, 3)[10..]), 0.8 / 2.8 * cap, 0.05);
     assert_within("pipe", mean(&sim.total_log[10..]), cap, 0.03);
+}
+
+impl Sim {
+    /// Bytes job `job` sent in interval `k`, over all nodes.
+    fn job_total(&self, job: u16, k: usize) -> u64 {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.jobs.iter())
+            .filter(|j| j.id == job)
+            .map(|j| j.sent_log[k])
+            .sum()
+    }
+
+    fn job_mean(&self, job: u16, range: std::ops::Range<usize>) -> f64 {
+        let n = range.len() as f64;
+        range.map(|k| self.job_total(job, k)).sum::<u64>() as f64 / n
+    }
+}
+
+fn flood_until_70(k: u64) -> u64 {
+    if k < 70 {
+        5_000_000
+    } else {
+        0
+    }
+}
+
+#[test]
+fn jobs_spanning_nodes_keep_their_bookings_through_a_node_death() {
+    let cap = pipe().capacity_bytes() as f64;
+    let detect = 2;
+    let mut sim = Sim::new(pipe(), detect);
+    let nodes = [sim.node(None), sim.node(None), sim.node(Some(40))];
+    for n in nodes {
+        sim.job(n, 1, 60, flood);
+        sim.job(n, 2, 40, flood_until_70);
+    }
+    sim.run(100);
+    let pipe_mean = |r: std::ops::Range<usize>| mean(&sim.total_log[r]);
+    // Three nodes each claim both bookings; pool-wide they still get 60 / 40.
+    assert_within("job 1", sim.job_mean(1, 10..40), 0.6 * cap, 0.05);
+    assert_within("job 2", sim.job_mean(2, 10..40), 0.4 * cap, 0.05);
+    assert_within("pipe", pipe_mean(10..40), cap, 0.03);
+    // Node 2 dies at 40; once membership drops it the two survivors carry both jobs.
+    let after = 40 + detect as usize + 3;
+    assert_within(
+        "job 1 after death",
+        sim.job_mean(1, after..70),
+        0.6 * cap,
+        0.05,
+    );
+    assert_within(
+        "job 2 after death",
+        sim.job_mean(2, after..70),
+        0.4 * cap,
+        0.05,
+    );
+    assert_within("pipe after death", pipe_mean(after..70), cap, 0.03);
+    // Job 2 stops everywhere at 70: job 1 has the whole pipe by 73.
+    for k in 73..100 {
+        assert_within(
+            &format!("job 1 alone, interval {k}"),
+            sim.job_total(1, k) as f64,
+            cap,
+            0.03,
+        );
+    }
+}
+
+#[test]
+fn booking_follows_a_job_whose_traffic_is_uneven_across_nodes() {
+    let cap = pipe().capacity_bytes() as f64;
+    let mut sim = Sim::new(pipe(), 2);
+    let a = sim.node(None);
+    let b = sim.node(None);
+    // Job 1 floods from node A and trickles (5 %) from node B; job 2 floods from node B.
+    sim.job(a, 1, 60, flood);
+    sim.job(b, 1, 60, light);
+    sim.job(b, 2, 40, flood);
+    sim.run(40);
+    assert_within("job 1", sim.job_mean(1, 10..40), 0.6 * cap, 0.05);
+    assert_within("job 2", sim.job_mean(2, 10..40), 0.4 * cap, 0.05);
+    // The job offers more than its booking as a whole, so its booking is split in proportion
+    // to demand: the trickle gets 1.5M / (1.5M + 125k) = 92 % of what it offers, at least.
+    assert!(
+        sim.sent(b, 1)[10..]
+            .iter()
+            .all(|&s| s >= light(0) * 92 / 100),
+        "{:?}",
+        sim.sent(b, 1)
+    );
 }
