@@ -303,7 +303,12 @@ fn cap_holds_across_the_pool() {
     }];
     let a = gossip(vec![want(3, 0, 400_000)]);
     let b = gossip(vec![want(3, 0, 200_000)]);
-    let ga = allocate(&p, &bookings, &[b.clone()], &mine_from(&a, Some(500_000)));
+    let ga = allocate(
+        &p,
+        &bookings,
+        std::slice::from_ref(&b),
+        &mine_from(&a, Some(500_000)),
+    );
     let gb = allocate(&p, &bookings, &[a], &mine_from(&b, Some(500_000)));
     // 600k wanted against 500k: 400k * 5/6 = 333_333 and 200k * 5/6 = 166_666.
     assert_eq!(
