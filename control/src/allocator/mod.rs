@@ -36,8 +36,11 @@ pub const MAX_INTERVAL_NS: u64 = 100_000_000;
 /// Default immediate share in percent.
 pub const DEFAULT_IMMEDIATE_SHARE_PCT: u8 = 50;
 /// Default minimum booking request per booked job and interval: two full Ethernet frames, so
-/// a booked job is never starved while the pipe is congested.
+/// a booked job is never starved while the pipe is congested, but at most
+/// 1/[`MIN_REQUEST_MAX_FRACTION`] of the pipe: a request an idle job does not use is lost.
 pub const DEFAULT_MIN_REQUEST_BYTES: u64 = 2 * 1514;
+/// The default minimum request is at most this fraction of the pipe's interval (0.5 %).
+pub const MIN_REQUEST_MAX_FRACTION: u64 = 200;
 
 /// Invalid allocator input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -94,19 +97,22 @@ pub struct PipeSpec {
 }
 
 impl PipeSpec {
-    /// A validated pipe with the default minimum booking request.
+    /// A validated pipe with the default minimum booking request (two frames, at most 0.5 %
+    /// of the pipe).
     pub fn new(
         capacity_bps: u64,
         immediate_share_pct: u8,
         interval_ns: u64,
     ) -> Result<Self, AllocError> {
-        let spec = Self {
+        let mut spec = Self {
             capacity_bps,
             immediate_share_pct,
             interval_ns,
-            min_request_bytes: DEFAULT_MIN_REQUEST_BYTES,
+            min_request_bytes: 0,
         };
         spec.validate()?;
+        spec.min_request_bytes =
+            DEFAULT_MIN_REQUEST_BYTES.min(spec.capacity_bytes() / MIN_REQUEST_MAX_FRACTION);
         Ok(spec)
     }
 
@@ -273,8 +279,10 @@ pub struct LocalDemand {
 
 /// Splits this node's measured job demands into booked and unbooked bytes.
 ///
-/// `bookings` is the pool-wide table for the pipe (the same on every node); a job with a cap
-/// but no booking is listed with a booking of zero.
+/// `bookings` holds the entries of the pool-wide table for the jobs that run on this node (a
+/// job with a cap but no booking is listed with a booking of zero). Leave out jobs that do not
+/// run here: each listed job makes a minimum booking request even when idle, and that request
+/// comes out of the job's pool-wide booking.
 ///
 /// Each job wants `queued + arrived + debt`, clamped to its cap and to the pipe capacity (no
 /// job can use more than the pipe in one interval, and the clamp keeps two saturated jobs'

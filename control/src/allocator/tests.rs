@@ -26,6 +26,10 @@ fn local(jobs: Vec<JobSplit>) -> LocalDemand {
 
 #[test]
 fn capacity_in_bytes_per_interval() {
+    // Minimum request: two frames, at most 0.5 % of the pipe (100 Mbit/s: 250_000 / 200).
+    assert_eq!(gig().min_request_bytes, 3028);
+    let slow = PipeSpec::new(100_000_000, 50, DEFAULT_INTERVAL_NS).unwrap();
+    assert_eq!(slow.min_request_bytes, 1250);
     assert_eq!(gig().capacity_bytes(), 2_500_000);
     // 10 Gbit/s over 10 ms: 1e10 * 0.01 / 8 = 12_500_000.
     assert_eq!(

@@ -179,6 +179,13 @@ impl Bucket {
         self.publish(p);
     }
 
+    /// Bytes earned over `ns` nanoseconds at the current rate.
+    #[inline]
+    pub fn bytes_over(&self, ns: u64) -> u64 {
+        let inc = (u128::from(self.params().rate_fp) * u128::from(ns)) >> FP_SHIFT;
+        u64::try_from(inc).unwrap_or(u64::MAX)
+    }
+
     /// Cumulative bytes earned by `now`.
     pub fn earned(&self, now: u64) -> u64 {
         self.params().earned(now)

@@ -23,6 +23,8 @@ mod bucket;
 mod control;
 
 #[cfg(test)]
+mod loop_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
@@ -87,6 +89,13 @@ pub struct PacerPipeConfig {
     pub queue_limit_pkts: usize,
     /// Queue limit per job and worker, in bytes.
     pub queue_limit_bytes: u64,
+    /// Longest expected wait in a queue, at the job's current rates (own plus immediate):
+    /// beyond it, arriving packets are dropped rather than queued, so queues stay short and
+    /// a job that stops stops asking for bandwidth within an interval (0: no limit).
+    pub max_queue_delay_ns: u64,
+    /// Bytes a job may always queue, whatever its rate (lets a job with no credit yet queue
+    /// a few packets until its first grant).
+    pub min_queue_bytes: u64,
     /// Immediate credit rate before the first grant, in bits per second (0: queue everything
     /// until the first exchange).
     pub initial_immediate_bps: u64,
@@ -99,6 +108,8 @@ impl Default for PacerPipeConfig {
             interval_ns: 20_000_000,
             queue_limit_pkts: 4096,
             queue_limit_bytes: 4096 * 1514,
+            max_queue_delay_ns: 10_000_000,
+            min_queue_bytes: 16 * 1514,
             initial_immediate_bps: 0,
         }
     }
@@ -294,6 +305,24 @@ impl Shared {
         Some(true)
     }
 
+    /// Most bytes the job at `flat` may have queued: what it can send within the pipe's
+    /// queue delay at its current rates, but at least the pipe's minimum.
+    #[inline]
+    fn delay_limit(&self, pipe: usize, flat: usize) -> u64 {
+        let cfg = &self.config.pipes[pipe];
+        if cfg.max_queue_delay_ns == 0 {
+            return u64::MAX;
+        }
+        let d = cfg.max_queue_delay_ns;
+        let own = self.jobs[flat].0.bucket.bytes_over(d);
+        let imm = if self.jobs[flat].0.imm_allow.load(Relaxed) > 0 {
+            self.pipes[pipe].immediate.bytes_over(d)
+        } else {
+            0
+        };
+        own.saturating_add(imm).max(cfg.min_queue_bytes)
+    }
+
     /// Earliest time the job at `flat` may send again.
     fn ready_at(&self, now: u64, pipe: usize, flat: usize) -> Option<u64> {
         let job = &self.jobs[flat].0;
@@ -339,8 +368,10 @@ pub struct PacerStats {
     pub sent_immediate: u64,
     /// Packets queued by `admit`.
     pub queued: u64,
-    /// Packets dropped because the job's queue was full.
+    /// Packets dropped because the job's queue was full (packet or byte limit).
     pub dropped_queue_full: u64,
+    /// Packets dropped because they would have waited longer than the queue delay limit.
+    pub dropped_queue_delay: u64,
     /// Packets dropped because the pipe or job index was unknown.
     pub dropped_bad_index: u64,
 }
@@ -440,10 +471,15 @@ impl<T> Pacer<T> {
             }
         }
         // Both limits are checked before pushing, so the preallocated deque never grows.
-        if q.items.len() >= q.limit_pkts || q.bytes + bytes > q.limit_bytes {
+        let full = q.items.len() >= q.limit_pkts || q.bytes + bytes > q.limit_bytes;
+        if full || q.bytes + bytes > shared.delay_limit(pipe, flat) {
             bump(&c.dropped_bytes, bytes);
             bump(&c.dropped_pkts, 1);
-            self.stats.dropped_queue_full += 1;
+            if full {
+                self.stats.dropped_queue_full += 1;
+            } else {
+                self.stats.dropped_queue_delay += 1;
+            }
             return Admit::Dropped(item);
         }
         q.items.push_back((len, item));

@@ -11,6 +11,9 @@ fn config(jobs: u16, workers: usize, queue_limit_pkts: usize) -> PacerConfig {
             interval_ns: T,
             queue_limit_pkts,
             queue_limit_bytes: queue_limit_pkts as u64 * 1514,
+            // Only the packet and byte limits here; the delay limit has its own test.
+            max_queue_delay_ns: 0,
+            min_queue_bytes: 0,
             initial_immediate_bps: 0,
         }],
         workers,
@@ -61,9 +64,9 @@ fn run_saturated(bps: u64, pkt: u32, duration: u64) -> (u64, u64) {
         max_burst = max_burst.max(burst);
         let wake = pacer.next_release_time(now).unwrap_or(u64::MAX);
         assert!(wake >= now);
-        // Wake when credit arrives, but at most every microsecond (as a worker batching its
-        // ring would), and at least every tick.
-        now = wake.max(now + 1_000).min(now + tick).min(next_grant);
+        // Wake when credit arrives, but at most every 10 us (as a worker batching its ring
+        // would), and at least every tick.
+        now = wake.max(now + 10_000).min(now + tick).min(next_grant);
     }
     (sent, max_burst)
 }
@@ -78,12 +81,10 @@ fn rate_is_accurate_from_1_mbit_to_10_gbit() {
         10_000_000_000,
     ] {
         for pkt in [1514u32, 64] {
-            // 64-byte packets at 10 Gbit/s are 19.5 Mpps: simulate 100 ms of them.
-            let duration = if u64::from(pkt) * 1_000_000_000 < bps {
-                SEC / 10
-            } else {
-                SEC
-            };
+            // Above 500k packets per second (1 Gbit/s of 64-byte packets, 10 Gbit/s of full
+            // frames) 100 ms hold plenty of packets and keep the debug-build test fast.
+            let pps = bps / 8 / u64::from(pkt);
+            let duration = if pps > 500_000 { SEC / 10 } else { SEC };
             let (sent, max_burst) = run_saturated(bps, pkt, duration);
             let want = (bps / 8) as f64 * duration as f64 / SEC as f64;
             let err = (sent as f64 - want).abs() / want;
@@ -213,6 +214,30 @@ fn queue_is_bounded_and_drops_are_counted() {
         ),
         (0, 8, 0)
     );
+}
+
+#[test]
+fn queue_delay_limit_follows_the_rate() {
+    let mut cfg = config(1, 1, 1000);
+    cfg.pipes[0].max_queue_delay_ns = 10 * MS;
+    cfg.pipes[0].min_queue_bytes = 3000;
+    let mut control = PacerControl::new(cfg).unwrap();
+    let mut pacer: Pacer<u32> = control.worker(0).unwrap();
+    // No credit yet: only the minimum, 3000 bytes, may wait.
+    assert_eq!(pacer.admit(0, 0, 0, 1500, 0), Admit::Queued);
+    assert_eq!(pacer.admit(0, 0, 0, 1500, 1), Admit::Queued);
+    assert_eq!(pacer.admit(0, 0, 0, 1500, 2), Admit::Dropped(2));
+    assert_eq!(pacer.stats().dropped_queue_delay, 1);
+    // 200_000 bytes per 20 ms is 100_000 bytes per 10 ms: 66 packets of 1500 may wait.
+    control.set_grants(0, 0, 0, &[credit(0, 200_000)]).unwrap();
+    let queued = (3..200)
+        .filter(|&i| pacer.admit(0, 0, 0, 1500, i) == Admit::Queued)
+        .count();
+    assert_eq!(queued, 66 - 2);
+    assert_eq!(pacer.stats().dropped_queue_full, 0);
+    let mut s = Vec::new();
+    control.sample(0, 0, &mut s).unwrap();
+    assert_eq!(s[0].dropped_pkts, 1 + 197 - 64);
 }
 
 #[test]
@@ -412,20 +437,23 @@ fn drain_hands_back_queued_items() {
 
 #[test]
 fn concurrent_workers_never_overspend_by_more_than_a_packet_each() {
-    // Frozen clock, 1_000_000 bytes of own credit (burst large enough to hold it) and 500_000
-    // of immediate credit; two threads spend 1500-byte packets until refused.
-    for round in 0..20 {
+    // Frozen clock, 20M bytes of own credit (burst large enough to hold it) and 10M of
+    // immediate credit; two threads released together spend 1500-byte packets until refused.
+    const OWN: u64 = 20_000_000;
+    const IMM: u64 = 10_000_000;
+    for round in 0..10 {
         let mut cfg = config(1, 2, 16);
-        cfg.min_burst_bytes = 10_000_000;
+        cfg.min_burst_bytes = 100_000_000;
         let mut control = PacerControl::new(cfg).unwrap();
-        control
-            .set_grants(0, 0, 500_000, &[credit(0, 1_000_000)])
-            .unwrap();
+        control.set_grants(0, 0, IMM, &[credit(0, OWN)]).unwrap();
         let now = T; // one interval: exactly the granted credit has been earned
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
         let handles: Vec<_> = (0..2)
             .map(|w| {
                 let mut pacer: Pacer<u32> = control.worker(w).unwrap();
+                let start = start.clone();
                 std::thread::spawn(move || {
+                    start.wait();
                     let mut sent = 0u64;
                     let mut i = 0;
                     while let Admit::Send(_) = pacer.admit(now, 0, 0, 1500, i) {
@@ -439,11 +467,11 @@ fn concurrent_workers_never_overspend_by_more_than_a_packet_each() {
         let per_thread: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let total: u64 = per_thread.iter().sum();
         assert!(
-            total >= 1_500_000,
+            total >= OWN + IMM,
             "round {round}: credit left unused: {total}"
         );
         assert!(
-            total <= 1_500_000 + 2 * 1500,
+            total <= OWN + IMM + 2 * 1500,
             "round {round}: overspent: {total} ({per_thread:?})"
         );
         let mut s = Vec::new();
