@@ -160,10 +160,15 @@ impl Bucket {
             .saturating_sub(self.params().earned(now))
     }
 
-    /// Re-anchors the earned curve at `now` with a new rate and burst (control thread).
-    pub fn set_rate(&self, now: u64, rate_fp: u64, burst: u64) {
+    /// Re-anchors the earned curve at `now` with a new rate and burst, keeping at most `carry`
+    /// unspent bytes from before (control thread). Debt is always kept. Dropping old tokens
+    /// keeps an idle bucket from holding a burst's worth of credit granted long ago.
+    pub fn set_rate(&self, now: u64, rate_fp: u64, burst: u64, carry: u64) {
         let p = self.params();
-        let base = p.earned(now);
+        // A spend racing with this only makes the new anchor slightly generous or strict.
+        let base = p
+            .earned(now)
+            .min(self.spent.load(Relaxed).saturating_add(carry));
         self.publish(Params {
             base,
             t0: now.max(p.t0),
@@ -243,15 +248,32 @@ mod tests {
     #[test]
     fn rate_change_keeps_earned_continuous_and_forgive_pays_debt() {
         let b = bucket(1000, 1 << 40);
-        b.set_rate(2_000_000, rate_fp(4000, 1_000_000), 1 << 40);
+        b.set_rate(2_000_000, rate_fp(4000, 1_000_000), 1 << 40, u64::MAX);
         // 2 ms at 1000/ms + 1 ms at 4000/ms.
         assert_eq!(b.earned(3_000_000), 6000);
         assert!(b.try_spend(3_000_000, 7000));
         assert_eq!(b.debt(3_000_000), 1000);
         b.forgive(600);
         assert_eq!(b.debt(3_000_000), 400);
-        b.set_rate(3_000_000, 0, 1 << 40);
+        b.set_rate(3_000_000, 0, 1 << 40, u64::MAX);
         assert_eq!(b.ready_at(3_000_000), None);
+    }
+
+    #[test]
+    fn regrant_keeps_debt_but_at_most_carry_of_unspent_credit() {
+        let b = bucket(1000, 1 << 40);
+        // 5 ms idle: 5000 bytes unspent; a new grant carries over only 1200 of them.
+        b.set_rate(5_000_000, rate_fp(1000, 1_000_000), 1 << 40, 1200);
+        let mut sent = 0;
+        while b.try_spend(5_000_000, 100) {
+            sent += 100;
+        }
+        assert_eq!(sent, 1200);
+        // Debt survives a re-grant with no carry at all.
+        assert!(b.try_spend(6_000_000, 1500));
+        assert_eq!(b.debt(6_000_000), 500);
+        b.set_rate(6_000_000, rate_fp(1000, 1_000_000), 1 << 40, 0);
+        assert_eq!(b.debt(6_000_000), 500);
     }
 
     #[test]

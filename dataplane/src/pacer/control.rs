@@ -127,9 +127,40 @@ impl PacerControl {
         t
     }
 
+    /// Pays the jobs' debts on `pipe` with the immediate credit granted since the previous
+    /// call but not used: "swap what was used for what can be used, pay the overdraft with
+    /// the difference". That capacity was offered to this node and left idle, so bytes sent
+    /// beyond credit took nothing from anyone.
+    fn settle_overdraft(&mut self, pipe: usize, now_ns: u64) {
+        let p = &self.shared.pipes[pipe];
+        let imm_earned = p.immediate.earned(now_ns);
+        let imm_sent: u64 = (0..p.jobs)
+            .map(|j| self.totals(p.first_job + j).sent_imm)
+            .fold(0, u64::wrapping_add);
+        let mark = std::mem::replace(
+            &mut self.marks[pipe],
+            ImmediateMark {
+                earned: imm_earned,
+                sent: imm_sent,
+            },
+        );
+        let mut unused = imm_earned
+            .saturating_sub(mark.earned)
+            .saturating_sub(imm_sent.wrapping_sub(mark.sent));
+        for j in 0..p.jobs {
+            let bucket = &self.shared.jobs[p.first_job + j].0.bucket;
+            let pay = bucket.debt(now_ns).min(unused);
+            if pay > 0 {
+                bucket.forgive(pay);
+                unused -= pay;
+                self.stats.debt_forgiven_bytes += pay;
+            }
+        }
+    }
+
     /// Samples every job of `pipe` at `now_ns` into `out` (cleared first): counts since the
-    /// previous sample of the pipe, queue sizes and debt now. Call once per interval, before
-    /// [`PacerControl::set_grants`].
+    /// previous sample of the pipe, queue sizes and debt now (after paying what unused
+    /// immediate credit can). Call once per interval, before [`PacerControl::set_grants`].
     pub fn sample(
         &mut self,
         pipe: usize,
@@ -142,6 +173,7 @@ impl PacerControl {
             .get(pipe)
             .ok_or(PacerError::UnknownPipe(pipe))?;
         let (first, jobs) = (p.first_job, p.jobs);
+        self.settle_overdraft(pipe, now_ns);
         out.clear();
         for j in 0..jobs {
             let flat = first + j;
@@ -182,9 +214,7 @@ impl PacerControl {
     /// Applies `pipe`'s grants for the interval starting at `now_ns`: `immediate_bytes` of
     /// immediate credit for the node, and each listed job's credit (jobs not listed get
     /// none). All amounts are bytes per interval and trickle in at that rate until the next
-    /// call. First, immediate credit granted since the previous call but not used pays off the
-    /// jobs' debts (swap what was used for what can be used, pay the overdraft with the
-    /// difference). Nothing changes if the pipe or a job is unknown.
+    /// call. Nothing changes if the pipe or a job is unknown.
     pub fn set_grants(
         &mut self,
         pipe: usize,
@@ -203,26 +233,6 @@ impl PacerControl {
         let cfg = &self.shared.config.pipes[pipe];
         let interval = cfg.interval_ns;
 
-        // Immediate credit left unused since the last grant pays off debts.
-        let imm_earned = p.immediate.earned(now_ns);
-        let imm_sent: u64 = (0..p.jobs)
-            .map(|j| self.totals(p.first_job + j).sent_imm)
-            .fold(0, u64::wrapping_add);
-        let mark = self.marks[pipe];
-        let mut unused = imm_earned
-            .saturating_sub(mark.earned)
-            .saturating_sub(imm_sent.wrapping_sub(mark.sent));
-        for j in 0..p.jobs {
-            let bucket = &self.shared.jobs[p.first_job + j].0.bucket;
-            let debt = bucket.debt(now_ns);
-            let pay = debt.min(unused);
-            if pay > 0 {
-                bucket.forgive(pay);
-                unused -= pay;
-                self.stats.debt_forgiven_bytes += pay;
-            }
-        }
-
         for j in 0..p.jobs {
             let grant = jobs
                 .iter()
@@ -230,21 +240,20 @@ impl PacerControl {
                 .copied()
                 .unwrap_or_default();
             let job = &self.shared.jobs[p.first_job + j].0;
-            let burst = self.shared.config.burst(grant.credit_bytes, interval);
-            job.bucket
-                .set_rate(now_ns, rate_fp(grant.credit_bytes, interval), burst);
+            let cfg = &self.shared.config;
+            let (bytes, rate) = (grant.credit_bytes, rate_fp(grant.credit_bytes, interval));
+            let (burst, carry) = (cfg.burst(bytes, interval), cfg.carry(bytes, interval));
+            job.bucket.set_rate(now_ns, rate, burst, carry);
             let allow = grant
                 .immediate_allowance
                 .map_or(i64::MAX, |a| i64::try_from(a).unwrap_or(i64::MAX));
             job.imm_allow.store(allow, Relaxed);
         }
-        let burst = self.shared.config.burst(immediate_bytes, interval);
-        p.immediate
-            .set_rate(now_ns, rate_fp(immediate_bytes, interval), burst);
-        self.marks[pipe] = ImmediateMark {
-            earned: p.immediate.earned(now_ns),
-            sent: imm_sent,
-        };
+        let cfg = &self.shared.config;
+        let burst = cfg.burst(immediate_bytes, interval);
+        let carry = cfg.carry(immediate_bytes, interval);
+        let rate = rate_fp(immediate_bytes, interval);
+        p.immediate.set_rate(now_ns, rate, burst, carry);
         self.stats.grants_applied += 1;
         Ok(())
     }

@@ -332,3 +332,45 @@ fn light_traffic_goes_straight_through() {
     }
     assert_within("job 0", pool.job_mean(0, 2..30), 0.05 * CAP, 0.01);
 }
+
+fn flood_from_20(k: u64) -> u64 {
+    if k < 20 {
+        0
+    } else {
+        flood(k)
+    }
+}
+
+#[test]
+fn idle_job_ramps_up_to_its_booking_within_three_intervals() {
+    let mut pool = Pool::new(2, bookings(), 2);
+    pool.node(None, vec![(0, flood_from_20)]);
+    pool.node(None, vec![(1, flood)]);
+    pool.run(40);
+    // Alone, job 1 fills the pipe but for job 0's minimum request.
+    assert_within("job 1 alone", pool.job_mean(1, 5..20), CAP, 0.03);
+    // Job 0's minimum request lets its first packets through at once, without credit kept
+    // from long ago pushing the pipe over its capacity.
+    assert!(pool.sent[20][0] > 0);
+    for k in 1..40 {
+        assert!(
+            pool.total(k) as f64 <= CAP * 1.01,
+            "interval {k}: {:?}",
+            pool.sent[k]
+        );
+    }
+    for k in 23..40 {
+        assert_within(
+            &format!("job 0, interval {k}"),
+            pool.sent[k][0] as f64,
+            0.6 * CAP,
+            0.05,
+        );
+        assert_within(
+            &format!("job 1, interval {k}"),
+            pool.sent[k][1] as f64,
+            0.4 * CAP,
+            0.05,
+        );
+    }
+}

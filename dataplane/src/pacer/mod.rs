@@ -164,10 +164,14 @@ impl PacerConfig {
 
     /// Burst in bytes for a grant of `bytes` per `interval_ns`.
     fn burst(&self, bytes: u64, interval_ns: u64) -> u64 {
+        self.carry(bytes, interval_ns).max(self.min_burst_bytes)
+    }
+
+    /// Unspent credit carried over a new grant of `bytes` per `interval_ns`: the burst at the
+    /// new rate, without the minimum (a job granted nothing keeps nothing).
+    fn carry(&self, bytes: u64, interval_ns: u64) -> u64 {
         let b = u128::from(bytes) * u128::from(self.burst_ns) / u128::from(interval_ns.max(1));
-        u64::try_from(b)
-            .unwrap_or(u64::MAX)
-            .max(self.min_burst_bytes)
+        u64::try_from(b).unwrap_or(u64::MAX)
     }
 }
 
@@ -248,6 +252,7 @@ impl Shared {
                     0,
                     bucket::rate_fp(bytes, p.interval_ns),
                     config.burst(bytes, p.interval_ns),
+                    0,
                 );
                 first_job += usize::from(p.jobs);
                 ps
