@@ -1,10 +1,11 @@
 //! Closed loop of real pacers driven by the real allocator, in simulated time: the same
 //! assertions the system test makes with real traffic.
 //!
-//! Every node has a `PacerControl` and one worker `Pacer`. Each job on each node offers
-//! 1500-byte packets evenly at a fixed rate; the worker admits them and polls its queues every
-//! 50 us. At every interval boundary each live node samples its pacer, builds its demand,
-//! "gossips" it (instantly), allocates from what it sees and applies the grants.
+//! Every node has a `PacerControl` and one or two worker `Pacer`s. Each job on each node offers
+//! 1500-byte packets evenly at a fixed rate, spread over the workers; the workers admit them
+//! and poll their queues every 50 us. Once per interval (at its own phase) each live node
+//! samples its pacer, builds its demand and "gossips" it (instantly), then allocates from the
+//! latest demands it has from its peers and applies the grants.
 
 use headroom_control::allocator::{self as alloc, JobBooking, NodePipeDemand, PipeSpec, Rate};
 
@@ -28,10 +29,15 @@ struct Source {
 
 struct Node {
     control: PacerControl,
-    pacer: Pacer<u16>,
+    pacers: Vec<Pacer<u16>>,
     sources: Vec<Source>,
     dies_at: Option<u64>,
+    /// Offset of this node's exchanges within the interval.
+    phase: u64,
+    /// Packets admitted so far, to spread them over the workers.
+    seq: usize,
     last_gossip: NodePipeDemand,
+    last_demand: alloc::LocalDemand,
     samples: Vec<JobSample>,
 }
 
@@ -59,6 +65,16 @@ impl Pool {
     }
 
     fn node(&mut self, dies_at: Option<u64>, sources: Vec<(u16, Offered)>) {
+        self.node_with(dies_at, sources, 1, 0);
+    }
+
+    fn node_with(
+        &mut self,
+        dies_at: Option<u64>,
+        sources: Vec<(u16, Offered)>,
+        workers: usize,
+        phase: u64,
+    ) {
         let config = PacerConfig {
             pipes: vec![PacerPipeConfig {
                 jobs: self.jobs,
@@ -67,11 +83,11 @@ impl Pool {
                 queue_limit_bytes: 256 * 1514,
                 ..PacerPipeConfig::default()
             }],
-            workers: 1,
+            workers,
             ..PacerConfig::default()
         };
         let control = PacerControl::new(config).unwrap();
-        let pacer = control.worker(0).unwrap();
+        let pacers = (0..workers).map(|w| control.worker(w).unwrap()).collect();
         let sources = sources
             .into_iter()
             .map(|(job, offered_bps)| Source {
@@ -82,10 +98,13 @@ impl Pool {
             .collect();
         self.nodes.push(Node {
             control,
-            pacer,
+            pacers,
             sources,
             dies_at,
+            phase,
+            seq: 0,
             last_gossip: NodePipeDemand::default(),
+            last_demand: alloc::LocalDemand::default(),
             samples: Vec::new(),
         });
     }
@@ -98,84 +117,99 @@ impl Pool {
         !matches!(self.nodes[n].dies_at, Some(d) if k >= d + self.detect)
     }
 
-    /// One exchange at the start of interval `k`.
-    fn exchange(&mut self, k: u64) {
-        let now = k * T;
-        let mut mine = Vec::new();
-        for n in 0..self.nodes.len() {
-            if !self.alive(n, k) {
-                mine.push(None);
-                continue;
-            }
-            let node = &mut self.nodes[n];
-            node.control.sample(0, now, &mut node.samples).unwrap();
-            let measured: Vec<alloc::JobDemand> = node
-                .samples
-                .iter()
-                .map(|s| alloc::JobDemand {
-                    job: s.job,
-                    queued: s.queued_bytes,
-                    arrived: s.arrived_bytes,
-                    debt: s.debt_bytes,
-                })
-                .collect();
-            // Bookings of the jobs that run here.
-            let local: Vec<JobBooking> = self
-                .bookings
-                .iter()
-                .filter(|b| node.sources.iter().any(|s| s.job == b.job))
-                .copied()
-                .collect();
-            let d = alloc::node_demand(&self.pipe, &local, &measured);
-            node.last_gossip = d.node.clone();
-            mine.push(Some(d));
-        }
-        for (n, d) in mine.iter().enumerate() {
-            let Some(d) = d else { continue };
-            let peers: Vec<NodePipeDemand> = (0..self.nodes.len())
-                .filter(|&o| o != n && self.member(o, k))
-                .map(|o| self.nodes[o].last_gossip.clone())
-                .collect();
-            let g = alloc::allocate(&self.pipe, &self.bookings, &peers, d);
-            let credits: Vec<JobCredit> = g
-                .jobs
-                .iter()
-                .map(|j| JobCredit {
-                    job: j.job,
-                    credit_bytes: j.credit(),
-                    immediate_allowance: j.immediate_allowance,
-                })
-                .collect();
-            self.nodes[n]
-                .control
-                .set_grants(0, now, g.immediate, &credits)
-                .unwrap();
-        }
+    /// Node `n` measures and gossips its demand at `now`.
+    fn publish(&mut self, n: usize, now: u64) {
+        let node = &mut self.nodes[n];
+        node.control.sample(0, now, &mut node.samples).unwrap();
+        let measured: Vec<alloc::JobDemand> = node
+            .samples
+            .iter()
+            .map(|s| alloc::JobDemand {
+                job: s.job,
+                queued: s.queued_bytes,
+                arrived: s.arrived_bytes,
+                debt: s.debt_bytes,
+            })
+            .collect();
+        // Bookings of the jobs that run here.
+        let local: Vec<JobBooking> = self
+            .bookings
+            .iter()
+            .filter(|b| node.sources.iter().any(|s| s.job == b.job))
+            .copied()
+            .collect();
+        node.last_demand = alloc::node_demand(&self.pipe, &local, &measured);
+        node.last_gossip = node.last_demand.node.clone();
+    }
+
+    /// Node `n` allocates from the latest demands of the members it sees at interval `k`.
+    fn apply(&mut self, n: usize, now: u64, k: u64) {
+        let peers: Vec<NodePipeDemand> = (0..self.nodes.len())
+            .filter(|&o| o != n && self.member(o, k))
+            .map(|o| self.nodes[o].last_gossip.clone())
+            .collect();
+        let g = alloc::allocate(
+            &self.pipe,
+            &self.bookings,
+            &peers,
+            &self.nodes[n].last_demand,
+        );
+        let credits: Vec<JobCredit> = g
+            .jobs
+            .iter()
+            .map(|j| JobCredit {
+                job: j.job,
+                credit_bytes: j.credit(),
+                immediate_allowance: j.immediate_allowance,
+            })
+            .collect();
+        self.nodes[n]
+            .control
+            .set_grants(0, now, g.immediate, &credits)
+            .unwrap();
     }
 
     fn run(&mut self, intervals: u64) {
         for k in 0..intervals {
-            self.exchange(k);
             let mut sent = vec![0u64; usize::from(self.jobs)];
             let mut t = k * T;
             while t < (k + 1) * T {
+                // Nodes whose exchange falls in this step: all gossip, then all allocate.
+                let due: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&n| {
+                        self.alive(n, k)
+                            && t % T <= self.nodes[n].phase
+                            && self.nodes[n].phase < t % T + STEP
+                    })
+                    .collect();
+                for &n in &due {
+                    self.publish(n, t);
+                }
+                for &n in &due {
+                    self.apply(n, t, k);
+                }
                 for n in 0..self.nodes.len() {
                     if !self.alive(n, k) {
                         continue;
                     }
                     let node = &mut self.nodes[n];
+                    let workers = node.pacers.len();
                     for s in &mut node.sources {
                         s.owed += (s.offered_bps)(k) / 8 * STEP / 1_000_000_000;
                         while s.owed >= u64::from(PKT) {
                             s.owed -= u64::from(PKT);
-                            if let Admit::Send(job) = node.pacer.admit(t, 0, s.job, PKT, s.job) {
+                            let pacer = &mut node.pacers[node.seq % workers];
+                            node.seq += 1;
+                            if let Admit::Send(job) = pacer.admit(t, 0, s.job, PKT, s.job) {
                                 sent[usize::from(job)] += u64::from(PKT);
                             }
                         }
                     }
-                    node.pacer.poll_release(t, usize::MAX, |job| {
-                        sent[usize::from(job)] += u64::from(PKT)
-                    });
+                    for pacer in &mut node.pacers {
+                        pacer.poll_release(t, usize::MAX, |job| {
+                            sent[usize::from(job)] += u64::from(PKT)
+                        });
+                    }
                 }
                 t += STEP;
             }
@@ -325,7 +359,7 @@ fn light_traffic_goes_straight_through() {
     // Nothing is dropped and, but for the first packet or two (sent before any credit was
     // earned), every packet is sent by `admit` itself as it arrives: no added latency.
     for node in &pool.nodes {
-        let s = node.pacer.stats();
+        let s = node.pacers[0].stats();
         assert_eq!(s.dropped_queue_full, 0);
         assert!(s.queued <= 2, "queued {}", s.queued);
         assert_eq!(s.sent_direct + s.queued, s.admitted);
@@ -371,6 +405,38 @@ fn idle_job_ramps_up_to_its_booking_within_three_intervals() {
             pool.sent[k][1] as f64,
             0.4 * CAP,
             0.05,
+        );
+    }
+}
+
+#[test]
+fn unsynchronised_exchanges_and_two_workers_per_node() {
+    let mut pool = Pool::new(2, bookings(), 2);
+    // Exchanges at 0, 7 and 13 ms into each interval, so every node allocates from demands
+    // its peers measured up to an interval earlier; two workers per node.
+    for phase in [0, 7_000_000, 13_000_000] {
+        pool.node_with(None, vec![(0, flood), (1, flood_until_40)], 2, phase);
+    }
+    pool.run(60);
+    assert_within("job 0", pool.job_mean(0, 5..40), 0.6 * CAP, 0.05);
+    assert_within("job 1", pool.job_mean(1, 5..40), 0.4 * CAP, 0.05);
+    assert_within("pipe", pool.total_mean(5..40), CAP, 0.03);
+    // One more interval than in step, for the stale picture.
+    for k in 44..60 {
+        assert_within(
+            &format!("job 0 alone, interval {k}"),
+            pool.sent[k][0] as f64,
+            CAP,
+            0.03,
+        );
+    }
+    // Once every node has seen every other's demand, never over the pipe. (Before that, a
+    // node that has not heard from its peers yet believes it is alone.)
+    for k in 3..60 {
+        assert!(
+            pool.total(k) as f64 <= CAP * 1.03,
+            "interval {k}: {:?}",
+            pool.sent[k]
         );
     }
 }
