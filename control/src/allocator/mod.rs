@@ -16,6 +16,11 @@
 //!    devalued by the pipe's immediate share and split evenly between live nodes, so traffic
 //!    that appears between two exchanges can go straight out.
 //!
+//! Each interval, per pipe, the control loop: reads the pacer's per-job counters
+//! ([`JobDemand`]), calls [`node_demand`] with the bookings of the jobs running on this node,
+//! gossips [`LocalDemand::node`], and once it has the peers' latest demands calls [`allocate`]
+//! with the pool-wide booking table and hands the [`PipeGrant`] to the pacer.
+//!
 //! Demand is reported from what the pacer measured: bytes still queued, bytes that arrived in
 //! the last interval (sent + queued + dropped) and any debt from sending a whole packet on a
 //! fraction of credit. Arrivals rather than bytes sent are used so that a job throttled to a

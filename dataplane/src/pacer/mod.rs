@@ -11,8 +11,13 @@
 //! Each worker owns a [`Pacer<T>`] (`T` is whatever the worker queues, a frame descriptor for
 //! instance). A packet whose job has nothing queued and has credit goes straight through: a
 //! lightly loaded pipe adds no latency. Otherwise it waits in the job's queue, in order, until
-//! [`Pacer::poll_release`] finds credit for it; a full queue drops it (and hands it back, so
-//! the frame can be recycled).
+//! [`Pacer::poll_release`] finds credit for it. A queue holds at most a packet and byte limit
+//! and at most [`PacerPipeConfig::max_queue_delay_ns`] worth of the job's current rate; beyond
+//! that the packet is dropped and handed back, so the frame can be recycled.
+//!
+//! Workers should call `poll_release` on every loop iteration (it returns at once when nothing
+//! is queued) and may sleep until [`Pacer::next_release_time`], capped at the exchange
+//! interval: new grants arrive without any wake-up.
 //!
 //! Per-packet cost: a few atomic loads and one compare-and-swap on the job's bucket (two when
 //! immediate credit is used), plus stores to counters only this worker writes. No allocation
@@ -356,7 +361,8 @@ pub enum Admit<T> {
     Send(T),
     /// Queued; [`Pacer::poll_release`] hands it back when credit arrives.
     Queued,
-    /// Dropped (queue full or unknown pipe/job); the item is handed back for recycling.
+    /// Dropped (queue full, queue delay limit, or unknown pipe/job); the item is handed back
+    /// for recycling.
     Dropped(T),
 }
 
