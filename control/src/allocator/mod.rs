@@ -27,6 +27,7 @@
 //! small grant still reports what it is really offered and can ramp up in one interval instead
 //! of growing by a queue's worth per interval.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Upper bound of [`PipeSpec::immediate_share_pct`].
@@ -88,7 +89,7 @@ pub enum AllocError {
 }
 
 /// A pipe shared by all nodes of the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipeSpec {
     /// Capacity in bits per second.
     pub capacity_bps: u64,
@@ -152,7 +153,7 @@ pub fn bps_to_bytes(bps: u64, interval_ns: u64) -> u64 {
 }
 
 /// A rate, absolute or relative to the pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rate {
     /// Bits per second.
     Bps(u64),
@@ -177,7 +178,7 @@ impl Rate {
 
 /// A job's booking on a pipe. Bookings apply per node: a job running on several nodes needs
 /// its pool-wide booking divided between them by the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobBooking {
     /// Job identifier.
     pub job: u16,
@@ -225,7 +226,7 @@ pub fn validate_bookings(pipe: &PipeSpec, bookings: &[JobBooking]) -> Result<(),
 }
 
 /// What a node gossips about one pipe each interval, in bytes per interval.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePipeDemand {
     /// Demand covered by bookings, as seen by this node alone.
     pub booked: u64,
@@ -237,7 +238,7 @@ pub struct NodePipeDemand {
 }
 
 /// One booked or capped job's demand on one node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobWant {
     /// Job identifier.
     pub job: u16,
