@@ -611,8 +611,10 @@ impl<T> Drop for Pacer<T> {
 }
 
 /// Benchmark fixture for the hot path: a one-pipe, one-job pacer whose job is granted
-/// `rate_bps` from time 0 (20 ms interval), with the worker's pacer. Benchmark
-/// `Pacer::admit` / `Pacer::poll_release` on it with a simulated clock.
+/// `rate_bps` from time 0 (20 ms interval), with worker 0's pacer. To time the send path of
+/// `Pacer::admit`, advance the simulated clock by at least `len * 8e9 / rate_bps` ns per
+/// packet; with a fixed clock credit runs out and the queue and drop paths are measured
+/// instead (call `Pacer::poll_release` / `Pacer::drain` to recycle).
 pub fn bench_fixture(rate_bps: u64) -> Result<(PacerControl, Pacer<u32>), PacerError> {
     let config = PacerConfig::default();
     let mut control = PacerControl::new(config)?;
