@@ -1,4 +1,5 @@
 //! Headroom control plane.
 
+pub mod allocator;
 pub mod health;
 pub mod procsched;

@@ -4,6 +4,7 @@
 pub mod arp;
 pub mod classifier;
 pub mod director;
+pub mod pacer;
 pub mod packet;
 pub mod pipeline;
 pub mod worker;
