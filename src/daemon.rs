@@ -41,7 +41,12 @@ struct Dataplane {
 }
 
 impl Dataplane {
-    fn start(cfg: &Config, rules: Arc<RuleSet>, reports: Sender<Report>) -> Result<Self> {
+    fn start(
+        cfg: &Config,
+        rules: Arc<RuleSet>,
+        reports: Sender<Report>,
+        director: Option<&crate::director_ctl::DirectorCtl>,
+    ) -> Result<Self> {
         let policy = match cfg.interfaces.xdp_mode {
             XdpMode::Auto => ModePolicy::Auto,
             XdpMode::Native => ModePolicy::Native,
@@ -100,7 +105,10 @@ impl Dataplane {
                 flow_capacity: cfg.classifier.flow_capacity,
                 idle_timeout_ns: cfg.classifier.idle_timeout_secs * 1_000_000_000,
             };
-            let pipeline = HeadroomPipeline::new(&pcfg, rules.clone());
+            let mut pipeline = HeadroomPipeline::new(&pcfg, rules.clone());
+            if let Some(d) = director {
+                pipeline = pipeline.with_director(d.stage()); // flow director hook
+            }
             let h = worker::spawn(spec, pipeline, reports.clone(), stop.clone())
                 .with_context(|| format!("starting worker {i}"))?;
             for (prog, fd) in xdp.iter().zip(h.fds) {
@@ -211,6 +219,8 @@ struct Control {
     reloads_ok: u64,
     reloads_failed: u64,
     last_reload_error: Option<String>,
+    /// Flow director (VIP services), if configured.
+    director: Option<crate::director_ctl::DirectorCtl>,
 }
 
 impl Control {
@@ -409,6 +419,15 @@ impl Control {
                 }
             })
             .collect();
+        // Flow director hook.
+        st.director = self.director.as_ref().map(|d| {
+            d.status(
+                self.reports
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| r.pipeline.director.as_ref()),
+            )
+        });
         st
     }
 
@@ -457,6 +476,9 @@ impl Control {
             metrics::counter!("headroom_job_bytes_total", "job" => j.name.clone(), "direction" => "out").absolute(j.bytes_out);
         }
         metrics::gauge!("headroom_flows").set(st.flows as f64);
+        if let Some(d) = &st.director {
+            crate::director_ctl::export_metrics(d);
+        }
     }
 }
 
@@ -526,7 +548,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (report_tx, report_rx) = crossbeam_channel::bounded::<Report>(256);
     let mut jobs = JobRegistry::default();
     let rules = jobs.rules(&cfg);
-    let dp = Dataplane::start(&cfg, rules, report_tx)?;
+    let director = crate::director_ctl::DirectorCtl::new(&cfg);
+    let dp = Dataplane::start(&cfg, rules, report_tx, director.as_ref())?;
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<CtlMsg>(16);
     serve_control_socket(&cfg.control.socket, ctl_tx)?;
     tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd running");
@@ -542,6 +565,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         reloads_ok: 0,
         reloads_failed: 0,
         last_reload_error: None,
+        director,
     };
     control_loop(&mut ctl, &dp, &report_rx, &ctl_rx, &stop, &hup);
 
@@ -597,6 +621,9 @@ fn control_loop(
         let now = Instant::now();
         if now >= next_hf {
             next_hf = now + hf;
+            if let Some(d) = &mut ctl.director {
+                d.tick(now); // flow director hook
+            }
         }
         if now >= next_lf {
             next_lf = now + lf;

@@ -3,5 +3,6 @@
 
 pub mod ctl;
 pub mod daemon;
+pub mod director_ctl;
 pub mod lab;
 pub mod status;

@@ -29,7 +29,100 @@ pub struct Status {
     pub flows: u64,
     /// Process detection and CPU shares (absent when no job has process rules).
     pub cpu: Option<CpuStatus>,
+    /// Flow director (absent when no VIP service is configured).
+    #[serde(default)]
+    pub director: Option<DirectorStatus>,
 }
+
+// --- flow director ---
+
+/// Flow director and ARP interceptor state of this node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirectorStatus {
+    /// Whether the workers intercept VIP traffic (the local host MAC is known).
+    pub ready: bool,
+    /// MAC this node answers VIP ARP with (its host's MAC on the wire).
+    pub local_mac: String,
+    /// Table versions published.
+    pub tables_published: u64,
+    /// Live pool members the tables were built from.
+    pub alive: Vec<u32>,
+    /// VIP addresses this node owns (answers ARP for).
+    pub owned_vips: Vec<String>,
+    /// Services.
+    pub services: Vec<VipStatus>,
+    /// Per pool node.
+    pub nodes: Vec<DirectorNodeStatus>,
+    /// Node-wide counters summed over workers: (name, value).
+    pub counters: Vec<(String, u64)>,
+}
+
+impl DirectorStatus {
+    /// A counter by name (0 if absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// A service by name.
+    pub fn service(&self, name: &str) -> Option<&VipStatus> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// One VIP service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VipStatus {
+    /// Name.
+    pub name: String,
+    /// Virtual address.
+    pub vip: String,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// Current owner (answers ARP), if any member is alive.
+    pub owner: Option<u32>,
+    /// Nodes that may receive flows (alive, member, healthy).
+    pub serving: Vec<u32>,
+    /// Members whose health check fails.
+    pub unhealthy: Vec<u32>,
+    /// True when no member is healthy and health is ignored.
+    pub degraded: bool,
+    /// Packets placed by this node (as owner).
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// New flows placed by this node.
+    pub new_flows: u64,
+    /// New flows placed by a sticky entry.
+    pub sticky_hits: u64,
+    /// Placements on this node.
+    pub placed_local: u64,
+    /// Placements on other nodes.
+    pub placed_remote: u64,
+    /// Packets encapsulated to other nodes.
+    pub encapsulated: u64,
+    /// Flow placements per node: (node, flows).
+    pub placements: Vec<(u32, u64)>,
+}
+
+/// One pool node as the director sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirectorNodeStatus {
+    /// Node id.
+    pub node: u32,
+    /// Host-stack address (encapsulation endpoint).
+    pub host_address: String,
+    /// Its MAC, once known.
+    pub mac: Option<String>,
+    /// Alive in the membership view.
+    pub alive: bool,
+    /// Flows this node placed on it (all services).
+    pub placements: u64,
+}
+
+// --- end flow director ---
 
 /// Process scheduler state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -47,6 +47,14 @@ pub struct Config {
     /// Process detection and CPU-share enforcement.
     #[serde(default)]
     pub cpu: CpuConfig,
+    // --- flow director (VIP services) ---
+    /// Load-balanced VIP services (`[[vip]]`).
+    #[serde(default, rename = "vip")]
+    pub vips: Vec<crate::vip::VipService>,
+    /// Node-wide flow director settings (`[director]`).
+    #[serde(default)]
+    pub director: crate::vip::DirectorSettings,
+    // --- end flow director ---
 }
 
 /// `[node]`
@@ -613,6 +621,23 @@ impl Config {
                 "must be a plain directory name".into(),
             );
         }
+        // --- flow director (VIP services) ---
+        if let Err(e) = crate::vip::validate_services(&self.vips) {
+            return err(vec![K("vip")], e.to_string());
+        }
+        if let Err(e) = self.director.validate() {
+            return err(vec![K("director")], e.to_string());
+        }
+        if !self.vips.is_empty() && self.director.host_of(u32::from(self.node.id)).is_none() {
+            return err(
+                vec![K("director"), K("hosts")],
+                format!(
+                    "VIP services need this node's host address (an entry for node {})",
+                    self.node.id
+                ),
+            );
+        }
+        // --- end flow director ---
         let mut pipes = HashSet::new();
         for (i, p) in self.pipes.iter().enumerate() {
             if p.name.is_empty() || !pipes.insert(p.name.as_str()) {

@@ -463,6 +463,38 @@ pub struct DirectorSettings {
     /// Spacing of the gratuitous ARPs a new owner sends, milliseconds.
     #[serde(default = "default_garp_interval_ms")]
     pub gratuitous_arp_interval_ms: u64,
+    /// Host-stack address of every pool node (this one included): the
+    /// encapsulation endpoints. Frames to a node's own address go to its
+    /// kernel, not to its workers, so forwarded flows are addressed to the
+    /// host address behind the node's Headroom instead. A node's MAC is
+    /// taken from `mac` when given, else resolved through the kernel's
+    /// neighbour table.
+    #[serde(default)]
+    pub hosts: Vec<HostAddress>,
+}
+
+/// Host-stack address of one pool node (`[[director.hosts]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostAddress {
+    /// Node id.
+    pub node: u32,
+    /// IPv4 address of the node's host stack.
+    pub address: Ipv4Addr,
+    /// MAC of the host's interface ("aa:bb:cc:dd:ee:ff"); resolved with ARP
+    /// when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// Parses "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 fn default_encap_port() -> u16 {
@@ -501,6 +533,7 @@ impl Default for DirectorSettings {
             tcp_idle_secs: default_tcp_idle_secs(),
             udp_idle_secs: default_udp_idle_secs(),
             gratuitous_arp_interval_ms: default_garp_interval_ms(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -523,6 +556,9 @@ pub enum DirectorSettingsError {
     /// A zero lifetime or interval.
     #[error("{0} must be positive")]
     ZeroDuration(&'static str),
+    /// A host entry is duplicated or malformed.
+    #[error("hosts: node {0} is listed twice or has a malformed MAC")]
+    BadHost(u32),
 }
 
 fn is_prime(n: usize) -> bool {
@@ -566,7 +602,19 @@ impl DirectorSettings {
                 return Err(E::ZeroDuration(name));
             }
         }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let dup = self.hosts[..i].iter().any(|o| o.node == h.node);
+            let bad_mac = h.mac.as_deref().is_some_and(|m| parse_mac(m).is_none());
+            if dup || bad_mac {
+                return Err(E::BadHost(h.node));
+            }
+        }
         Ok(())
+    }
+
+    /// Host address entry of `node`.
+    pub fn host_of(&self, node: u32) -> Option<&HostAddress> {
+        self.hosts.iter().find(|h| h.node == node)
     }
 }
 

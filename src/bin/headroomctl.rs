@@ -146,4 +146,10 @@ fn print_status(st: &Status) {
             "(unmanaged)", cpu.unmanaged_processes, cpu.unmanaged_cores
         );
     }
+    // Flow director.
+    if let Some(d) = &st.director {
+        let mut out = String::new();
+        headroom::director_ctl::render_text(d, &mut out);
+        print!("{out}");
+    }
 }

@@ -2,6 +2,8 @@
 //! a job (counting bytes both ways), then forward. Later stages (the flow
 //! director, the ARP interceptor, the pacer) plug in here.
 
+pub mod director_stage;
+
 use std::sync::Arc;
 
 use headroom_config::net::Direction;
@@ -31,6 +33,8 @@ pub struct Report {
     pub parse_errors: u64,
     /// Frames parsed.
     pub parsed: u64,
+    /// Flow director counters (None when no VIP service is configured).
+    pub director: Option<director_stage::DirectorReport>,
 }
 
 /// Settings of a pipeline.
@@ -46,6 +50,7 @@ pub struct PipelineConfig {
 pub struct HeadroomPipeline {
     classifier: Classifier,
     parse: ParseStats,
+    director: Option<director_stage::DirectorStage>,
 }
 
 impl HeadroomPipeline {
@@ -54,7 +59,14 @@ impl HeadroomPipeline {
         Self {
             classifier: Classifier::new(cfg.flow_capacity, cfg.idle_timeout_ns, rules),
             parse: ParseStats::default(),
+            director: None,
         }
+    }
+
+    /// Adds the flow director stage (VIP services configured).
+    pub fn with_director(mut self, stage: director_stage::DirectorStage) -> Self {
+        self.director = Some(stage);
+        self
     }
 }
 
@@ -72,6 +84,13 @@ impl Pipeline for HeadroomPipeline {
 
     #[inline]
     fn on_frame(&mut self, now_ns: u64, side: Side, data: &mut DataMut<'_>) -> Action {
+        // Flow director + ARP interceptor: may answer, bounce, drop or
+        // decapsulate the frame before classification.
+        if let Some(d) = &mut self.director {
+            if let director_stage::StageVerdict::Done(a) = d.on_frame(now_ns, side, data) {
+                return a;
+            }
+        }
         let frame = data.contents();
         let len = frame.len() as u32;
         let dir = direction(side);
@@ -99,10 +118,15 @@ impl Pipeline for HeadroomPipeline {
 
     fn tick(&mut self, now_ns: u64) -> Report {
         self.classifier.expire(now_ns);
+        let director = self.director.as_mut().map(|d| {
+            d.sweep(now_ns);
+            d.report()
+        });
         Report {
             classifier: self.classifier.snapshot(),
             parse_errors: self.parse.errors(),
             parsed: self.parse.ok,
+            director,
         }
     }
 }
