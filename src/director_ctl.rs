@@ -193,7 +193,12 @@ impl DirectorCtl {
         }
         if now >= self.next_resolve {
             let all_known = self.resolve_macs();
-            self.next_resolve = now + if all_known { RECHECK_EVERY } else { RESOLVE_EVERY };
+            self.next_resolve = now
+                + if all_known {
+                    RECHECK_EVERY
+                } else {
+                    RESOLVE_EVERY
+                };
         }
         if self.dirty {
             self.dirty = false;
@@ -541,8 +546,7 @@ pub fn export_metrics(st: &DirectorStatus) {
             .absolute(s.sticky_hits);
         metrics::counter!("headroom_vip_encapsulated_total", &l("encap")[..1])
             .absolute(s.encapsulated);
-        metrics::gauge!("headroom_vip_owner", &l("owner")[..1])
-            .set(s.owner.map_or(0.0, f64::from));
+        metrics::gauge!("headroom_vip_owner", &l("owner")[..1]).set(s.owner.map_or(0.0, f64::from));
         for (node, c) in &s.placements {
             metrics::counter!("headroom_vip_placements_total", "vip" => s.name.clone(), "node" => node.to_string()).absolute(*c);
         }

@@ -1,0 +1,598 @@
+//! Flow director system tests: a pool of three servers behind real AF_XDP
+//! workers, a VIP on every host stack, real TCP servers answering with
+//! their server id, and real clients from many source addresses.
+//!
+//! Node 1 (the lowest id) owns the VIP: it answers ARP for it and places
+//! every new flow, locally or encapsulated to the chosen server, which
+//! decapsulates it for its host stack; replies go straight to the client.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use headroom::{
+    lab::{run_in_ns, Lab},
+    status::DirectorStatus,
+};
+
+/// The service address (inside the lab subnet, so clients resolve it with ARP).
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 100, 1);
+/// Plain (per-connection) service port.
+const WEB: u16 = 80;
+/// Sticky service port.
+const STICKY: u16 = 8080;
+/// Client source addresses added to the client's interface.
+const CLIENT_ADDRS: u8 = 100;
+
+/// Labs of this file run one at a time (each has three daemons on two cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn client_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 3, 1 + (i % CLIENT_ADDRS as usize) as u8)
+}
+
+fn director_config(lab: &Lab, me: u16) -> String {
+    let peers: Vec<String> = lab
+        .servers
+        .iter()
+        .filter(|s| s.id != me)
+        .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
+        .collect();
+    let mut hosts = String::new();
+    for s in &lab.servers {
+        hosts.push_str(&format!(
+            "[[director.hosts]]\nnode = {}\naddress = \"{}\"\n",
+            s.id, s.host_ip
+        ));
+    }
+    format!(
+        r#"
+[exchange]
+peers = [{peers}]
+
+[director]
+gratuitous_arp_interval_ms = 50
+{hosts}
+[[vip]]
+name = "web"
+vip = "{VIP}"
+protocol = "tcp"
+ports = [{WEB}]
+weights = [{{ node = 2, weight = 2 }}]
+health_check = {{ kind = "http", port = {WEB}, path = "/healthz", interval_ms = 200, timeout_ms = 150, rise = 1, fall = 2 }}
+
+[[vip]]
+name = "sticky"
+vip = "{VIP}"
+protocol = "tcp"
+ports = [{STICKY}]
+sticky_secs = 60
+"#,
+        peers = peers.join(", ")
+    )
+}
+
+/// A tiny HTTP server in a host namespace: answers `server=<id>` on every
+/// path, and 503 on /healthz while `down` is set.
+struct App {
+    stop: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn start_app(ns: &str, id: u16, ports: &[u16]) -> App {
+    let stop = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicBool::new(false));
+    for &port in ports {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ns, stop, down) = (ns.to_string(), stop.clone(), down.clone());
+        std::thread::spawn(move || {
+            let _ = run_in_ns(&ns, move || {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind app");
+                l.set_nonblocking(true).expect("nonblocking");
+                let _ = tx.send(());
+                while !stop.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((c, _)) => {
+                            let down = down.clone();
+                            std::thread::spawn(move || serve(c, id, &down));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("app listening");
+    }
+    App { stop, down }
+}
+
+fn serve(mut c: TcpStream, id: u16, down: &AtomicBool) {
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let health = req.starts_with(b"GET /healthz ");
+    let resp = if health && down.load(Ordering::Relaxed) {
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_string()
+    } else {
+        let body = format!("server={id}\n");
+        format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let _ = c.write_all(resp.as_bytes());
+}
+
+/// A pool of three servers running headroomd with the VIP services, an
+/// app on every host, and one client with `CLIENT_ADDRS` extra addresses.
+struct Pool {
+    apps: Vec<App>,
+    socks: Vec<std::path::PathBuf>,
+    dir: TempDir,
+    lab: Lab,
+}
+
+fn pool() -> Pool {
+    let mut lab = Lab::up(3, 1).expect("lab");
+    let dir = TempDir::new(&format!("{}-director", lab.tag));
+    let mut apps = Vec::new();
+    for s in lab.servers.clone() {
+        sh(
+            &lab,
+            &s.host_ns,
+            &format!(
+                "ip addr add {VIP}/32 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2"
+            ),
+        );
+        apps.push(start_app(&s.host_ns, s.id, &[WEB, STICKY]));
+        // The node's own stack (health probes) sends through `bump`: with
+        // checksum offload on, its frames reach other nodes' workers with
+        // partial checksums, which AF_XDP does not complete.
+        sh(
+            &lab,
+            &s.ns,
+            "for d in bump outer inner; do ethtool -K $d tx off >/dev/null 2>&1 || true; done",
+        );
+    }
+    let c = lab.clients[0].clone();
+    let batch = dir.path("client-addrs");
+    let lines: String = (0..CLIENT_ADDRS as usize)
+        .map(|i| format!("addr add {}/16 dev eth0\n", client_addr(i)))
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    lab.ip(&c.ns, &["-batch", &batch.display().to_string()])
+        .expect("client addresses");
+    let mut socks = Vec::new();
+    for i in 0..lab.servers.len() {
+        let s = lab.servers[i].clone();
+        let sock = dir.path(&format!("s{}.sock", s.id));
+        let cfg = server_config(&s, &sock, &director_config(&lab, s.id));
+        socks.push(start_headroomd(&mut lab, &dir, i, &cfg));
+    }
+    let p = Pool {
+        apps,
+        socks,
+        dir,
+        lab,
+    };
+    // Ready: every node knows every MAC, node 1 owns the VIP and sees all
+    // three servers healthy.
+    let mut last = String::new();
+    let ok = wait_for(Duration::from_secs(20), || {
+        for (i, sock) in p.socks.iter().enumerate() {
+            let d = director(sock);
+            last = format!("node {}: {d:?}", i + 1);
+            if !d.ready || d.nodes.iter().any(|n| n.mac.is_none()) {
+                return None;
+            }
+            let web = d.service("web")?;
+            if web.owner != Some(1) || web.serving != vec![1, 2, 3] {
+                return None;
+            }
+        }
+        Some(())
+    });
+    assert!(ok.is_some(), "pool not ready: {last}\n{}", p.logs());
+    p
+}
+
+impl Pool {
+    fn logs(&self) -> String {
+        (1..=3)
+            .map(|i| {
+                let log = std::fs::read_to_string(self.dir.path(&format!("s{i}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                format!(
+                    "--- s{i} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn director(sock: &std::path::Path) -> DirectorStatus {
+    status(sock).director.expect("director status")
+}
+
+/// Opens `n` connections to VIP:port from the client, the i-th from
+/// `src(i)`; returns the server id that answered each (or the error).
+fn connect_many(
+    ns: &str,
+    port: u16,
+    n: usize,
+    src: impl Fn(usize) -> Ipv4Addr + Send + 'static,
+) -> Vec<Result<u16, String>> {
+    run_in_ns(ns, move || {
+        (0..n)
+            .map(|i| request(src(i), SocketAddrV4::new(VIP, port)))
+            .collect()
+    })
+    .expect("client thread")
+}
+
+fn request(src: Ipv4Addr, dst: SocketAddrV4) -> Result<u16, String> {
+    let mut c = connect_from(src, dst).map_err(|e| format!("connect from {src}: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut resp = String::new();
+    c.read_to_string(&mut resp)
+        .map_err(|e| format!("read from {src}: {e}"))?;
+    let id = resp
+        .split("server=")
+        .nth(1)
+        .and_then(|r| r.trim().parse().ok())
+        .ok_or_else(|| format!("bad response {resp:?}"))?;
+    Ok(id)
+}
+
+/// A TCP connection from a chosen local address.
+fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
+    // SAFETY: plain socket(2) call.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let tv = libc::timeval {
+        tv_sec: 5,
+        tv_usec: 0,
+    };
+    // SAFETY: `tv` is a valid timeval of the length passed.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    let sa = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let local = sa(src, 0);
+    // SAFETY: `local` is a valid sockaddr_in of the length passed.
+    if unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&local as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    let remote = sa(*dst.ip(), dst.port());
+    // SAFETY: `remote` is a valid sockaddr_in of the length passed.
+    if unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&remote as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(TcpStream::from(fd))
+}
+
+fn counts(results: &[Result<u16, String>]) -> [usize; 4] {
+    let mut c = [0usize; 4];
+    for r in results.iter().flatten() {
+        c[usize::from(*r).min(3)] += 1;
+    }
+    c
+}
+
+fn failures(results: &[Result<u16, String>]) -> Vec<&String> {
+    results.iter().filter_map(|r| r.as_ref().err()).collect()
+}
+
+#[test]
+fn thousand_connections_spread_by_weight() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = pool();
+    let client = p.lab.clients[0].ns.clone();
+    const N: usize = 1000;
+    let res = connect_many(&client, WEB, N, client_addr);
+    let bad = failures(&res);
+    assert!(
+        bad.is_empty(),
+        "{} of {N} failed, first {:?}\n{}",
+        bad.len(),
+        bad.first(),
+        p.logs()
+    );
+    // Weights 1 : 2 : 1.
+    let c = counts(&res);
+    for (node, share) in [(1usize, 0.25f64), (2, 0.5), (3, 0.25)] {
+        let want = share * N as f64;
+        let got = c[node] as f64;
+        assert!(
+            (got - want).abs() <= 0.15 * want,
+            "node {node}: {got} connections, expected {want} +-15% ({c:?})"
+        );
+    }
+    // The owner placed them all, and its counters say so.
+    let d = wait_for(Duration::from_secs(5), || {
+        let d = director(&p.socks[0]);
+        let web = d.service("web")?.clone();
+        (web.new_flows >= N as u64).then_some((d, web))
+    });
+    let (d, web) = d.expect("owner counters");
+    assert_eq!(web.placed_local + web.placed_remote, web.new_flows);
+    for (node, n) in &web.placements {
+        assert_eq!(
+            *n as usize, c[*node as usize],
+            "placements on {node} vs connections served ({:?})",
+            web.placements
+        );
+    }
+    assert!(d.counter("encapsulated") > 0);
+    assert_eq!(d.counter("encap_too_big"), 0);
+    assert_eq!(d.counter("no_peer"), 0);
+    // The other servers decapsulated what the owner forwarded.
+    for (i, sock) in p.socks.iter().enumerate().skip(1) {
+        let d = director(sock);
+        assert!(
+            d.counter("decapsulated") >= c[i + 1] as u64,
+            "node {} decapsulated {} for {} connections",
+            i + 1,
+            d.counter("decapsulated"),
+            c[i + 1]
+        );
+        assert_eq!(d.counter("decap_foreign") + d.counter("decap_errors"), 0);
+        assert_eq!(d.counter("vip_packets"), 0, "only the owner places flows");
+    }
+}
+
+#[test]
+fn same_client_address_sticks_to_one_server() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = pool();
+    let client = p.lab.clients[0].ns.clone();
+    const ADDRS: usize = 30;
+    const EACH: usize = 4;
+    // Address-major order: each address connects EACH times, interleaved
+    // with the others.
+    let res = connect_many(&client, STICKY, ADDRS * EACH, |i| client_addr(i % ADDRS));
+    let bad = failures(&res);
+    assert!(bad.is_empty(), "failures: {bad:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    for a in 0..ADDRS {
+        let servers: std::collections::BTreeSet<u16> = (0..EACH)
+            .map(|k| *res[a + k * ADDRS].as_ref().unwrap())
+            .collect();
+        assert_eq!(
+            servers.len(),
+            1,
+            "client {} reached {servers:?}",
+            client_addr(a)
+        );
+        seen.extend(servers);
+    }
+    assert!(seen.len() >= 2, "all clients on {seen:?}");
+    let sticky = wait_for(Duration::from_secs(5), || {
+        let d = director(&p.socks[0]);
+        let s = d.service("sticky")?.clone();
+        (s.new_flows >= (ADDRS * EACH) as u64).then_some(s)
+    })
+    .expect("sticky counters");
+    assert!(
+        sticky.sticky_hits >= (ADDRS * (EACH - 1)) as u64,
+        "sticky hits {}",
+        sticky.sticky_hits
+    );
+}
+
+/// Sends one ARP request for `target` from the client's eth0 and collects
+/// the replies for `window`: (sender MAC) per reply.
+fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Vec<[u8; 6]> {
+    run_in_ns(ns, move || {
+        const ETH_P_ARP: u16 = 0x0806;
+        let mac_s = std::fs::read_to_string("/sys/class/net/eth0/address").expect("mac");
+        let mac = headroom_config::vip::parse_mac(mac_s.trim()).expect("parse mac");
+        let name = std::ffi::CString::new("eth0").unwrap();
+        // SAFETY: valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        // SAFETY: plain socket(2) call.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ARP.to_be()),
+            )
+        };
+        assert!(raw >= 0, "packet socket");
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: all-zero sockaddr_ll is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ARP.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: valid sockaddr_ll of the length passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind packet socket");
+        let mut f = [0u8; 60];
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&mac);
+        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f[22..28].copy_from_slice(&mac);
+        f[28..32].copy_from_slice(&src.octets());
+        f[38..42].copy_from_slice(&target.octets());
+        // SAFETY: `f` is valid for reads of its length.
+        let sent = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(sent, 60, "send ARP request");
+        let mut replies = Vec::new();
+        let end = Instant::now() + window;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if n <= 0 {
+                continue;
+            }
+            let mut b = [0u8; 128];
+            // SAFETY: `b` is valid for writes of its length.
+            let got = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    b.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if got < 42 {
+                continue;
+            }
+            let is_reply = b[20..22] == [0, 2];
+            if is_reply && b[28..32] == target.octets() && b[38..42] == src.octets() {
+                let mut sha = [0u8; 6];
+                sha.copy_from_slice(&b[22..28]);
+                replies.push(sha);
+            }
+        }
+        replies
+    })
+    .expect("arp thread")
+}
+
+#[test]
+fn vip_arp_request_gets_exactly_one_answer_from_the_owner() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = pool();
+    let c = p.lab.clients[0].clone();
+    let owner = director(&p.socks[0]);
+    assert_eq!(owner.owned_vips, vec![VIP.to_string()]);
+    let owner_mac = headroom_config::vip::parse_mac(&owner.local_mac).expect("owner MAC in status");
+    let before: Vec<DirectorStatus> = p.socks.iter().map(|s| director(s)).collect();
+    for round in 0..3 {
+        let replies = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(1500));
+        assert_eq!(
+            replies,
+            vec![owner_mac],
+            "round {round}: replies {replies:02x?}"
+        );
+    }
+    // The owner answered, the other two suppressed the request; the owner
+    // announced itself when it took the VIP.
+    let ok = wait_for(Duration::from_secs(3), || {
+        let after: Vec<DirectorStatus> = p.socks.iter().map(|s| director(s)).collect();
+        let d = |i: usize, k: &str| after[i].counter(k) - before[i].counter(k);
+        (d(0, "arp_answered") >= 3
+            && d(1, "arp_suppressed_in") >= 3
+            && d(2, "arp_suppressed_in") >= 3)
+            .then_some(after)
+    });
+    let after = ok.expect("ARP counters");
+    assert_eq!(after[1].counter("arp_answered"), 0);
+    assert_eq!(after[2].counter("arp_answered"), 0);
+    assert!(after[0].counter("arp_announced") >= 3);
+    assert_eq!(after[1].counter("arp_announced"), 0);
+}
+
+#[test]
+fn unhealthy_server_receives_no_new_flows() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = pool();
+    let client = p.lab.clients[0].ns.clone();
+    p.apps[2].down.store(true, Ordering::Relaxed);
+    let web = wait_for(Duration::from_secs(5), || {
+        let d = director(&p.socks[0]);
+        let w = d.service("web")?.clone();
+        (w.serving == vec![1, 2] && w.unhealthy == vec![3]).then_some(w)
+    });
+    assert!(web.is_some(), "node 3 never marked unhealthy");
+    const N: usize = 300;
+    let res = connect_many(&client, WEB, N, client_addr);
+    let bad = failures(&res);
+    assert!(bad.is_empty(), "failures: {bad:?}");
+    let c = counts(&res);
+    assert_eq!(c[3], 0, "unhealthy node 3 got flows: {c:?}");
+    assert!(c[1] > 0 && c[2] > 0, "{c:?}");
+    // Health comes back: node 3 serves again.
+    p.apps[2].down.store(false, Ordering::Relaxed);
+    let back = wait_for(Duration::from_secs(5), || {
+        let d = director(&p.socks[0]);
+        (d.service("web")?.serving == vec![1, 2, 3]).then_some(())
+    });
+    assert!(back.is_some(), "node 3 never came back");
+    let res = connect_many(&client, WEB, N, client_addr);
+    assert!(failures(&res).is_empty());
+    assert!(counts(&res)[3] > 0);
+}
