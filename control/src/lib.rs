@@ -1,1 +1,2 @@
 //! Headroom control plane.
+pub mod exchange;
