@@ -1,2 +1,3 @@
 //! Headroom control plane.
 pub mod exchange;
+pub mod sim;

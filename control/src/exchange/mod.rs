@@ -107,12 +107,16 @@ pub struct ExchangeConfig {
     pub mtu: usize,
     /// Mates per datagram; 0 = ceil(log2 n) + 1.
     pub fanout: usize,
-    /// Relay hops of a fresh entry; 0 = ceil(log2 n) + 1.
+    /// Relay hops of a fresh entry; 0 = ceil(log2 n) + 3 (at least 4).
     pub ttl: u8,
     /// How many of our datagrams carry an entry we relay.
     pub relay_sends: u8,
     /// How many of our datagrams carry our own changed entry.
     pub own_sends: u8,
+    /// Random already-spread module entries added to every datagram (with
+    /// TTL 0) as push anti-entropy: repairs losses a relay missed, and feeds
+    /// restarted nodes and healed partitions without waiting for owners.
+    pub fill_entries: usize,
     /// Cap of the retransmission back-off of our own entries.
     pub max_backoff: Duration,
     /// Heartbeat (membership entry) refresh interval.
@@ -147,8 +151,9 @@ impl ExchangeConfig {
             ttl: 0,
             relay_sends: 1,
             own_sends: 2,
+            fill_entries: 8,
             max_backoff: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_millis(250),
+            heartbeat_interval: Duration::from_millis(500),
             suspect_after: Duration::from_millis(1000),
             dead_after: Duration::from_millis(1600),
             tombstone_for: Duration::from_secs(30),
@@ -667,8 +672,10 @@ impl Exchange {
         if self.cfg.ttl != 0 {
             return self.cfg.ttl;
         }
+        // Each node relays a given version at most once (only when it is new
+        // to it), so a generous TTL costs little and rides out lost relays.
         let n = self.live_count() + 1;
-        (ceil_log2(n) + 1).clamp(2, 32) as u8
+        (ceil_log2(n) + 3).clamp(4, 32) as u8
     }
 
     fn fanout(&self) -> usize {
@@ -855,7 +862,48 @@ impl Exchange {
                 }
             }
         }
+        self.add_filler(&mut b);
         Some(b.finish(&self.auth))
+    }
+
+    /// Adds up to `fill_entries` random settled module entries of live
+    /// nodes (TTL 0: receivers keep them if newer, never relay them).
+    fn add_filler(&mut self, b: &mut Builder) {
+        if self.cfg.fill_entries == 0 {
+            return;
+        }
+        let id = self.cfg.node_id;
+        let members = &self.members;
+        let mut pool: Vec<(u8, NodeId)> = self
+            .regs
+            .iter()
+            .filter(|(c, _)| **c != MEMBERSHIP_CODE)
+            .flat_map(|(c, rs)| {
+                rs.entries
+                    .iter()
+                    .filter(|(_, e)| e.sends_left == 0)
+                    .map(move |(n, _)| (*c, *n))
+            })
+            .filter(|(_, n)| *n == id || members.get(n).is_some_and(|m| m.state.is_live()))
+            .collect();
+        pool.sort_unstable();
+        let k = self.cfg.fill_entries.min(pool.len());
+        let (picked, _) = pool.partial_shuffle(&mut self.rng, k);
+        for (code, n) in picked.iter() {
+            let Some(e) = self.regs.get(code).and_then(|rs| rs.entries.get(n)) else {
+                continue;
+            };
+            if !b.push(&WireEntry {
+                code: *code,
+                origin: *n,
+                incarnation: e.incarnation,
+                version: e.version,
+                ttl: 0,
+                data: &e.data,
+            }) {
+                break;
+            }
+        }
     }
 
     /// Advances timers. Call when `poll_timeout` expires (calling earlier is harmless).
@@ -912,9 +960,7 @@ impl Exchange {
                     .collect()
             } else {
                 let k = self.fanout().min(live.len());
-                live.partial_shuffle(&mut self.rng, k);
-                live.truncate(k);
-                live
+                live.partial_shuffle(&mut self.rng, k).0.to_vec()
             };
             let probe = if now >= self.next_probe {
                 self.next_probe = now + self.cfg.probe_interval.mul_f64(r);
