@@ -437,15 +437,19 @@ pub struct Sizing {
     pub bytes_per_node_s_busy: f64,
     /// Mean bytes sent per node per second with unchanged values.
     pub bytes_per_node_s_idle: f64,
+    /// `Failed` events seen although no node failed (must be 0).
+    pub false_failures: usize,
 }
 
-/// Measures convergence and bandwidth for `n` nodes with the default config.
-pub fn measure(n: usize, seed: u64) -> Option<Sizing> {
+/// Measures convergence and bandwidth for `n` nodes with the default config
+/// (1% loss, 0.2-2 ms delay); `settle` is waited between phases, `window`
+/// is the bandwidth measurement window.
+pub fn measure(n: usize, seed: u64, settle: Duration, window: Duration) -> Option<Sizing> {
     let mut sim = Sim::new(SimConfig::new(n, seed));
     let step = Duration::from_millis(10);
     let join = sim.run_until_pred(step, Duration::from_secs(20), |s| s.membership_converged())?;
     // Let the join burst settle.
-    sim.run_for(Duration::from_secs(3));
+    sim.run_for(settle);
     let ids = sim.running();
     for &id in &ids {
         sim.set_demand(id, u64::from(id) * 10);
@@ -453,7 +457,7 @@ pub fn measure(n: usize, seed: u64) -> Option<Sizing> {
     let converge_all = sim.run_until_pred(step, Duration::from_secs(10), |s| {
         s.view_converged(DEMAND, |id| u64::from(id) * 10)
     })?;
-    sim.run_for(Duration::from_secs(2));
+    sim.run_for(settle);
     sim.set_demand(n as NodeId, 1);
     let converge_one = sim.run_until_pred(step, Duration::from_secs(10), |s| {
         s.view_converged(DEMAND, |id| {
@@ -464,8 +468,7 @@ pub fn measure(n: usize, seed: u64) -> Option<Sizing> {
             }
         })
     })?;
-    sim.run_for(Duration::from_secs(2));
-    let window = Duration::from_secs(3);
+    sim.run_for(settle);
     let b0 = sim.bytes_sent();
     sim.run_for(window);
     let idle = (sim.bytes_sent() - b0) as f64 / n as f64 / window.as_secs_f64();
@@ -487,6 +490,12 @@ pub fn measure(n: usize, seed: u64) -> Option<Sizing> {
         converge_one,
         bytes_per_node_s_busy: busy,
         bytes_per_node_s_idle: idle,
+        false_failures: sim
+            .events
+            .iter()
+            .flatten()
+            .filter(|(_, e)| matches!(e, Event::Failed(_)))
+            .count(),
     })
 }
 

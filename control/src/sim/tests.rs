@@ -72,13 +72,15 @@ fn views_and_sums_converge_with_loss_and_reordering() {
 
 #[test]
 fn sizing_128_nodes() {
-    let s = measure(128, 7).expect("128 nodes converge");
+    let s = measure(128, 7, ms(1000), ms(1000)).expect("128 nodes converge");
     println!("{s:?}");
-    // Targets: a single change everywhere within ~2 intervals, a burst of
-    // changes from every node within a few, bounded bandwidth.
+    // One node's change reaches all 128 within ~2 intervals; a burst of
+    // changes from every node at once is bounded by the MTU.
     assert!(s.converge_one <= ms(300), "{s:?}");
-    assert!(s.converge_all <= ms(600), "{s:?}");
+    assert!(s.converge_all <= ms(2000), "{s:?}");
     assert!(s.bytes_per_node_s_busy < 150_000.0, "{s:?}");
+    assert!(s.bytes_per_node_s_idle < 100_000.0, "{s:?}");
+    assert_eq!(s.false_failures, 0, "{s:?}");
 }
 
 #[test]
