@@ -394,6 +394,7 @@ pub struct Exchange {
     start: Instant,
     next_tick: Instant,
     tick_no: u64,
+    next_snapshot_tick: u64,
     seq: u64,
     next_hb: Instant,
     next_probe: Instant,
@@ -477,6 +478,7 @@ impl Exchange {
             start: now,
             next_tick: now + phase,
             tick_no: 0,
+            next_snapshot_tick: 0,
             seq: 0,
             next_hb: now,
             next_probe: now + cfg.probe_interval,
@@ -939,8 +941,9 @@ impl Exchange {
         }
         if self.master == id
             && self.cfg.snapshot_every_ticks > 0
-            && self.tick_no % u64::from(self.cfg.snapshot_every_ticks) == 0
+            && self.tick_no >= self.next_snapshot_tick
         {
+            self.next_snapshot_tick = self.tick_no + u64::from(self.cfg.snapshot_every_ticks);
             self.send_snapshots(now);
         }
         if let Some(bytes) = self.build_gossip(now) {

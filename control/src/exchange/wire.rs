@@ -138,7 +138,9 @@ impl Authenticator {
         Self { mac }
     }
 
-    fn tag(&self, bytes: &[u8]) -> [u8; MAC_LEN] {
+    /// Truncated MAC of `bytes` (what [`Builder::finish`] appends). Public so
+    /// fuzzers and tests can sign arbitrary bodies and reach the parser.
+    pub fn tag(&self, bytes: &[u8]) -> [u8; MAC_LEN] {
         let mut m = self.mac.clone();
         m.update(bytes);
         let full = m.finalize().into_bytes();
