@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     ex.register(1, reg).unwrap();
     ex.register(2, Registration { flags: NEEDS_SNAPSHOT, ..reg }).unwrap();
     let auth = Authenticator::new(KEY);
-    // Split the input into several datagrams at 0xFF 0xFF markers.
+    // Split the input into several datagrams at 0xFF bytes.
     for (i, chunk) in data.split(|b| *b == 0xff).enumerate() {
         let mut d = chunk.to_vec();
         let tag = auth.tag(&d);
