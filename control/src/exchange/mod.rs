@@ -155,7 +155,7 @@ impl ExchangeConfig {
             max_backoff: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(500),
             suspect_after: Duration::from_millis(1000),
-            dead_after: Duration::from_millis(1600),
+            dead_after: Duration::from_millis(1500),
             tombstone_for: Duration::from_secs(30),
             probe_interval: Duration::from_secs(1),
             snapshot_every_ticks: 10,
@@ -408,6 +408,8 @@ pub struct Exchange {
     master: NodeId,
     left: bool,
     dirty: [u64; 4],
+    /// Set on membership changes so the master is recomputed only then.
+    roster_changed: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: ExchangeStats,
@@ -492,6 +494,7 @@ impl Exchange {
             master: cfg.node_id,
             left: false,
             dirty: [0; 4],
+            roster_changed: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: ExchangeStats::default(),
@@ -695,7 +698,9 @@ impl Exchange {
         self.dirty[(code / 64) as usize] |= 1 << (code % 64);
     }
 
+    /// Marks every registration changed; called on every roster change.
     fn mark_all_dirty(&mut self) {
+        self.roster_changed = true;
         let codes: Vec<u8> = self.regs.keys().copied().collect();
         for c in codes {
             self.mark_dirty(c);
@@ -713,6 +718,9 @@ impl Exchange {
                     self.events.push_back(Event::ViewChanged(*code));
                 }
             }
+        }
+        if !std::mem::take(&mut self.roster_changed) {
+            return;
         }
         let master = self
             .members
@@ -1376,6 +1384,11 @@ impl Exchange {
                             m.state = MemberState::Alive;
                         }
                         if restarted {
+                            // Restarted before we noticed it was gone: its
+                            // state is new, so report it like a fresh join.
+                            if !leaving {
+                                self.events.push_back(Event::Joined(n));
+                            }
                             self.mark_all_dirty();
                         }
                         true

@@ -439,6 +439,8 @@ pub struct Sizing {
     pub bytes_per_node_s_idle: f64,
     /// `Failed` events seen although no node failed (must be 0).
     pub false_failures: usize,
+    /// After killing one node: time until the last survivor declared it failed.
+    pub detection: Duration,
 }
 
 /// Measures convergence and bandwidth for `n` nodes with the default config
@@ -483,6 +485,23 @@ pub fn measure(n: usize, seed: u64, settle: Duration, window: Duration) -> Optio
         sim.run_for(sim.cfg.tick);
     }
     let busy = (sim.bytes_sent() - b0) as f64 / n as f64 / window.as_secs_f64();
+    let false_failures = sim
+        .events
+        .iter()
+        .flatten()
+        .filter(|(_, e)| matches!(e, Event::Failed(_)))
+        .count();
+    let victim = (n as NodeId).div_ceil(2);
+    sim.kill(victim);
+    let killed_at = sim.now();
+    sim.run_until_pred(step, Duration::from_secs(5), |s| s.membership_converged())?;
+    let detection = sim
+        .events
+        .iter()
+        .flatten()
+        .filter(|(t, e)| *e == Event::Failed(victim) && *t >= killed_at)
+        .map(|(t, _)| *t - killed_at)
+        .max()?;
     Some(Sizing {
         nodes: n,
         join,
@@ -490,12 +509,8 @@ pub fn measure(n: usize, seed: u64, settle: Duration, window: Duration) -> Optio
         converge_one,
         bytes_per_node_s_busy: busy,
         bytes_per_node_s_idle: idle,
-        false_failures: sim
-            .events
-            .iter()
-            .flatten()
-            .filter(|(_, e)| matches!(e, Event::Failed(_)))
-            .count(),
+        false_failures,
+        detection,
     })
 }
 

@@ -72,7 +72,7 @@ fn views_and_sums_converge_with_loss_and_reordering() {
 
 #[test]
 fn sizing_128_nodes() {
-    let s = measure(128, 7, ms(1000), ms(1000)).expect("128 nodes converge");
+    let s = measure(128, 7, ms(500), ms(500)).expect("128 nodes converge");
     println!("{s:?}");
     // One node's change reaches all 128 within ~2 intervals; a burst of
     // changes from every node at once is bounded by the MTU.
@@ -81,6 +81,7 @@ fn sizing_128_nodes() {
     assert!(s.bytes_per_node_s_busy < 150_000.0, "{s:?}");
     assert!(s.bytes_per_node_s_idle < 100_000.0, "{s:?}");
     assert_eq!(s.false_failures, 0, "{s:?}");
+    assert!(s.detection <= ms(2000), "{s:?}");
 }
 
 #[test]
@@ -219,6 +220,9 @@ fn master_snapshot_is_identical_everywhere() {
     }
     sim.run_for(Duration::from_secs(3));
     let master_snap = sim.node(1).unwrap().snapshot(FROZEN).unwrap().clone();
+    // During start-up every node briefly believes it is master, so a few
+    // early snapshots are rightly rejected; none once membership settled.
+    let rejected_before = sim.node(5).unwrap().stats().snapshot_rejected;
     assert_eq!(master_snap.master, 1);
     assert_eq!(master_snap.entries.len(), 12);
     // Next snapshot round: every node installs exactly the master's copy.
@@ -234,7 +238,10 @@ fn master_snapshot_is_identical_everywhere() {
     for (n, (_, d)) in &snap.entries {
         assert_eq!(d.as_slice(), &(u64::from(*n) + 100).to_be_bytes());
     }
-    assert_eq!(sim.node(5).unwrap().stats().snapshot_rejected, 0);
+    assert_eq!(
+        sim.node(5).unwrap().stats().snapshot_rejected,
+        rejected_before
+    );
 }
 
 /// Builds a well-formed datagram with `key`, claiming `sender`.
