@@ -11,6 +11,42 @@ use super::{Event, Exchange};
 /// then fail authentication).
 const RECV_BUF: usize = 65_536;
 
+/// Shortest pool key accepted by [`load_key`].
+pub const MIN_KEY_LEN: usize = 16;
+
+/// Reads the pool key from `path` (raw bytes; one trailing newline is
+/// stripped so `openssl rand -hex 32 > key` works). Rejects short keys.
+pub fn load_key(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut key = std::fs::read(path)?;
+    if key.last() == Some(&b'\n') {
+        key.pop();
+        if key.last() == Some(&b'\r') {
+            key.pop();
+        }
+    }
+    if key.len() < MIN_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "pool key in {} is {} bytes, need at least {MIN_KEY_LEN}",
+                path.display(),
+                key.len()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// A boot epoch that grows across restarts: wall-clock seconds since the
+/// Unix epoch (as u32, valid until 2106). A node whose clock steps back
+/// between restarts must wait for it to pass its previous epoch, or peers
+/// reject it as a replay until its tombstone expires.
+pub fn boot_epoch() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+}
+
 /// Counters of the driver (socket level; protocol counters live in
 /// [`super::ExchangeStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,6 +184,20 @@ mod tests {
 
     /// Three instances on 127.0.0.1 with distinct ports converge on each
     /// other's entries, then a graceful leave is seen by the others.
+    #[test]
+    fn key_loading() {
+        let dir = std::env::temp_dir().join(format!("hr-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("key");
+        std::fs::write(&p, b"0123456789abcdef0123\n").unwrap();
+        assert_eq!(load_key(&p).unwrap(), b"0123456789abcdef0123");
+        std::fs::write(&p, b"short\n").unwrap();
+        assert_eq!(load_key(&p).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(load_key(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(boot_epoch() > 1_700_000_000);
+    }
+
     #[test]
     fn three_nodes_over_loopback() {
         let start = Instant::now();
