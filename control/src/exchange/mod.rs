@@ -39,6 +39,41 @@
 //! registration's entries to every live node; receivers accept it only from
 //! the node they themselves consider master.
 //!
+//! # Timers (defaults, see [`ExchangeConfig`])
+//! | timer | default | why |
+//! |---|---|---|
+//! | `tick` | 100 ms | one datagram to `fanout` mates per tick |
+//! | `heartbeat_interval` | 500 ms | new heartbeat version, relayed pool-wide |
+//! | `suspect_after` | 1.0 s | about two missed heartbeat versions |
+//! | `dead_after` | 1.5 s | declared failed; detection within 2 s |
+//! | `max_backoff` | 1 s | cap of own-entry retransmission back-off |
+//! | `probe_interval` | 1 s | seeds / failed nodes probed (partition healing) |
+//! | `tombstone_for` | 30 s | stale relays cannot resurrect a failed node |
+//! | `snapshot_every_ticks` | 10 | master's frozen snapshots |
+//!
+//! Detection time of a killed node is `dead_after` minus the age of its last
+//! heartbeat plus its propagation delay and up to one tick: measured in
+//! simulation 1.1-1.8 s (16-128 nodes, 1-10% loss, worst survivor), with no
+//! false failures. Bandwidth grows with pool size because every heartbeat
+//! version reaches every node: about 74 kB/s sent per node at 128 nodes with
+//! unchanged values, MTU-bound at about 111 kB/s when every node changes its
+//! value every tick. Larger pools should raise `tick` and
+//! `heartbeat_interval` (and the detection timers with them).
+//!
+//! # Driving it
+//! ```text
+//! let mut ex = Exchange::new(ExchangeConfig { seeds, .. }, &key, Instant::now());
+//! ex.register(CODE, Registration { period_ticks: 1, max_size: 64, flags: 0 })?;
+//! let mut udp = UdpExchange::bind(bind_addr, ex)?;
+//! loop {
+//!     udp.exchange_mut().set_local(now, CODE, &my_demand)?;   // when it changes
+//!     let sleep = udp.poll(Instant::now(), &mut events);       // recv, timers, send
+//!     for ev in events.drain(..) { /* ViewChanged / Joined / Failed ...: re-run allocator */ }
+//!     udp.wait(sleep)?;                                          // or the daemon's own poll
+//! }
+//! udp.leave(Instant::now());                                     // on shutdown
+//! ```
+//!
 //! # Security
 //! Every datagram carries an HMAC-SHA256 (truncated to 16 bytes) with the
 //! pool key; datagrams that do not verify are counted and dropped before any
@@ -103,7 +138,7 @@ pub struct ExchangeConfig {
     pub seeds: Vec<SocketAddr>,
     /// High-frequency exchange interval.
     pub tick: Duration,
-    /// Maximum UDP payload per datagram.
+    /// Maximum UDP payload per datagram (clamped to 256..=65507).
     pub mtu: usize,
     /// Mates per datagram; 0 = ceil(log2 n) + 1.
     pub fanout: usize,
@@ -458,7 +493,10 @@ impl Exchange {
     /// Creates the state machine with the pool key. `now` is the driver's
     /// current time; the first tick is at a random phase within one tick so
     /// nodes started together do not send in lock-step.
-    pub fn new(cfg: ExchangeConfig, key: &[u8], now: Instant) -> Self {
+    pub fn new(mut cfg: ExchangeConfig, key: &[u8], now: Instant) -> Self {
+        // Room for headers, a heartbeat and at least a few entries; no more
+        // than a UDP datagram can carry.
+        cfg.mtu = cfg.mtu.clamp(256, 65_507);
         let mut rng = SmallRng::seed_from_u64(cfg.rng_seed);
         let phase = cfg.tick.mul_f64(rng.gen::<f64>());
         let mut regs = BTreeMap::new();
@@ -1083,7 +1121,10 @@ impl Exchange {
                 .map(|e| (e.node, e.incarnation))
                 .collect();
             // Split into parts that each fit one datagram.
-            let room = self.cfg.mtu - wire::HEADER_LEN - wire::SNAPSHOT_HEADER_LEN - wire::MAC_LEN;
+            let room = self
+                .cfg
+                .mtu
+                .saturating_sub(wire::HEADER_LEN + wire::SNAPSHOT_HEADER_LEN + wire::MAC_LEN);
             let mut parts: Vec<Vec<NodeId>> = vec![Vec::new()];
             let mut used = 0;
             for (n, (_, d)) in &frozen {

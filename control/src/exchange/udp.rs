@@ -38,13 +38,20 @@ pub fn load_key(path: &std::path::Path) -> io::Result<Vec<u8>> {
 }
 
 /// A boot epoch that grows across restarts: wall-clock seconds since the
-/// Unix epoch (as u32, valid until 2106). A node whose clock steps back
-/// between restarts must wait for it to pass its previous epoch, or peers
-/// reject it as a replay until its tombstone expires.
+/// Unix epoch (as u32, valid until 2106).
+///
+/// Blocks until the next whole second so that a process restarted within
+/// the same second still gets a strictly larger epoch than its predecessor
+/// (which only started sending after that boundary). A node whose clock
+/// steps back between restarts is rejected as a replay by its peers until
+/// its clock passes the previous epoch.
 pub fn boot_epoch() -> u32 {
-    std::time::SystemTime::now()
+    let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    std::thread::sleep(Duration::from_secs(secs + 1).saturating_sub(since));
+    secs.min(u64::from(u32::MAX)).max(1) as u32
 }
 
 /// Counters of the driver (socket level; protocol counters live in
