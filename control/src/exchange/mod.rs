@@ -1619,6 +1619,84 @@ mod tests {
         assert!(s.datagrams_accepted > 0 && s.malformed > 0 && s.bad_magic > 0);
     }
 
+    /// More due entries than fit in one MTU: every datagram interleaves the
+    /// registrations, and the leftovers go out on the following ticks.
+    #[test]
+    fn truncation_is_fair_across_registrations() {
+        let key = b"k";
+        let auth = Authenticator::new(key);
+        let t0 = Instant::now();
+        let mut cfg = ExchangeConfig::new(1, 1, "10.0.0.1:7000".parse().unwrap());
+        cfg.fill_entries = 0;
+        let mut ex = Exchange::new(cfg, key, t0);
+        let reg = Registration {
+            period_ticks: 1,
+            max_size: 100,
+            flags: 0,
+        };
+        ex.register(1, reg).unwrap();
+        ex.register(2, reg).unwrap();
+        let h = Header {
+            flags: 0,
+            sender: 2,
+            epoch: 1,
+            seq: 1,
+            timestamp_ms: 0,
+        };
+        let member = encode_member("10.0.0.2:7000".parse().unwrap(), false);
+        let mut b = Builder::new(&h, None, 65_000);
+        b.push(&WireEntry {
+            code: 0,
+            origin: 2,
+            incarnation: 1,
+            version: 1,
+            ttl: 0,
+            data: &member,
+        });
+        let data = [7u8; 100];
+        for code in [1u8, 2] {
+            for origin in 3..13 {
+                b.push(&WireEntry {
+                    code,
+                    origin,
+                    incarnation: 1,
+                    version: 1,
+                    ttl: 3,
+                    data: &data,
+                });
+            }
+        }
+        let from: SocketAddr = "10.0.0.2:7000".parse().unwrap();
+        ex.handle_datagram(t0, from, &b.finish(&auth)).unwrap();
+        let mut seen: HashMap<(u8, NodeId), usize> = HashMap::new();
+        for tick in 0..4u32 {
+            let now = t0 + Duration::from_millis(100) * (tick + 1);
+            ex.handle_timeout(now);
+            let mut first = true;
+            while let Some(t) = ex.poll_transmit() {
+                assert!(t.bytes.len() <= 1400);
+                let d = wire::decode(&t.bytes, &auth).unwrap();
+                if !first {
+                    continue; // same datagram to other mates
+                }
+                first = false;
+                let per_code = |c| d.entries.iter().filter(|e| e.code == c).count();
+                if tick == 0 {
+                    // Full datagram, both registrations, neither starved.
+                    assert!(per_code(1) >= 4 && per_code(2) >= 4, "{:?}", d.entries);
+                    assert!(per_code(1).abs_diff(per_code(2)) <= 1);
+                }
+                for e in d.entries.iter().filter(|e| e.code != 0) {
+                    *seen.entry((e.code, e.origin)).or_default() += 1;
+                }
+            }
+        }
+        // Every relayed entry went out exactly once (relay_sends = 1).
+        assert_eq!(seen.len(), 20);
+        assert!(seen.values().all(|n| *n == 1));
+        assert!(ex.stats().entries_deferred > 0);
+    }
+
     #[test]
     fn ceil_log2_values() {
         assert_eq!(ceil_log2(1), 0);
