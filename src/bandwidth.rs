@@ -72,7 +72,11 @@ pub struct PipeStatus {
 impl Bandwidth {
     /// Sets up the pacers for the config's pipes (None when there are none).
     /// `id_of` gives the stable local id of a job name.
-    pub fn new(cfg: &Config, workers: usize, mut id_of: impl FnMut(&str) -> u16) -> Result<Option<Self>> {
+    pub fn new(
+        cfg: &Config,
+        workers: usize,
+        mut id_of: impl FnMut(&str) -> u16,
+    ) -> Result<Option<Self>> {
         if cfg.pipes.is_empty() {
             return Ok(None);
         }
@@ -82,10 +86,18 @@ impl Bandwidth {
         let pacer_pipes = cfg
             .pipes
             .iter()
-            .map(|_| PacerPipeConfig { jobs: job_slots, interval_ns, ..Default::default() })
+            .map(|_| PacerPipeConfig {
+                jobs: job_slots,
+                interval_ns,
+                ..Default::default()
+            })
             .collect();
-        let control = PacerControl::new(PacerConfig { pipes: pacer_pipes, workers, ..Default::default() })
-            .context("configuring the pacer")?;
+        let control = PacerControl::new(PacerConfig {
+            pipes: pacer_pipes,
+            workers,
+            ..Default::default()
+        })
+        .context("configuring the pacer")?;
         let mut pipes = Vec::new();
         for p in &cfg.pipes {
             let capacity = p.capacity.bps(0);
@@ -103,20 +115,31 @@ impl Bandwidth {
                 queued: HashMap::new(),
             });
         }
-        let mut bw = Bandwidth { pipes, control, samples: Vec::new(), interval_ns, job_slots };
+        let mut bw = Bandwidth {
+            pipes,
+            control,
+            samples: Vec::new(),
+            interval_ns,
+            job_slots,
+        };
         bw.set_bookings(cfg, &mut id_of);
         Ok(Some(bw))
     }
 
     /// Which outbound traffic each pipe carries, for the workers.
     pub fn pacing_rules(cfg: &Config, job_slots: u16) -> PacingRules {
-        PacingRules { pipes: cfg.pipes.iter().map(|p| p.remote).collect(), job_slots }
+        PacingRules {
+            pipes: cfg.pipes.iter().map(|p| p.remote).collect(),
+            job_slots,
+        }
     }
 
     /// Re-reads the bookings (on reload; the set of pipes needs a restart).
     pub fn set_bookings(&mut self, cfg: &Config, mut id_of: impl FnMut(&str) -> u16) {
         for pipe in &mut self.pipes {
-            let Some(pc) = cfg.pipes.iter().find(|p| p.name == pipe.name) else { continue };
+            let Some(pc) = cfg.pipes.iter().find(|p| p.name == pipe.name) else {
+                continue;
+            };
             let capacity = pc.capacity.bps(0);
             pipe.bookings = cfg
                 .jobs
@@ -139,7 +162,11 @@ impl Bandwidth {
 
     /// Reads the pacers and computes this node's demand on every pipe; returns
     /// the gossip entry.
-    pub fn measure<'a>(&mut self, now_ns: u64, name_of: impl Fn(u16) -> Option<&'a str>) -> Vec<u8> {
+    pub fn measure<'a>(
+        &mut self,
+        now_ns: u64,
+        name_of: impl Fn(u16) -> Option<&'a str>,
+    ) -> Vec<u8> {
         let mut entries = Vec::with_capacity(self.pipes.len());
         for (i, pipe) in self.pipes.iter_mut().enumerate() {
             self.samples.clear();
@@ -152,7 +179,11 @@ impl Bandwidth {
             let mut demands = Vec::with_capacity(self.samples.len());
             for s in &self.samples {
                 let idle = pipe.idle.entry(s.job).or_insert(ACTIVE_INTERVALS);
-                *idle = if s.arrived_bytes > 0 || s.queued_bytes > 0 { 0 } else { idle.saturating_add(1) };
+                *idle = if s.arrived_bytes > 0 || s.queued_bytes > 0 {
+                    0
+                } else {
+                    idle.saturating_add(1)
+                };
                 pipe.sent.insert(s.job, s.sent_bytes);
                 pipe.dropped.insert(s.job, s.dropped_bytes);
                 pipe.queued.insert(s.job, s.queued_bytes);
@@ -170,14 +201,23 @@ impl Bandwidth {
                 .copied()
                 .collect();
             pipe.local = allocator::node_demand(&pipe.spec, &running, &demands);
-            entries.push(PipeEntry::from_demand(&pipe.name, &pipe.local.node, &name_of));
+            entries.push(PipeEntry::from_demand(
+                &pipe.name,
+                &pipe.local.node,
+                &name_of,
+            ));
         }
         wire::encode(&entries)
     }
 
     /// Computes and installs this node's grants from the peers' latest
     /// entries (`peers`: decoded entries of the other live nodes).
-    pub fn allocate(&mut self, now_ns: u64, peers: &[Vec<PipeEntry>], id_of: impl Fn(&str) -> Option<u16>) {
+    pub fn allocate(
+        &mut self,
+        now_ns: u64,
+        peers: &[Vec<PipeEntry>],
+        id_of: impl Fn(&str) -> Option<u16>,
+    ) {
         for (i, pipe) in self.pipes.iter_mut().enumerate() {
             let demands: Vec<NodePipeDemand> = peers
                 .iter()
@@ -188,21 +228,35 @@ impl Bandwidth {
             let credits: Vec<JobCredit> = grant
                 .jobs
                 .iter()
-                .map(|j| JobCredit { job: j.job, credit_bytes: j.credit(), immediate_allowance: j.immediate_allowance })
+                .map(|j| JobCredit {
+                    job: j.job,
+                    credit_bytes: j.credit(),
+                    immediate_allowance: j.immediate_allowance,
+                })
                 .collect();
-            if let Err(e) = self.control.set_grants(i, now_ns, grant.immediate, &credits) {
+            if let Err(e) = self
+                .control
+                .set_grants(i, now_ns, grant.immediate, &credits)
+            {
                 tracing::error!(pipe = %pipe.name, error = %e, "grants rejected by the pacer");
             }
-            metrics::gauge!("headroom_pipe_node_credit_bytes", "pipe" => pipe.name.clone()).set(grant.node_credit as f64);
-            metrics::gauge!("headroom_pipe_immediate_bytes", "pipe" => pipe.name.clone()).set(grant.immediate as f64);
-            metrics::gauge!("headroom_pipe_nodes", "pipe" => pipe.name.clone()).set((demands.len() + 1) as f64);
+            metrics::gauge!("headroom_pipe_node_credit_bytes", "pipe" => pipe.name.clone())
+                .set(grant.node_credit as f64);
+            metrics::gauge!("headroom_pipe_immediate_bytes", "pipe" => pipe.name.clone())
+                .set(grant.immediate as f64);
+            metrics::gauge!("headroom_pipe_nodes", "pipe" => pipe.name.clone())
+                .set((demands.len() + 1) as f64);
             pipe.grant = Some(grant);
         }
         let _ = self.interval_ns;
     }
 
     /// Status of every pipe.
-    pub fn status<'a>(&self, name_of: impl Fn(u16) -> Option<&'a str>, nodes: usize) -> Vec<PipeStatus> {
+    pub fn status<'a>(
+        &self,
+        name_of: impl Fn(u16) -> Option<&'a str>,
+        nodes: usize,
+    ) -> Vec<PipeStatus> {
         self.pipes
             .iter()
             .map(|p| {
@@ -215,8 +269,10 @@ impl Bandwidth {
                     .collect::<std::collections::BTreeSet<u16>>()
                     .into_iter()
                     .map(|job| {
-                        let credit =
-                            g.and_then(|g| g.jobs.iter().find(|j| j.job == job)).map(|j| j.credit()).unwrap_or(0);
+                        let credit = g
+                            .and_then(|g| g.jobs.iter().find(|j| j.job == job))
+                            .map(|j| j.credit())
+                            .unwrap_or(0);
                         (
                             name_of(job).unwrap_or("?").to_string(),
                             credit,

@@ -188,7 +188,10 @@ impl JobRegistry {
         if id == 0 {
             return Some(headroom_config::DEFAULT_JOB);
         }
-        self.ids.iter().find(|(_, j)| j.0 == id).map(|(n, _)| n.as_str())
+        self.ids
+            .iter()
+            .find(|(_, j)| j.0 == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The id of a known job name.
@@ -258,13 +261,19 @@ impl Control {
                 }
                 let rules = self.jobs.rules(&new);
                 dp.broadcast(|| pipeline::Command::SetRules(rules.clone()));
-                if new.pipes.iter().map(|p| (&p.name, p.capacity, p.remote)).ne(self
-                    .cfg
+                if new
                     .pipes
                     .iter()
-                    .map(|p| (&p.name, p.capacity, p.remote)))
+                    .map(|p| (&p.name, p.capacity, p.remote))
+                    .ne(self
+                        .cfg
+                        .pipes
+                        .iter()
+                        .map(|p| (&p.name, p.capacity, p.remote)))
                 {
-                    tracing::warn!("pipe changes take effect on restart only; bookings are applied now");
+                    tracing::warn!(
+                        "pipe changes take effect on restart only; bookings are applied now"
+                    );
                 }
                 if let Some(bw) = &mut self.bandwidth {
                     let jobs = &mut self.jobs;
@@ -300,7 +309,9 @@ impl Control {
         if let Some(pool) = &mut self.pool {
             pool.poll(now);
         }
-        let Some(bw) = &mut self.bandwidth else { return };
+        let Some(bw) = &mut self.bandwidth else {
+            return;
+        };
         let now_ns = clock::now_ns();
         let jobs = &self.jobs;
         let entry = bw.measure(now_ns, |id| jobs.name_of(id));
@@ -312,7 +323,8 @@ impl Control {
                     .filter_map(|(node, bytes)| match wire::decode(&bytes) {
                         Ok(e) => Some(e),
                         Err(e) => {
-                            metrics::counter!("headroom_bandwidth_entries_rejected_total").increment(1);
+                            metrics::counter!("headroom_bandwidth_entries_rejected_total")
+                                .increment(1);
                             tracing::debug!(node, error = %e, "bandwidth entry rejected");
                             None
                         }
@@ -440,8 +452,16 @@ impl Control {
                 }
             }
         }
-        let nodes = self.pool.as_ref().map(|p| p.live_nodes().len()).unwrap_or(1);
-        st.pipes = self.bandwidth.as_ref().map(|bw| bw.status(|id| self.jobs.name_of(id), nodes)).unwrap_or_default();
+        let nodes = self
+            .pool
+            .as_ref()
+            .map(|p| p.live_nodes().len())
+            .unwrap_or(1);
+        st.pipes = self
+            .bandwidth
+            .as_ref()
+            .map(|bw| bw.status(|id| self.jobs.name_of(id), nodes))
+            .unwrap_or_default();
         st.exchange = self.pool.as_ref().map(|p| p.status());
         st.cpu = self.procsched.as_ref().map(|ps| {
             let snap = ps.snapshot();
@@ -621,7 +641,9 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (pacing, pacers) = match &bandwidth {
         Some(bw) => (
             Bandwidth::pacing_rules(&cfg, bw.job_slots),
-            (0..workers).map(|i| bw.worker_pacer(i).map(Some)).collect::<Result<Vec<_>>>()?,
+            (0..workers)
+                .map(|i| bw.worker_pacer(i).map(Some))
+                .collect::<Result<Vec<_>>>()?,
         ),
         None => (PacingRules::default(), (0..workers).map(|_| None).collect()),
     };

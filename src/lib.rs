@@ -10,5 +10,8 @@ pub mod status;
 
 /// A seed from the wall clock (fallback when /dev/urandom is unreadable).
 pub(crate) fn now_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }

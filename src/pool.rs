@@ -66,8 +66,11 @@ impl Pool {
     /// Joins the pool described by `cfg` (None when no pool key is configured:
     /// the node then runs alone).
     pub fn start(cfg: &Config, now: Instant) -> Result<Option<Pool>> {
-        let Some(key_file) = &cfg.exchange.key_file else { return Ok(None) };
-        let key = load_key(key_file).with_context(|| format!("reading the pool key {}", key_file.display()))?;
+        let Some(key_file) = &cfg.exchange.key_file else {
+            return Ok(None);
+        };
+        let key = load_key(key_file)
+            .with_context(|| format!("reading the pool key {}", key_file.display()))?;
         let advertise = SocketAddr::from((cfg.node.address, cfg.exchange.port));
         let mut ec = ExchangeConfig::new(cfg.node.id as u32, boot_epoch(), advertise);
         ec.seeds = cfg
@@ -86,12 +89,30 @@ impl Pool {
         ec.heartbeat_interval = dead / 4;
         ec.rng_seed = rand_seed();
         let mut ex = Exchange::new(ec, &key, now);
-        ex.register(CODE_BANDWIDTH, Registration { period_ticks: 1, max_size: 1200, flags: 0 })?;
-        ex.register(CODE_CPU, Registration { period_ticks: 5, max_size: 1200, flags: 0 })?;
+        ex.register(
+            CODE_BANDWIDTH,
+            Registration {
+                period_ticks: 1,
+                max_size: 1200,
+                flags: 0,
+            },
+        )?;
+        ex.register(
+            CODE_CPU,
+            Registration {
+                period_ticks: 5,
+                max_size: 1200,
+                flags: 0,
+            },
+        )?;
         let udp = UdpExchange::bind(advertise, ex)
             .with_context(|| format!("binding the exchange socket {advertise}"))?;
         tracing::info!(%advertise, seeds = cfg.exchange.peers.len(), "joined the exchange");
-        Ok(Some(Pool { udp, events: Vec::new(), changed: true }))
+        Ok(Some(Pool {
+            udp,
+            events: Vec::new(),
+            changed: true,
+        }))
     }
 
     /// Receives, runs timers, sends; returns how long until it needs a pass.
@@ -127,7 +148,12 @@ impl Pool {
     /// The latest entries of the other live nodes for `code`.
     pub fn peer_entries(&self, code: u8) -> Vec<(u32, Vec<u8>)> {
         let me = self.udp.exchange().node_id();
-        self.udp.exchange().entries(code).filter(|e| e.node != me).map(|e| (e.node, e.data.to_vec())).collect()
+        self.udp
+            .exchange()
+            .entries(code)
+            .filter(|e| e.node != me)
+            .map(|e| (e.node, e.data.to_vec()))
+            .collect()
     }
 
     /// Live node ids (this one included), ascending.
@@ -158,7 +184,11 @@ impl Pool {
                 addr: addr.to_string(),
             })
             .collect();
-        members.push(MemberStatus { id: ex.node_id(), state: "self".into(), addr: String::new() });
+        members.push(MemberStatus {
+            id: ex.node_id(),
+            state: "self".into(),
+            addr: String::new(),
+        });
         members.sort_by_key(|m| m.id);
         ExchangeStatus {
             master: ex.master(),
@@ -176,7 +206,9 @@ impl Pool {
     /// Exports the exchange counters as metrics.
     pub fn export_metrics(&self) {
         let st = self.status();
-        let c = |name: &'static str, v: u64| metrics::counter!("headroom_exchange_datagrams_total", "kind" => name).absolute(v);
+        let c = |name: &'static str, v: u64| {
+            metrics::counter!("headroom_exchange_datagrams_total", "kind" => name).absolute(v)
+        };
         c("sent", st.datagrams_sent);
         c("received", st.datagrams_received);
         c("accepted", st.datagrams_accepted);
@@ -189,7 +221,10 @@ impl Pool {
 
 fn rand_seed() -> u64 {
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
         return crate::now_seed();
     }
     u64::from_ne_bytes(b)

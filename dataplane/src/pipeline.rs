@@ -57,7 +57,10 @@ pub struct PacingRules {
 impl PacingRules {
     #[inline]
     fn pipe_for(&self, dst: std::net::IpAddr) -> Option<u16> {
-        self.pipes.iter().position(|p| p.as_ref().is_none_or(|p| p.contains(&dst))).map(|i| i as u16)
+        self.pipes
+            .iter()
+            .position(|p| p.as_ref().is_none_or(|p| p.contains(&dst)))
+            .map(|i| i as u16)
     }
 }
 
@@ -102,7 +105,11 @@ impl Pipeline for HeadroomPipeline {
                     let job = self.classifier.classify(now_ns, &key, dir, len);
                     if side == Side::Inner && !self.pacing.pipes.is_empty() {
                         if let Some(pipe) = self.pacing.pipe_for(key.dst_ip()) {
-                            let job = if job.0 < self.pacing.job_slots { job.0 } else { 0 };
+                            let job = if job.0 < self.pacing.job_slots {
+                                job.0
+                            } else {
+                                0
+                            };
                             return Action::Pace { pipe, job };
                         }
                     }

@@ -115,7 +115,11 @@ fn print_status(st: &Status) {
         );
     }
     if let Some(ex) = &st.exchange {
-        let m: Vec<String> = ex.members.iter().map(|m| format!("{}:{}", m.id, m.state)).collect();
+        let m: Vec<String> = ex
+            .members
+            .iter()
+            .map(|m| format!("{}:{}", m.id, m.state))
+            .collect();
         println!(
             "pool: master {}, members [{}]; datagrams sent {} received {} accepted {}, dropped: bad key {} replayed {} malformed {}",
             ex.master,

@@ -51,12 +51,20 @@ pub struct PipeEntry {
 impl PipeEntry {
     /// Builds the entry from a demand whose job ids `name_of` can name (jobs
     /// it cannot name are left out of the detail but stay in the totals).
-    pub fn from_demand<'a>(pipe: &str, d: &NodePipeDemand, name_of: impl Fn(u16) -> Option<&'a str>) -> Self {
+    pub fn from_demand<'a>(
+        pipe: &str,
+        d: &NodePipeDemand,
+        name_of: impl Fn(u16) -> Option<&'a str>,
+    ) -> Self {
         PipeEntry {
             pipe: pipe.to_string(),
             booked: d.booked,
             unbooked: d.unbooked,
-            jobs: d.jobs.iter().filter_map(|w| Some((name_of(w.job)?.to_string(), w.booked, w.want))).collect(),
+            jobs: d
+                .jobs
+                .iter()
+                .filter_map(|w| Some((name_of(w.job)?.to_string(), w.booked, w.want)))
+                .collect(),
         }
     }
 
@@ -69,7 +77,13 @@ impl PipeEntry {
             jobs: self
                 .jobs
                 .iter()
-                .filter_map(|(n, b, w)| Some(JobWant { job: id_of(n)?, booked: *b, want: *w }))
+                .filter_map(|(n, b, w)| {
+                    Some(JobWant {
+                        job: id_of(n)?,
+                        booked: *b,
+                        want: *w,
+                    })
+                })
                 .collect(),
         }
     }
@@ -123,7 +137,9 @@ impl<'a> Reader<'a> {
     }
     fn name(&mut self) -> Result<String, WireError> {
         let n = self.u8()? as usize;
-        std::str::from_utf8(self.take(n)?).map(str::to_string).map_err(|_| WireError::BadName)
+        std::str::from_utf8(self.take(n)?)
+            .map(str::to_string)
+            .map_err(|_| WireError::BadName)
     }
 }
 
@@ -148,7 +164,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<PipeEntry>, WireError> {
             let w = r.u64()?;
             jobs.push((n, b, w));
         }
-        out.push(PipeEntry { pipe, booked, unbooked, jobs });
+        out.push(PipeEntry {
+            pipe,
+            booked,
+            unbooked,
+            jobs,
+        });
     }
     if !r.b.is_empty() {
         return Err(WireError::Trailing(r.b.len()));
@@ -168,9 +189,17 @@ mod tests {
                 pipe: "uplink".into(),
                 booked: 30_000,
                 unbooked: 12_345,
-                jobs: vec![("gold".into(), 30_000, 30_000), ("bronze".into(), 0, 12_345)],
+                jobs: vec![
+                    ("gold".into(), 30_000, 30_000),
+                    ("bronze".into(), 0, 12_345),
+                ],
             },
-            PipeEntry { pipe: "backup".into(), booked: 0, unbooked: 0, jobs: vec![] },
+            PipeEntry {
+                pipe: "backup".into(),
+                booked: 0,
+                unbooked: 0,
+                jobs: vec![],
+            },
         ]
     }
 
@@ -199,7 +228,18 @@ mod tests {
         let d = NodePipeDemand {
             booked: 10,
             unbooked: 5,
-            jobs: vec![JobWant { job: 3, booked: 10, want: 12 }, JobWant { job: 9, booked: 0, want: 3 }],
+            jobs: vec![
+                JobWant {
+                    job: 3,
+                    booked: 10,
+                    want: 12,
+                },
+                JobWant {
+                    job: 9,
+                    booked: 0,
+                    want: 3,
+                },
+            ],
         };
         let names = |j: u16| match j {
             3 => Some("gold"),
@@ -211,7 +251,14 @@ mod tests {
         let back = e.to_demand(|n| (n == "gold").then_some(1));
         assert_eq!(back.booked, 10);
         assert_eq!(back.unbooked, 5);
-        assert_eq!(back.jobs, vec![JobWant { job: 1, booked: 10, want: 12 }]);
+        assert_eq!(
+            back.jobs,
+            vec![JobWant {
+                job: 1,
+                booked: 10,
+                want: 12
+            }]
+        );
     }
 
     proptest! {

@@ -262,7 +262,16 @@ pub fn spawn<P: Pipeline>(
                     tracing::warn!(core, "could not pin worker");
                 }
             }
-            let mut w = Worker::new(spec, umem, frames, [outer, inner], pipeline, pacer, rx, reports);
+            let mut w = Worker::new(
+                spec,
+                umem,
+                frames,
+                [outer, inner],
+                pipeline,
+                pacer,
+                rx,
+                reports,
+            );
             w.run(&stop);
         })
         .map_err(WorkerError::Spawn)?;
@@ -486,12 +495,15 @@ impl<P: Pipeline> Worker<P> {
     /// Hands frames whose credit has arrived from the pacer's queues to the
     /// outer TX batch, as many as the ring has room for.
     fn release(&mut self, now: u64) -> usize {
-        let Some(p) = self.pacer.as_mut() else { return 0 };
+        let Some(p) = self.pacer.as_mut() else {
+            return 0;
+        };
         if p.queued() == 0 {
             return 0;
         }
         let o = Side::Outer as usize;
-        let room = (self.ports[o].tx.nb_free(self.spec.rings.ring) as usize).saturating_sub(self.tx_batch[o].len());
+        let room = (self.ports[o].tx.nb_free(self.spec.rings.ring) as usize)
+            .saturating_sub(self.tx_batch[o].len());
         let max = room.min(self.spec.batch as usize);
         let batch = &mut self.tx_batch[o];
         p.poll_release(now, max, |d| batch.push(d))
