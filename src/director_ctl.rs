@@ -76,6 +76,9 @@ pub struct DirectorCtl {
     epoch: Instant,
     next_resolve: Instant,
     dirty: bool,
+    static_alive: Vec<NodeId>,
+    live_after: Instant,
+    live_converged: bool,
 }
 
 impl DirectorCtl {
@@ -137,8 +140,11 @@ impl DirectorCtl {
             epoch,
             next_resolve: epoch,
             dirty: true,
+            static_alive: static_alive(cfg),
+            live_after: epoch + Duration::from_millis(u64::from(cfg.exchange.failure_timeout_ms)),
+            live_converged: false,
         };
-        d.on_membership(&static_alive(cfg));
+        d.on_membership(&d.static_alive.clone());
         Some(d)
     }
 
@@ -165,6 +171,21 @@ impl DirectorCtl {
             self.alive = a;
             self.dirty = true;
         }
+    }
+
+    /// Live membership from the exchange. Until it has converged (every
+    /// statically configured node seen alive) or one failure timeout has
+    /// passed since start, the static view stays in force: a node that has
+    /// not heard from its peers yet must not claim (and announce) their VIPs.
+    pub fn on_live_nodes(&mut self, now: Instant, live: &[NodeId]) {
+        if !self.live_converged {
+            let all = self.static_alive.iter().all(|n| live.contains(n));
+            if !all && now < self.live_after {
+                return;
+            }
+            self.live_converged = true;
+        }
+        self.on_membership(live);
     }
 
     fn now_ns(&self) -> u64 {

@@ -41,7 +41,7 @@ fn client_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 200, 3, 1 + (i % CLIENT_ADDRS as usize) as u8)
 }
 
-fn director_config(lab: &Lab, me: u16) -> String {
+fn director_config(lab: &Lab, me: u16, key: &std::path::Path) -> String {
     let peers: Vec<String> = lab
         .servers
         .iter()
@@ -59,6 +59,8 @@ fn director_config(lab: &Lab, me: u16) -> String {
         r#"
 [exchange]
 peers = [{peers}]
+key_file = "{key}"
+failure_timeout_ms = 600
 
 [director]
 gratuitous_arp_interval_ms = 50
@@ -78,7 +80,8 @@ protocol = "tcp"
 ports = [{STICKY}]
 sticky_secs = 60
 "#,
-        peers = peers.join(", ")
+        peers = peers.join(", "),
+        key = key.display()
     )
 }
 
@@ -188,11 +191,13 @@ fn pool() -> Pool {
     std::fs::write(&batch, lines).unwrap();
     lab.ip(&c.ns, &["-batch", &batch.display().to_string()])
         .expect("client addresses");
+    let key = dir.path("pool.key");
+    std::fs::write(&key, "director-test-pool-key-0123456789").unwrap();
     let mut socks = Vec::new();
     for i in 0..lab.servers.len() {
         let s = lab.servers[i].clone();
         let sock = dir.path(&format!("s{}.sock", s.id));
-        let cfg = server_config(&s, &sock, &director_config(&lab, s.id));
+        let cfg = server_config(&s, &sock, &director_config(&lab, s.id, &key));
         socks.push(start_headroomd(&mut lab, &dir, i, &cfg));
     }
     let p = Pool {
@@ -244,12 +249,14 @@ fn director(sock: &std::path::Path) -> DirectorStatus {
 }
 
 /// Opens `n` connections to VIP:port from the client, the i-th from
-/// `src(i)`; returns the server id that answered each (or the error).
+/// `src(i)` (address, port; port 0 lets the kernel pick); returns the
+/// server id that answered each (or the error). Fixed source ports make the
+/// placements, and so the test, reproducible: the flow hash is fixed.
 fn connect_many(
     ns: &str,
     port: u16,
     n: usize,
-    src: impl Fn(usize) -> Ipv4Addr + Send + 'static,
+    src: impl Fn(usize) -> (Ipv4Addr, u16) + Send + 'static,
 ) -> Vec<Result<u16, String>> {
     run_in_ns(ns, move || {
         (0..n)
@@ -259,8 +266,15 @@ fn connect_many(
     .expect("client thread")
 }
 
-fn request(src: Ipv4Addr, dst: SocketAddrV4) -> Result<u16, String> {
-    let mut c = connect_from(src, dst).map_err(|e| format!("connect from {src}: {e}"))?;
+/// Source `i` of a batch: one of the client addresses, a port from `base`
+/// (distinct per batch, so no 4-tuple is ever reused).
+fn numbered(base: u16) -> impl Fn(usize) -> (Ipv4Addr, u16) + Send + 'static {
+    move |i| (client_addr(i), base + (i / CLIENT_ADDRS as usize) as u16)
+}
+
+fn request((src, sport): (Ipv4Addr, u16), dst: SocketAddrV4) -> Result<u16, String> {
+    let mut c =
+        connect_from(src, sport, dst).map_err(|e| format!("connect from {src}:{sport}: {e}"))?;
     c.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     c.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
@@ -277,7 +291,7 @@ fn request(src: Ipv4Addr, dst: SocketAddrV4) -> Result<u16, String> {
 }
 
 /// A TCP connection from a chosen local address.
-fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
+fn connect_from(src: Ipv4Addr, sport: u16, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
     // SAFETY: plain socket(2) call.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -308,7 +322,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStream> 
         sin_zero: [0; 8],
     };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let local = sa(src, 0);
+    let local = sa(src, sport);
     // SAFETY: `local` is a valid sockaddr_in of the length passed.
     if unsafe {
         libc::bind(
@@ -353,7 +367,7 @@ fn thousand_connections_spread_by_weight() {
     let p = pool();
     let client = p.lab.clients[0].ns.clone();
     const N: usize = 1000;
-    let res = connect_many(&client, WEB, N, client_addr);
+    let res = connect_many(&client, WEB, N, numbered(20000));
     let bad = failures(&res);
     assert!(
         bad.is_empty(),
@@ -414,7 +428,9 @@ fn same_client_address_sticks_to_one_server() {
     const EACH: usize = 4;
     // Address-major order: each address connects EACH times, interleaved
     // with the others.
-    let res = connect_many(&client, STICKY, ADDRS * EACH, |i| client_addr(i % ADDRS));
+    let res = connect_many(&client, STICKY, ADDRS * EACH, |i| {
+        (client_addr(i % ADDRS), 0)
+    });
     let bad = failures(&res);
     assert!(bad.is_empty(), "failures: {bad:?}");
     let mut seen = std::collections::BTreeSet::new();
@@ -579,7 +595,7 @@ fn unhealthy_server_receives_no_new_flows() {
     });
     assert!(web.is_some(), "node 3 never marked unhealthy");
     const N: usize = 300;
-    let res = connect_many(&client, WEB, N, client_addr);
+    let res = connect_many(&client, WEB, N, numbered(30000));
     let bad = failures(&res);
     assert!(bad.is_empty(), "failures: {bad:?}");
     let c = counts(&res);
@@ -592,7 +608,74 @@ fn unhealthy_server_receives_no_new_flows() {
         (d.service("web")?.serving == vec![1, 2, 3]).then_some(())
     });
     assert!(back.is_some(), "node 3 never came back");
-    let res = connect_many(&client, WEB, N, client_addr);
+    let res = connect_many(&client, WEB, N, numbered(31000));
     assert!(failures(&res).is_empty());
     assert!(counts(&res)[3] > 0);
+}
+
+/// The client's neighbour entry for the VIP (MAC), if any.
+fn client_neighbour(lab: &Lab, ns: &str) -> Option<[u8; 6]> {
+    let out = sh(lab, ns, &format!("ip neigh show {VIP}"));
+    let mut it = out.split_whitespace();
+    it.by_ref().find(|w| *w == "lladdr")?;
+    headroom_config::vip::parse_mac(it.next()?)
+}
+
+#[test]
+fn owner_failover_new_owner_answers_arp_within_two_seconds() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut p = pool();
+    let c = p.lab.clients[0].clone();
+    let mac = |i: usize| {
+        headroom_config::vip::parse_mac(&director(&p.socks[i]).local_mac).expect("node MAC")
+    };
+    let (mac1, mac2) = (mac(0), mac(1));
+    assert_eq!(
+        arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(500)),
+        vec![mac1]
+    );
+    // Traffic before the failure, so the client caches the old owner.
+    let res = connect_many(&c.ns, WEB, 30, numbered(40000));
+    assert!(failures(&res).is_empty(), "{:?}", failures(&res));
+    assert_eq!(client_neighbour(&p.lab, &c.ns), Some(mac1));
+
+    // The owner's daemon dies.
+    let mut d1 = p.lab.forget("headroomd-1").expect("daemon 1");
+    d1.kill().expect("kill headroomd 1");
+    let t0 = Instant::now();
+    let _ = d1.wait();
+    let answered = wait_for(Duration::from_secs(2), || {
+        let r = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(100));
+        (!r.is_empty()).then_some(r)
+    });
+    let took = t0.elapsed();
+    let replies = answered.unwrap_or_else(|| panic!("no ARP answer within 2 s\n{}", p.logs()));
+    assert_eq!(replies, vec![mac2], "new owner must answer, alone");
+    assert!(took <= Duration::from_secs(2), "failover took {took:?}");
+    eprintln!("owner failover: node 2 answers ARP {took:?} after node 1 died");
+
+    // The survivors agree on the new owner; the client learned it from the
+    // gratuitous ARP; new connections land on the surviving servers only.
+    for sock in &p.socks[1..] {
+        let st = wait_for(Duration::from_secs(2), || {
+            let d = director(sock);
+            let w = d.service("web")?.clone();
+            (w.owner == Some(2) && w.serving == vec![2, 3]).then_some(())
+        });
+        assert!(st.is_some(), "{:?}", director(sock));
+    }
+    let learned = wait_for(Duration::from_secs(2), || {
+        (client_neighbour(&p.lab, &c.ns) == Some(mac2)).then_some(())
+    });
+    assert!(
+        learned.is_some(),
+        "client still points the VIP at the old owner"
+    );
+    let res = connect_many(&c.ns, WEB, 200, numbered(41000));
+    assert!(failures(&res).is_empty(), "{:?}", failures(&res));
+    let n = counts(&res);
+    assert_eq!(n[1], 0, "{n:?}");
+    assert!(n[2] > 0 && n[3] > 0, "{n:?}");
+    assert!(director(&p.socks[1]).counter("arp_announced") >= 3);
+    p.apps.clear();
 }

@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod classifier;
+pub mod clock;
 pub mod director;
 pub mod pacer;
 pub mod packet;

@@ -644,6 +644,7 @@ pub fn mul_div(x: u64, y: u64, z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 #[cfg(test)]
 mod sim;
