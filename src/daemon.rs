@@ -265,6 +265,10 @@ impl Control {
                         "[node], [interfaces] and [workers] changes take effect on restart only"
                     );
                 }
+                if new.vips != self.cfg.vips || new.director != self.cfg.director {
+                    // Flow director hook.
+                    tracing::warn!("[[vip]] and [director] changes take effect on restart only");
+                }
                 let rules = self.jobs.rules(&new);
                 dp.broadcast(|| pipeline::Command::SetRules(rules.clone()));
                 if new
