@@ -454,10 +454,6 @@ fn conn_rate(ns: &str, dst: SocketAddrV4, dur: Duration) -> Result<(u64, u64)> {
 fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
     Ok(run_in_ns(ns, move || -> Vec<[u8; 6]> {
         const ETH_P_ARP: u16 = 0x0806;
-        let mac_s = std::fs::read_to_string("/sys/class/net/eth0/address").unwrap_or_default();
-        let Some(mac) = headroom_config::vip::parse_mac(mac_s.trim()) else {
-            return Vec::new();
-        };
         let name = std::ffi::CString::new("eth0").expect("name");
         // SAFETY: valid NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -487,6 +483,7 @@ fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Res
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
+        let mac = if_mac(fd.as_raw_fd(), "eth0");
         let mut f = [0u8; 60];
         f[0..6].copy_from_slice(&[0xff; 6]);
         f[6..12].copy_from_slice(&mac);
@@ -527,4 +524,25 @@ fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Res
         }
         replies
     })?)
+}
+
+/// MAC of interface `name` in the socket's network namespace
+/// (SIOCGIFHWADDR: /sys may show another namespace's devices).
+fn if_mac(fd: i32, name: &str) -> [u8; 6] {
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR on a live socket.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    let mut mac = [0u8; 6];
+    if rc == 0 {
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+    }
+    mac
 }

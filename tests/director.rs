@@ -465,8 +465,6 @@ fn same_client_address_sticks_to_one_server() {
 fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Vec<[u8; 6]> {
     run_in_ns(ns, move || {
         const ETH_P_ARP: u16 = 0x0806;
-        let mac_s = std::fs::read_to_string("/sys/class/net/eth0/address").expect("mac");
-        let mac = headroom_config::vip::parse_mac(mac_s.trim()).expect("parse mac");
         let name = std::ffi::CString::new("eth0").unwrap();
         // SAFETY: valid NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -495,6 +493,7 @@ fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Vec
             )
         };
         assert_eq!(rc, 0, "bind packet socket");
+        let mac = if_mac(fd.as_raw_fd(), "eth0");
         let mut f = [0u8; 60];
         f[0..6].copy_from_slice(&[0xff; 6]);
         f[6..12].copy_from_slice(&mac);
@@ -678,4 +677,25 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     assert!(n[2] > 0 && n[3] > 0, "{n:?}");
     assert!(director(&p.socks[1]).counter("arp_announced") >= 3);
     p.apps.clear();
+}
+
+/// MAC of interface `name` in the socket's network namespace
+/// (SIOCGIFHWADDR: /sys may show another namespace's devices).
+fn if_mac(fd: i32, name: &str) -> [u8; 6] {
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR on a live socket.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    let mut mac = [0u8; 6];
+    if rc == 0 {
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+    }
+    mac
 }
