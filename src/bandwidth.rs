@@ -89,12 +89,14 @@ impl Bandwidth {
             .map(|_| PacerPipeConfig {
                 jobs: job_slots,
                 interval_ns,
+                max_queue_delay_ns: cfg.workers.pacer_max_queue_delay_ms as u64 * 1_000_000,
                 ..Default::default()
             })
             .collect();
         let control = PacerControl::new(PacerConfig {
             pipes: pacer_pipes,
             workers,
+            burst_ns: cfg.workers.pacer_burst_us as u64 * 1000,
             ..Default::default()
         })
         .context("configuring the pacer")?;
