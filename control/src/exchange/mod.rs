@@ -1084,6 +1084,17 @@ impl Exchange {
             self.replay.remove(&n);
             self.drop_entries_of(n, true);
         }
+        // Entries relayed for an origin whose heartbeat never arrived (or
+        // whose member record expired) would otherwise stay forever.
+        let (id, horizon) = (self.cfg.node_id, self.cfg.tombstone_for);
+        let members = &self.members;
+        for rs in self.regs.values_mut() {
+            rs.entries.retain(|n, e| {
+                *n == id
+                    || members.contains_key(n)
+                    || now.saturating_duration_since(e.updated) < horizon
+            });
+        }
     }
 
     /// Removes a node's module entries (and its membership entry if `all`).
@@ -1695,6 +1706,57 @@ mod tests {
         assert_eq!(seen.len(), 20);
         assert!(seen.values().all(|n| *n == 1));
         assert!(ex.stats().entries_deferred > 0);
+    }
+
+    /// Entries for an origin that never joined are forgotten after the
+    /// tombstone horizon instead of accumulating.
+    #[test]
+    fn orphan_entries_expire() {
+        let key = b"k";
+        let auth = Authenticator::new(key);
+        let t0 = Instant::now();
+        let mut cfg = ExchangeConfig::new(1, 1, "10.0.0.1:7000".parse().unwrap());
+        cfg.tombstone_for = Duration::from_secs(5);
+        let mut ex = Exchange::new(cfg, key, t0);
+        let reg = Registration {
+            period_ticks: 1,
+            max_size: 8,
+            flags: 0,
+        };
+        ex.register(1, reg).unwrap();
+        let h = Header {
+            flags: 0,
+            sender: 2,
+            epoch: 1,
+            seq: 1,
+            timestamp_ms: 0,
+        };
+        let mut b = Builder::new(&h, None, 1400);
+        b.push(&WireEntry {
+            code: 1,
+            origin: 77,
+            incarnation: 1,
+            version: 1,
+            ttl: 0,
+            data: &[1],
+        });
+        ex.handle_datagram(t0, "10.0.0.2:7000".parse().unwrap(), &b.finish(&auth))
+            .unwrap();
+        let stored = |ex: &Exchange| ex.regs[&1].entries.contains_key(&77);
+        assert!(stored(&ex));
+        // Not live, so not in the view.
+        assert_eq!(ex.entries(1).count(), 0);
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(4) {
+            t += Duration::from_millis(100);
+            ex.handle_timeout(t);
+        }
+        assert!(stored(&ex));
+        while t < t0 + Duration::from_secs(6) {
+            t += Duration::from_millis(100);
+            ex.handle_timeout(t);
+        }
+        assert!(!stored(&ex));
     }
 
     #[test]
