@@ -1243,6 +1243,14 @@ impl Exchange {
             }
         }
         self.stats.datagrams_accepted += 1;
+        // A fresh authenticated datagram is direct proof the sender is up,
+        // even when its heartbeat version has not advanced yet.
+        if let Some(m) = self.members.get_mut(&h.sender) {
+            if m.state.is_live() && h.epoch == m.epoch {
+                m.last_heard = now;
+                m.state = MemberState::Alive;
+            }
+        }
         // Membership entries first so data from a (re)joining node is not
         // dropped as tombstoned when its heartbeat is in the same datagram.
         for e in dg.entries.iter().filter(|e| e.code == MEMBERSHIP_CODE) {
