@@ -375,6 +375,42 @@ pub struct ExchangeStats {
     pub snapshots_installed: u64,
 }
 
+impl ExchangeStats {
+    /// Publishes every counter through the `metrics` facade as
+    /// `headroom_exchange_<name>` (absolute values; call periodically).
+    pub fn record(&self) {
+        let all: [(&'static str, u64); 24] = [
+            ("datagrams_sent", self.datagrams_sent),
+            ("bytes_sent", self.bytes_sent),
+            ("datagrams_received", self.datagrams_received),
+            ("bytes_received", self.bytes_received),
+            ("datagrams_accepted", self.datagrams_accepted),
+            ("truncated", self.truncated),
+            ("bad_magic", self.bad_magic),
+            ("unknown_version", self.unknown_version),
+            ("bad_mac", self.bad_mac),
+            ("malformed", self.malformed),
+            ("replayed", self.replayed),
+            ("stale_epoch", self.stale_epoch),
+            ("from_self", self.from_self),
+            ("too_many_nodes", self.too_many_nodes),
+            ("unknown_code", self.unknown_code),
+            ("oversize_entries", self.oversize_entries),
+            ("malformed_entries", self.malformed_entries),
+            ("not_newer_entries", self.not_newer_entries),
+            ("tombstoned_entries", self.tombstoned_entries),
+            ("self_origin_entries", self.self_origin_entries),
+            ("entries_applied", self.entries_applied),
+            ("entries_deferred", self.entries_deferred),
+            ("snapshot_rejected", self.snapshot_rejected),
+            ("snapshots_installed", self.snapshots_installed),
+        ];
+        for (name, v) in all {
+            metrics::counter!(format!("headroom_exchange_{name}")).absolute(v);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Stored {
     incarnation: u32,
