@@ -53,7 +53,7 @@
 //!
 //! Detection time of a killed node is `dead_after` minus the age of its last
 //! heartbeat plus its propagation delay and up to one tick: measured in
-//! simulation 1.1-1.8 s (16-128 nodes, 1-10% loss, worst survivor), with no
+//! simulation 1.1-1.8 s (3-128 nodes, 1-10% loss, worst survivor), with no
 //! false failures. Bandwidth grows with pool size because every heartbeat
 //! version reaches every node: about 74 kB/s sent per node at 128 nodes with
 //! unchanged values, MTU-bound at about 111 kB/s when every node changes its
