@@ -166,7 +166,7 @@ fn three_servers_share_a_pipe_by_booking() {
     );
     eprintln!("phase 2: gold alone {:.2} Mbit/s", gold2 / 1e6);
     assert!(
-        gold2 >= 0.95 * CAPACITY_BPS && gold2 <= 1.03 * CAPACITY_BPS,
+        (0.95 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&gold2),
         "gold alone got {gold2} bit/s"
     );
 
@@ -201,7 +201,7 @@ fn three_servers_share_a_pipe_by_booking() {
         eprintln!("{:?}", status(sock).pipes);
     }
     assert!(
-        survivors >= 0.95 * CAPACITY_BPS && survivors <= 1.03 * CAPACITY_BPS,
+        (0.95 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&survivors),
         "survivors got {survivors} bit/s"
     );
 
