@@ -4,10 +4,12 @@ use std::{env, path::PathBuf};
 use libbpf_cargo::SkeletonBuilder;
 
 fn main() {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let bpf_dir = manifest.join("../bpf");
     let src = bpf_dir.join("headroom.bpf.c");
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("headroom.skel.rs");
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("headroom.skel.rs");
     let arch_include = "/usr/include/x86_64-linux-gnu";
     SkeletonBuilder::new()
         .source(&src)
@@ -22,5 +24,8 @@ fn main() {
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
     println!("cargo:rerun-if-changed={}", src.display());
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("headroom.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("headroom.h").display()
+    );
 }

@@ -97,10 +97,17 @@ impl IpPrefix {
             IpAddr::V6(a) => (true, 128u8, u128::from(a)),
         };
         if len > max {
-            return Err(NetParseError::BadPrefixLength { input: format!("{addr}/{len}") });
+            return Err(NetParseError::BadPrefixLength {
+                input: format!("{addr}/{len}"),
+            });
         }
         let mask = Self::mask_for(max, len);
-        Ok(Self { bits: value & mask, mask, len, v6 })
+        Ok(Self {
+            bits: value & mask,
+            mask,
+            len,
+            v6,
+        })
     }
 
     /// The prefix that matches exactly one address.
@@ -116,7 +123,11 @@ impl IpPrefix {
         if len == 0 {
             0
         } else {
-            let all: u128 = if max == 32 { u32::MAX as u128 } else { u128::MAX };
+            let all: u128 = if max == 32 {
+                u32::MAX as u128
+            } else {
+                u128::MAX
+            };
             // len in 1..=max, so the shift is in 0..max.
             all & (all << (max - len))
         }
@@ -196,18 +207,24 @@ impl FromStr for IpPrefix {
             Some((a, l)) => (a, Some(l)),
             None => (t, None),
         };
-        let addr: IpAddr =
-            addr_s.parse().map_err(|_| NetParseError::BadAddress { input: s.to_string() })?;
+        let addr: IpAddr = addr_s.parse().map_err(|_| NetParseError::BadAddress {
+            input: s.to_string(),
+        })?;
         match len_s {
             None => Ok(Self::host(addr)),
             Some(l) => {
                 // u8::from_str accepts a leading '+'; insist on plain digits.
                 if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(NetParseError::BadPrefixLength { input: s.to_string() });
+                    return Err(NetParseError::BadPrefixLength {
+                        input: s.to_string(),
+                    });
                 }
-                let len: u8 =
-                    l.parse().map_err(|_| NetParseError::BadPrefixLength { input: s.to_string() })?;
-                Self::new(addr, len).map_err(|_| NetParseError::BadPrefixLength { input: s.to_string() })
+                let len: u8 = l.parse().map_err(|_| NetParseError::BadPrefixLength {
+                    input: s.to_string(),
+                })?;
+                Self::new(addr, len).map_err(|_| NetParseError::BadPrefixLength {
+                    input: s.to_string(),
+                })
             }
         }
     }
@@ -254,7 +271,10 @@ pub struct PortRange {
 
 impl PortRange {
     /// Every port, 0-65535.
-    pub const ANY: PortRange = PortRange { lo: 0, hi: u16::MAX };
+    pub const ANY: PortRange = PortRange {
+        lo: 0,
+        hi: u16::MAX,
+    };
 
     /// A range of one port.
     pub const fn single(port: u16) -> Self {
@@ -290,9 +310,13 @@ impl fmt::Display for PortRange {
 fn parse_port(s: &str, input: &str) -> Result<u16, NetParseError> {
     let t = s.trim();
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(NetParseError::BadPort { input: input.to_string() });
+        return Err(NetParseError::BadPort {
+            input: input.to_string(),
+        });
     }
-    t.parse().map_err(|_| NetParseError::BadPort { input: input.to_string() })
+    t.parse().map_err(|_| NetParseError::BadPort {
+        input: input.to_string(),
+    })
 }
 
 impl FromStr for PortRange {
@@ -304,7 +328,11 @@ impl FromStr for PortRange {
             Some((a, b)) => {
                 let lo = parse_port(a, s)?;
                 let hi = parse_port(b, s)?;
-                Self::new(lo, hi).ok_or(NetParseError::ReversedPortRange { input: s.to_string(), lo, hi })
+                Self::new(lo, hi).ok_or(NetParseError::ReversedPortRange {
+                    input: s.to_string(),
+                    lo,
+                    hi,
+                })
             }
         }
     }
@@ -322,14 +350,18 @@ impl<'de> Deserialize<'de> for PortRange {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRange, E> {
-                u16::try_from(v)
-                    .map(PortRange::single)
-                    .map_err(|_| E::custom(NetParseError::BadPort { input: v.to_string() }))
+                u16::try_from(v).map(PortRange::single).map_err(|_| {
+                    E::custom(NetParseError::BadPort {
+                        input: v.to_string(),
+                    })
+                })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortRange, E> {
-                u16::try_from(v)
-                    .map(PortRange::single)
-                    .map_err(|_| E::custom(NetParseError::BadPort { input: v.to_string() }))
+                u16::try_from(v).map(PortRange::single).map_err(|_| {
+                    E::custom(NetParseError::BadPort {
+                        input: v.to_string(),
+                    })
+                })
             }
         }
         d.deserialize_any(V)
@@ -418,8 +450,12 @@ impl FromStr for Protocol {
             _ if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t
                 .parse::<u8>()
                 .map(Protocol::from_number)
-                .map_err(|_| NetParseError::BadProtocol { input: s.to_string() }),
-            _ => Err(NetParseError::BadProtocol { input: s.to_string() }),
+                .map_err(|_| NetParseError::BadProtocol {
+                    input: s.to_string(),
+                }),
+            _ => Err(NetParseError::BadProtocol {
+                input: s.to_string(),
+            }),
         }
     }
 }
@@ -436,14 +472,18 @@ impl<'de> Deserialize<'de> for Protocol {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Protocol, E> {
-                u8::try_from(v)
-                    .map(Protocol::from_number)
-                    .map_err(|_| E::custom(NetParseError::BadProtocol { input: v.to_string() }))
+                u8::try_from(v).map(Protocol::from_number).map_err(|_| {
+                    E::custom(NetParseError::BadProtocol {
+                        input: v.to_string(),
+                    })
+                })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Protocol, E> {
-                u8::try_from(v)
-                    .map(Protocol::from_number)
-                    .map_err(|_| E::custom(NetParseError::BadProtocol { input: v.to_string() }))
+                u8::try_from(v).map(Protocol::from_number).map_err(|_| {
+                    E::custom(NetParseError::BadProtocol {
+                        input: v.to_string(),
+                    })
+                })
             }
         }
         d.deserialize_any(V)
@@ -513,7 +553,9 @@ impl FromStr for Direction {
         match s.trim().to_ascii_lowercase().as_str() {
             "in" | "inbound" => Ok(Direction::Inbound),
             "out" | "outbound" => Ok(Direction::Outbound),
-            _ => Err(NetParseError::BadDirection { input: s.to_string() }),
+            _ => Err(NetParseError::BadDirection {
+                input: s.to_string(),
+            }),
         }
     }
 }
@@ -639,15 +681,44 @@ mod tests {
 
     #[test]
     fn prefix_parse_errors() {
-        for bad in ["", "10.0.0", "10.0.0.256/8", "host.example", "10.0.0.0/", "/8", "1.2.3.4/x"] {
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.256/8",
+            "host.example",
+            "10.0.0.0/",
+            "/8",
+            "1.2.3.4/x",
+        ] {
             let e = bad.parse::<IpPrefix>().unwrap_err();
-            assert!(matches!(e, NetParseError::BadAddress { .. } | NetParseError::BadPrefixLength { .. }), "{bad}: {e}");
+            assert!(
+                matches!(
+                    e,
+                    NetParseError::BadAddress { .. } | NetParseError::BadPrefixLength { .. }
+                ),
+                "{bad}: {e}"
+            );
         }
-        assert!(matches!("10.0.0.0/33".parse::<IpPrefix>(), Err(NetParseError::BadPrefixLength { .. })));
-        assert!(matches!("10.0.0.0/+8".parse::<IpPrefix>(), Err(NetParseError::BadPrefixLength { .. })));
-        assert!(matches!("::/129".parse::<IpPrefix>(), Err(NetParseError::BadPrefixLength { .. })));
-        assert!(matches!("10.0.0.0/999".parse::<IpPrefix>(), Err(NetParseError::BadPrefixLength { .. })));
-        assert!(matches!("10.0.0.x/8".parse::<IpPrefix>(), Err(NetParseError::BadAddress { .. })));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<IpPrefix>(),
+            Err(NetParseError::BadPrefixLength { .. })
+        ));
+        assert!(matches!(
+            "10.0.0.0/+8".parse::<IpPrefix>(),
+            Err(NetParseError::BadPrefixLength { .. })
+        ));
+        assert!(matches!(
+            "::/129".parse::<IpPrefix>(),
+            Err(NetParseError::BadPrefixLength { .. })
+        ));
+        assert!(matches!(
+            "10.0.0.0/999".parse::<IpPrefix>(),
+            Err(NetParseError::BadPrefixLength { .. })
+        ));
+        assert!(matches!(
+            "10.0.0.x/8".parse::<IpPrefix>(),
+            Err(NetParseError::BadAddress { .. })
+        ));
         let msg = "10.0.0.0/33".parse::<IpPrefix>().unwrap_err().to_string();
         assert!(msg.contains("0-32"), "{msg}");
     }
@@ -657,7 +728,10 @@ mod tests {
         let a = p("10.0.0.0/8");
         assert!(a.contains(&"10.255.1.2".parse().unwrap()));
         assert!(!a.contains(&"11.0.0.0".parse().unwrap()));
-        assert!(!a.contains(&"::ffff:10.0.0.1".parse().unwrap()), "families never mix");
+        assert!(
+            !a.contains(&"::ffff:10.0.0.1".parse().unwrap()),
+            "families never mix"
+        );
         let all4 = p("0.0.0.0/0");
         assert!(all4.contains(&"1.2.3.4".parse().unwrap()));
         assert!(!all4.contains(&"::1".parse().unwrap()));
@@ -680,12 +754,21 @@ mod tests {
     #[test]
     fn port_range_parse() {
         assert_eq!("80".parse::<PortRange>().unwrap(), PortRange::single(80));
-        assert_eq!("8000-8100".parse::<PortRange>().unwrap(), PortRange { lo: 8000, hi: 8100 });
-        assert_eq!(" 1 - 2 ".parse::<PortRange>().unwrap(), PortRange { lo: 1, hi: 2 });
+        assert_eq!(
+            "8000-8100".parse::<PortRange>().unwrap(),
+            PortRange { lo: 8000, hi: 8100 }
+        );
+        assert_eq!(
+            " 1 - 2 ".parse::<PortRange>().unwrap(),
+            PortRange { lo: 1, hi: 2 }
+        );
         assert_eq!("0-65535".parse::<PortRange>().unwrap(), PortRange::ANY);
         assert_eq!("5-5".parse::<PortRange>().unwrap(), PortRange::single(5));
         for bad in ["", "x", "65536", "-1", "1-", "-", "1-2-3", "+80", "80-x"] {
-            assert!(matches!(bad.parse::<PortRange>(), Err(NetParseError::BadPort { .. })), "{bad}");
+            assert!(
+                matches!(bad.parse::<PortRange>(), Err(NetParseError::BadPort { .. })),
+                "{bad}"
+            );
         }
         assert!(matches!(
             "9-8".parse::<PortRange>(),
@@ -710,7 +793,13 @@ mod tests {
         assert_eq!("0".parse::<Protocol>().unwrap().number(), 0);
         assert_eq!("255".parse::<Protocol>().unwrap().number(), 255);
         for bad in ["", "tcpp", "256", "-1", "+6", "gre"] {
-            assert!(matches!(bad.parse::<Protocol>(), Err(NetParseError::BadProtocol { .. })), "{bad}");
+            assert!(
+                matches!(
+                    bad.parse::<Protocol>(),
+                    Err(NetParseError::BadProtocol { .. })
+                ),
+                "{bad}"
+            );
         }
         for n in 0..=255u8 {
             assert_eq!(Protocol::from_number(n).number(), n);
@@ -722,8 +811,14 @@ mod tests {
         assert_eq!("in".parse::<Direction>().unwrap(), Direction::Inbound);
         assert_eq!("Inbound".parse::<Direction>().unwrap(), Direction::Inbound);
         assert_eq!("out".parse::<Direction>().unwrap(), Direction::Outbound);
-        assert_eq!("outbound".parse::<Direction>().unwrap(), Direction::Outbound);
-        assert!(matches!("sideways".parse::<Direction>(), Err(NetParseError::BadDirection { .. })));
+        assert_eq!(
+            "outbound".parse::<Direction>().unwrap(),
+            Direction::Outbound
+        );
+        assert!(matches!(
+            "sideways".parse::<Direction>(),
+            Err(NetParseError::BadDirection { .. })
+        ));
         assert_eq!(Direction::Inbound.reverse(), Direction::Outbound);
     }
 
@@ -738,8 +833,7 @@ mod tests {
 
     #[test]
     fn flow_rule_toml() {
-        let d = doc(
-            r#"
+        let d = doc(r#"
             [[rule]]
             local = "10.0.0.0/8"
             local_port = 80
@@ -750,15 +844,20 @@ mod tests {
             [[rule]]
             protocol = 47
             [[rule]]
-        "#,
-        )
+        "#)
         .unwrap();
         assert_eq!(d.rule.len(), 3);
         let r = &d.rule[0];
         assert_eq!(r.local, Some(p("10.0.0.0/8")));
         assert_eq!(r.local_port, Some(PortRange::single(80)));
         assert_eq!(r.remote, Some(p("2001:db8::/32")));
-        assert_eq!(r.remote_port, Some(PortRange { lo: 1024, hi: 65535 }));
+        assert_eq!(
+            r.remote_port,
+            Some(PortRange {
+                lo: 1024,
+                hi: 65535
+            })
+        );
         assert_eq!(r.protocol, Some(Protocol::Tcp));
         assert_eq!(r.direction, Some(Direction::Inbound));
         assert!(r.has_port_constraint());
@@ -783,7 +882,10 @@ mod tests {
         for (text, needle) in cases {
             let e = doc(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
-            assert!(e.contains("line 2"), "{text:?} should carry a location: {e}");
+            assert!(
+                e.contains("line 2"),
+                "{text:?} should carry a location: {e}"
+            );
         }
     }
 

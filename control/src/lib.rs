@@ -1,1 +1,4 @@
 //! Headroom control plane.
+
+pub mod health;
+pub mod procsched;

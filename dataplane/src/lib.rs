@@ -1,3 +1,10 @@
+//! Headroom dataplane: the XDP steering program, AF_XDP workers and the
+//! per-packet logic they run.
+
+pub mod arp;
 pub mod classifier;
+pub mod director;
 pub mod packet;
+pub mod pipeline;
+pub mod worker;
 pub mod xdp;

@@ -41,7 +41,10 @@ impl Hash for FlowKey {
         state.write_u128(u128::from_ne_bytes(self.src));
         state.write_u128(u128::from_ne_bytes(self.dst));
         state.write_u64(
-            (self.src_port as u64) | ((self.dst_port as u64) << 16) | ((self.protocol as u64) << 32) | ((self.v6 as u64) << 40),
+            (self.src_port as u64)
+                | ((self.dst_port as u64) << 16)
+                | ((self.protocol as u64) << 32)
+                | ((self.v6 as u64) << 40),
         );
     }
 }
@@ -68,8 +71,21 @@ impl FlowKey {
 
     /// An IPv4 key from address bytes.
     #[inline]
-    pub fn v4_bytes(protocol: u8, src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16) -> Self {
-        Self { src: v4_bytes(src), dst: v4_bytes(dst), src_port, dst_port, protocol, v6: false }
+    pub fn v4_bytes(
+        protocol: u8,
+        src: [u8; 4],
+        dst: [u8; 4],
+        src_port: u16,
+        dst_port: u16,
+    ) -> Self {
+        Self {
+            src: v4_bytes(src),
+            dst: v4_bytes(dst),
+            src_port,
+            dst_port,
+            protocol,
+            v6: false,
+        }
     }
 
     /// An IPv6 key.
@@ -80,12 +96,31 @@ impl FlowKey {
 
     /// An IPv6 key from address bytes.
     #[inline]
-    pub fn v6_bytes(protocol: u8, src: [u8; 16], dst: [u8; 16], src_port: u16, dst_port: u16) -> Self {
-        Self { src, dst, src_port, dst_port, protocol, v6: true }
+    pub fn v6_bytes(
+        protocol: u8,
+        src: [u8; 16],
+        dst: [u8; 16],
+        src_port: u16,
+        dst_port: u16,
+    ) -> Self {
+        Self {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            protocol,
+            v6: true,
+        }
     }
 
     /// A key from `IpAddr`s; `None` if the families differ.
-    pub fn new(protocol: u8, src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16) -> Option<Self> {
+    pub fn new(
+        protocol: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        src_port: u16,
+        dst_port: u16,
+    ) -> Option<Self> {
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => Some(Self::v4(protocol, s, d, src_port, dst_port)),
             (IpAddr::V6(s), IpAddr::V6(d)) => Some(Self::v6(protocol, s, d, src_port, dst_port)),
@@ -156,7 +191,13 @@ impl FlowKey {
     /// The same flow seen from the other end (addresses and ports swapped).
     #[inline]
     pub fn reversed(&self) -> Self {
-        Self { src: self.dst, dst: self.src, src_port: self.dst_port, dst_port: self.src_port, ..*self }
+        Self {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..*self
+        }
     }
 
     /// Orient a wire key by the packet's direction: the result's `src` is the **local**
@@ -209,14 +250,26 @@ mod tests {
     #[test]
     fn size_and_orientation() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 38);
-        let k = FlowKey::v4(6, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 1234, 80);
+        let k = FlowKey::v4(
+            6,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            1234,
+            80,
+        );
         assert_eq!(k.local_remote(Direction::Outbound), k);
         let inbound = k.reversed();
         assert_eq!(inbound.local_remote(Direction::Inbound), k);
         assert_eq!(k.src_raw(), u32::from(Ipv4Addr::new(10, 0, 0, 1)) as u128);
         assert_eq!(k.to_string(), "tcp 10.0.0.1:1234 -> 10.0.0.2:80");
         assert!(k.has_ports());
-        let m = FlowKey::v6(6, Ipv4Addr::new(10, 0, 0, 1).to_ipv6_compatible(), Ipv4Addr::new(10, 0, 0, 2).to_ipv6_compatible(), 1234, 80);
+        let m = FlowKey::v6(
+            6,
+            Ipv4Addr::new(10, 0, 0, 1).to_ipv6_compatible(),
+            Ipv4Addr::new(10, 0, 0, 2).to_ipv6_compatible(),
+            1234,
+            80,
+        );
         assert_ne!(k, m, "families never collide");
         assert_eq!(m.src_raw(), k.src_raw());
         assert_eq!(m.to_string(), "tcp [::a00:1]:1234 -> [::a00:2]:80");

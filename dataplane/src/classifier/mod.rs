@@ -267,7 +267,8 @@ impl Classifier {
                     },
                 ));
                 let hasher = &self.hasher;
-                self.index.insert_unique(hash, idx, |&i| hasher.hash_one(slots[i as usize].0));
+                self.index
+                    .insert_unique(hash, idx, |&i| hasher.hash_one(slots[i as usize].0));
                 self.created += 1;
                 inc_flow(&mut self.jobs, job);
             } else {
@@ -325,7 +326,11 @@ impl Classifier {
     /// previous call stopped. Call periodically (e.g. every few milliseconds), not per
     /// packet. Returns the number of flows removed.
     pub fn expire(&mut self, now_ns: u64) -> usize {
-        let budget = if self.scan_budget == 0 { self.slots.len() } else { self.scan_budget.min(self.slots.len()) };
+        let budget = if self.scan_budget == 0 {
+            self.slots.len()
+        } else {
+            self.scan_budget.min(self.slots.len())
+        };
         self.expire_scan(now_ns, budget)
     }
 
@@ -382,7 +387,9 @@ impl Classifier {
     pub fn lookup(&self, key: &FlowKey, dir: Direction) -> Option<&FlowEntry> {
         let okey = key.local_remote(dir);
         let hash = self.hasher.hash_one(okey);
-        self.index.find(hash, |&i| self.slots[i as usize].0 == okey).map(|&i| &self.slots[i as usize].1)
+        self.index
+            .find(hash, |&i| self.slots[i as usize].0 == okey)
+            .map(|&i| &self.slots[i as usize].1)
     }
 
     /// Flows in the table now.
@@ -412,8 +419,12 @@ impl Classifier {
 
     /// Copy the counters (allocates: call periodically, not per packet).
     pub fn snapshot(&self) -> ClassifierSnapshot {
-        let mut jobs: Vec<(JobId, JobCounters)> =
-            self.rules.jobs().iter().map(|&j| (j, self.job_counters(j))).collect();
+        let mut jobs: Vec<(JobId, JobCounters)> = self
+            .rules
+            .jobs()
+            .iter()
+            .map(|&j| (j, self.job_counters(j)))
+            .collect();
         for (i, c) in self.jobs.iter().enumerate() {
             let j = JobId(i as u16);
             if *c != JobCounters::default() && !self.rules.jobs().contains(&j) {

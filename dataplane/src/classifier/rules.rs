@@ -32,7 +32,9 @@ impl CompiledRule {
             }
         }
         if self.needs_ports
-            && !(k.has_ports() && self.local_port.contains(k.src_port()) && self.remote_port.contains(k.dst_port()))
+            && !(k.has_ports()
+                && self.local_port.contains(k.src_port())
+                && self.remote_port.contains(k.dst_port()))
         {
             return false;
         }
@@ -91,7 +93,11 @@ impl RuleSet {
             }
         }
         let max_job = ids.iter().map(|j| j.0).max().unwrap_or(0);
-        RuleSet { rules: rules.into(), jobs: ids.into(), max_job }
+        RuleSet {
+            rules: rules.into(),
+            jobs: ids.into(),
+            max_job,
+        }
     }
 
     /// A rule set with no rules: everything goes to the default job.

@@ -31,7 +31,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         if b.len() < ARP_LEN {
             return Err(ParseError::Truncated { layer: Layer::Arp });
         }
-        if u16_at(b, 0) != 1 || u16_at(b, 2) != ethertype::IPV4 || u8_at(b, 4) != 6 || u8_at(b, 5) != 4 {
+        if u16_at(b, 0) != 1
+            || u16_at(b, 2) != ethertype::IPV4
+            || u8_at(b, 4) != 6
+            || u8_at(b, 5) != 4
+        {
             return Err(ParseError::Unsupported { layer: Layer::Arp });
         }
         Ok(Self { buf })
@@ -120,7 +124,13 @@ impl ArpRepr {
 
     /// A who-has request for `target_ip`.
     pub fn request(sender_hw: EthernetAddress, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
-        Self { operation: op::REQUEST, sender_hw, sender_ip, target_hw: EthernetAddress::ZERO, target_ip }
+        Self {
+            operation: op::REQUEST,
+            sender_hw,
+            sender_ip,
+            target_hw: EthernetAddress::ZERO,
+            target_ip,
+        }
     }
 
     /// The reply to this request saying `self.target_ip` is at `my_hw`.
@@ -180,14 +190,28 @@ mod tests {
 
     #[test]
     fn rejects() {
-        assert_eq!(ArpPacket::new_checked(&[0u8; 27][..]).unwrap_err(), ParseError::Truncated { layer: Layer::Arp });
+        assert_eq!(
+            ArpPacket::new_checked(&[0u8; 27][..]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Arp }
+        );
         let mut buf = [0u8; 28];
-        ArpRepr::request(EthernetAddress::ZERO, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED).emit(&mut buf).unwrap();
+        ArpRepr::request(
+            EthernetAddress::ZERO,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+        )
+        .emit(&mut buf)
+        .unwrap();
         for (i, v) in [(1usize, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut b = buf;
             b[i] = v;
-            assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), ParseError::Unsupported { layer: Layer::Arp });
+            assert_eq!(
+                ArpPacket::new_checked(&b[..]).unwrap_err(),
+                ParseError::Unsupported { layer: Layer::Arp }
+            );
         }
-        assert!(ArpRepr::parse(&ArpPacket::new_checked(&buf[..]).unwrap()).emit(&mut [0u8; 27]).is_err());
+        assert!(ArpRepr::parse(&ArpPacket::new_checked(&buf[..]).unwrap())
+            .emit(&mut [0u8; 27])
+            .is_err());
     }
 }

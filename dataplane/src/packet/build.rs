@@ -26,24 +26,48 @@ fn eth(ethertype: u16, vlan: Option<u16>) -> Vec<u8> {
 }
 
 /// The L4 segment (TCP header or UDP header) followed by `payload`, checksum filled.
-fn l4(proto: u8, sport: u16, dport: u16, tcp_flags: u8, payload: &[u8], pseudo: impl Fn(u32) -> u32) -> Vec<u8> {
+fn l4(
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    payload: &[u8],
+    pseudo: impl Fn(u32) -> u32,
+) -> Vec<u8> {
     let mut seg = Vec::new();
     match proto {
         protocol::TCP => {
             seg.resize(20, 0);
-            TcpRepr { src_port: sport, dst_port: dport, seq: 1, ack: 0, flags: tcp_flags, window: 65535 }
-                .emit(&mut seg)
-                .expect("sized");
+            TcpRepr {
+                src_port: sport,
+                dst_port: dport,
+                seq: 1,
+                ack: 0,
+                flags: tcp_flags,
+                window: 65535,
+            }
+            .emit(&mut seg)
+            .expect("sized");
             seg.extend_from_slice(payload);
             let ps = pseudo(seg.len() as u32);
-            TcpSegment::new_checked(&mut seg[..]).expect("valid").fill_checksum(ps);
+            TcpSegment::new_checked(&mut seg[..])
+                .expect("valid")
+                .fill_checksum(ps);
         }
         protocol::UDP => {
             seg.resize(8, 0);
-            UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() as u16 }.emit(&mut seg).expect("sized");
+            UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload_len: payload.len() as u16,
+            }
+            .emit(&mut seg)
+            .expect("sized");
             seg.extend_from_slice(payload);
             let ps = pseudo(seg.len() as u32);
-            UdpDatagram::new_checked(&mut seg[..]).expect("valid").fill_checksum(ps);
+            UdpDatagram::new_checked(&mut seg[..])
+                .expect("valid")
+                .fill_checksum(ps);
         }
         _ => seg.extend_from_slice(payload),
     }
@@ -69,7 +93,9 @@ pub fn ipv4_frame(
     let mut f = eth(ethertype::IPV4, vlan);
     let off = f.len();
     f.resize(off + 20, 0);
-    Ipv4Repr::new(src, dst, proto, seg.len() as u16).emit(&mut f[off..]).expect("sized");
+    Ipv4Repr::new(src, dst, proto, seg.len() as u16)
+        .emit(&mut f[off..])
+        .expect("sized");
     f.extend_from_slice(&seg);
     if f.len() < 60 {
         f.resize(60, 0);
@@ -83,7 +109,14 @@ pub fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]
 }
 
 /// A TCP/IPv4 frame with the given flags.
-pub fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp4(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     ipv4_frame(None, protocol::TCP, src, dst, sport, dport, flags, payload)
 }
 
@@ -110,7 +143,9 @@ pub fn ipv6_frame(
     let off = f.len();
     f.resize(off + 40, 0);
     let nh = if ext.is_empty() { proto } else { first_nh };
-    Ipv6Repr::new(src, dst, nh, (ext.len() + seg.len()) as u16).emit(&mut f[off..]).expect("sized");
+    Ipv6Repr::new(src, dst, nh, (ext.len() + seg.len()) as u16)
+        .emit(&mut f[off..])
+        .expect("sized");
     f.extend_from_slice(ext);
     f.extend_from_slice(&seg);
     f
@@ -118,24 +153,63 @@ pub fn ipv6_frame(
 
 /// A UDP/IPv6 frame.
 pub fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    ipv6_frame(None, protocol::UDP, src, dst, sport, dport, 0, 0, &[], payload)
+    ipv6_frame(
+        None,
+        protocol::UDP,
+        src,
+        dst,
+        sport,
+        dport,
+        0,
+        0,
+        &[],
+        payload,
+    )
 }
 
 /// A TCP/IPv6 frame.
-pub fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv6_frame(None, protocol::TCP, src, dst, sport, dport, flags, 0, &[], payload)
+pub fn tcp6(
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    ipv6_frame(
+        None,
+        protocol::TCP,
+        src,
+        dst,
+        sport,
+        dport,
+        flags,
+        0,
+        &[],
+        payload,
+    )
 }
 
 /// An ICMPv4 echo request frame.
 pub fn icmp4_echo(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, seq: u16) -> Vec<u8> {
     let mut icmp = vec![0u8; 8];
-    IcmpEchoRepr { msg_type: super::icmp::types::V4_ECHO_REQUEST, ident, seq }.emit(&mut icmp).expect("sized");
+    IcmpEchoRepr {
+        msg_type: super::icmp::types::V4_ECHO_REQUEST,
+        ident,
+        seq,
+    }
+    .emit(&mut icmp)
+    .expect("sized");
     icmp.extend_from_slice(b"headroom");
-    IcmpPacket::new_checked(&mut icmp[..]).expect("valid").fill_checksum(0);
+    IcmpPacket::new_checked(&mut icmp[..])
+        .expect("valid")
+        .fill_checksum(0);
     let mut f = eth(ethertype::IPV4, None);
     let off = f.len();
     f.resize(off + 20, 0);
-    Ipv4Repr::new(src, dst, protocol::ICMP, icmp.len() as u16).emit(&mut f[off..]).expect("sized");
+    Ipv4Repr::new(src, dst, protocol::ICMP, icmp.len() as u16)
+        .emit(&mut f[off..])
+        .expect("sized");
     f.extend_from_slice(&icmp);
     if f.len() < 60 {
         f.resize(60, 0);
@@ -146,14 +220,29 @@ pub fn icmp4_echo(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, seq: u16) -> Vec<u8>
 /// An ICMPv6 echo request frame.
 pub fn icmp6_echo(src: Ipv6Addr, dst: Ipv6Addr, ident: u16, seq: u16) -> Vec<u8> {
     let mut icmp = vec![0u8; 8];
-    IcmpEchoRepr { msg_type: super::icmp::types::V6_ECHO_REQUEST, ident, seq }.emit(&mut icmp).expect("sized");
+    IcmpEchoRepr {
+        msg_type: super::icmp::types::V6_ECHO_REQUEST,
+        ident,
+        seq,
+    }
+    .emit(&mut icmp)
+    .expect("sized");
     icmp.extend_from_slice(b"headroom");
-    let ps = checksum::pseudo_header_v6(src.octets(), dst.octets(), protocol::ICMPV6, icmp.len() as u32);
-    IcmpPacket::new_checked(&mut icmp[..]).expect("valid").fill_checksum(ps);
+    let ps = checksum::pseudo_header_v6(
+        src.octets(),
+        dst.octets(),
+        protocol::ICMPV6,
+        icmp.len() as u32,
+    );
+    IcmpPacket::new_checked(&mut icmp[..])
+        .expect("valid")
+        .fill_checksum(ps);
     let mut f = eth(ethertype::IPV6, None);
     let off = f.len();
     f.resize(off + 40, 0);
-    Ipv6Repr::new(src, dst, protocol::ICMPV6, icmp.len() as u16).emit(&mut f[off..]).expect("sized");
+    Ipv6Repr::new(src, dst, protocol::ICMPV6, icmp.len() as u16)
+        .emit(&mut f[off..])
+        .expect("sized");
     f.extend_from_slice(&icmp);
     f
 }
@@ -182,24 +271,87 @@ pub fn sample_frames() -> Vec<(&'static str, Vec<u8>)> {
     let b6: Ipv6Addr = "2001:db8::2".parse().expect("literal");
     // hop-by-hop (8) -> routing (8) -> fragment (first, M=1) -> dest-opts (8) -> TCP
     let ext = [
-        protocol::IPV6_ROUTE, 0, 1, 4, 0, 0, 0, 0, // hop-by-hop: PadN
-        protocol::IPV6_FRAG, 0, 0, 0, 0, 0, 0, 0, // routing, segments left 0
-        protocol::IPV6_OPTS, 0, 0x00, 0x01, 0, 0, 0, 7, // fragment: offset 0, M
-        protocol::TCP, 0, 1, 4, 0, 0, 0, 0, // dest-opts: PadN
+        protocol::IPV6_ROUTE,
+        0,
+        1,
+        4,
+        0,
+        0,
+        0,
+        0, // hop-by-hop: PadN
+        protocol::IPV6_FRAG,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0, // routing, segments left 0
+        protocol::IPV6_OPTS,
+        0,
+        0x00,
+        0x01,
+        0,
+        0,
+        0,
+        7, // fragment: offset 0, M
+        protocol::TCP,
+        0,
+        1,
+        4,
+        0,
+        0,
+        0,
+        0, // dest-opts: PadN
     ];
     let mut frag4 = udp4(a4, 5000, b4, 53, &[0u8; 40]);
     frag4[14 + 6] = 0x00;
     frag4[14 + 7] = 0x05; // a later fragment at offset 40
     vec![
         ("udp4", udp4(a4, 40000, b4, 53, b"query")),
-        ("tcp4_syn", tcp4(a4, 40001, b4, 80, super::tcp::flags::SYN, &[])),
-        ("tcp4_vlan", ipv4_frame(Some(42), protocol::TCP, b4, a4, 443, 40002, super::tcp::flags::ACK, b"hello")),
+        (
+            "tcp4_syn",
+            tcp4(a4, 40001, b4, 80, super::tcp::flags::SYN, &[]),
+        ),
+        (
+            "tcp4_vlan",
+            ipv4_frame(
+                Some(42),
+                protocol::TCP,
+                b4,
+                a4,
+                443,
+                40002,
+                super::tcp::flags::ACK,
+                b"hello",
+            ),
+        ),
         ("udp6", udp6(a6, 5353, b6, 5353, b"mdns")),
-        ("tcp6_ext", ipv6_frame(None, protocol::TCP, a6, b6, 1234, 22, super::tcp::flags::SYN, protocol::HOPOPT, &ext, &[])),
+        (
+            "tcp6_ext",
+            ipv6_frame(
+                None,
+                protocol::TCP,
+                a6,
+                b6,
+                1234,
+                22,
+                super::tcp::flags::SYN,
+                protocol::HOPOPT,
+                &ext,
+                &[],
+            ),
+        ),
         ("icmp4_echo", icmp4_echo(a4, b4, 0x4242, 1)),
         ("icmp6_echo", icmp6_echo(a6, b6, 0x4243, 1)),
-        ("arp_request", arp_frame(None, &ArpRepr::request(SRC_MAC, a4, b4))),
-        ("arp_vlan_reply", arp_frame(Some(7), &ArpRepr::request(SRC_MAC, a4, b4).reply(DST_MAC))),
+        (
+            "arp_request",
+            arp_frame(None, &ArpRepr::request(SRC_MAC, a4, b4)),
+        ),
+        (
+            "arp_vlan_reply",
+            arp_frame(Some(7), &ArpRepr::request(SRC_MAC, a4, b4).reply(DST_MAC)),
+        ),
         ("ipv4_later_fragment", frag4),
     ]
 }

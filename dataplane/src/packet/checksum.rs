@@ -74,14 +74,24 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, l4_len: u16) -> u32 {
     let s = u32::from_be_bytes(src);
     let d = u32::from_be_bytes(dst);
-    fold64((s >> 16) as u64 + (s & 0xffff) as u64 + (d >> 16) as u64 + (d & 0xffff) as u64 + protocol as u64 + l4_len as u64)
+    fold64(
+        (s >> 16) as u64
+            + (s & 0xffff) as u64
+            + (d >> 16) as u64
+            + (d & 0xffff) as u64
+            + protocol as u64
+            + l4_len as u64,
+    )
 }
 
 /// The pseudo-header sum for TCP/UDP/ICMPv6 over IPv6 (RFC 8200 section 8.1): addresses,
 /// upper-layer packet length and next header.
 #[inline]
 pub fn pseudo_header_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, l4_len: u32) -> u32 {
-    combine(combine(sum(&src), sum(&dst)), fold64((l4_len >> 16) as u64 + (l4_len & 0xffff) as u64 + next_header as u64))
+    combine(
+        combine(sum(&src), sum(&dst)),
+        fold64((l4_len >> 16) as u64 + (l4_len & 0xffff) as u64 + next_header as u64),
+    )
 }
 
 /// RFC 1624 eqn. 3: the new checksum field after a 16-bit word of the covered data changed
@@ -129,8 +139,8 @@ mod tests {
     fn ipv4_header_known_answer() {
         // A classic example header with checksum 0xb861.
         let mut h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(checksum(&h), 0xb861);
         h[10] = 0xb8;
@@ -156,14 +166,19 @@ mod tests {
         let ph = pseudo_header_v4(src, dst, 17, 10);
         let c = finish(combine(ph, sum(&udp)));
         // 0a00+0001+0a00+0002+0011+000a + 04d2+162e+000a+0000+6869
-        let manual: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x000a + 0x04d2 + 0x162e + 0x000a + 0x6869;
+        let manual: u32 =
+            0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x000a + 0x04d2 + 0x162e + 0x000a + 0x6869;
         assert_eq!(c, !fold(manual));
     }
 
     fn naive(data: &[u8]) -> u16 {
         let mut s: u32 = 0;
         for ch in data.chunks(2) {
-            let w = if ch.len() == 2 { u16::from_be_bytes([ch[0], ch[1]]) } else { u16::from_be_bytes([ch[0], 0]) };
+            let w = if ch.len() == 2 {
+                u16::from_be_bytes([ch[0], ch[1]])
+            } else {
+                u16::from_be_bytes([ch[0], 0])
+            };
             s += w as u32;
             s = (s & 0xffff) + (s >> 16);
         }

@@ -240,7 +240,12 @@ impl ParseStats {
     /// Add another set of counters (e.g. to aggregate workers).
     pub fn merge(&mut self, other: &ParseStats) {
         self.ok += other.ok;
-        for (a, b) in self.counts.iter_mut().flatten().zip(other.counts.iter().flatten()) {
+        for (a, b) in self
+            .counts
+            .iter_mut()
+            .flatten()
+            .zip(other.counts.iter().flatten())
+        {
             *a += b;
         }
     }

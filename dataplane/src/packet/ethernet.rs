@@ -60,7 +60,11 @@ impl EthernetAddress {
 impl fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -86,12 +90,22 @@ pub struct VlanTag {
 impl VlanTag {
     /// An 802.1Q tag with priority 0.
     pub const fn dot1q(vid: u16) -> Self {
-        Self { tpid: ethertype::VLAN, pcp: 0, dei: false, vid: vid & 0x0fff }
+        Self {
+            tpid: ethertype::VLAN,
+            pcp: 0,
+            dei: false,
+            vid: vid & 0x0fff,
+        }
     }
 
     /// An 802.1ad service tag with priority 0.
     pub const fn dot1ad(vid: u16) -> Self {
-        Self { tpid: ethertype::QINQ, pcp: 0, dei: false, vid: vid & 0x0fff }
+        Self {
+            tpid: ethertype::QINQ,
+            pcp: 0,
+            dei: false,
+            vid: vid & 0x0fff,
+        }
     }
 
     fn tci(&self) -> u16 {
@@ -99,7 +113,12 @@ impl VlanTag {
     }
 
     fn from_tci(tpid: u16, tci: u16) -> Self {
-        Self { tpid, pcp: (tci >> 13) as u8, dei: tci & 0x1000 != 0, vid: tci & 0x0fff }
+        Self {
+            tpid,
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+            vid: tci & 0x0fff,
+        }
     }
 }
 
@@ -117,7 +136,9 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
         let b = buf.as_ref();
         if b.len() < HEADER_LEN {
-            return Err(ParseError::Truncated { layer: Layer::Ethernet });
+            return Err(ParseError::Truncated {
+                layer: Layer::Ethernet,
+            });
         }
         let mut off = 12;
         for _ in 0..MAX_VLAN_TAGS {
@@ -248,12 +269,22 @@ pub struct EthernetRepr {
 impl EthernetRepr {
     /// An untagged header.
     pub const fn new(dst: EthernetAddress, src: EthernetAddress, ethertype: u16) -> Self {
-        Self { dst, src, vlans: [None, None], ethertype }
+        Self {
+            dst,
+            src,
+            vlans: [None, None],
+            ethertype,
+        }
     }
 
     /// Read the header of a validated frame.
     pub fn parse<T: AsRef<[u8]>>(f: &EthernetFrame<T>) -> Self {
-        Self { dst: f.dst_addr(), src: f.src_addr(), vlans: [f.vlan_tag(0), f.vlan_tag(1)], ethertype: f.ethertype() }
+        Self {
+            dst: f.dst_addr(),
+            src: f.src_addr(),
+            vlans: [f.vlan_tag(0), f.vlan_tag(1)],
+            ethertype: f.ethertype(),
+        }
     }
 
     /// Header length this repr emits.
@@ -266,7 +297,9 @@ impl EthernetRepr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ParseError> {
         let len = self.header_len();
         if buf.len() < len {
-            return Err(ParseError::BufferTooSmall { layer: Layer::Ethernet });
+            return Err(ParseError::BufferTooSmall {
+                layer: Layer::Ethernet,
+            });
         }
         set_bytes(buf, 0, &self.dst.0);
         set_bytes(buf, 6, &self.src.0);
@@ -309,7 +342,15 @@ mod tests {
         let r = EthernetRepr {
             dst: EthernetAddress::BROADCAST,
             src: MAC_A,
-            vlans: [Some(VlanTag::dot1ad(100)), Some(VlanTag { tpid: ethertype::VLAN, pcp: 5, dei: true, vid: 42 })],
+            vlans: [
+                Some(VlanTag::dot1ad(100)),
+                Some(VlanTag {
+                    tpid: ethertype::VLAN,
+                    pcp: 5,
+                    dei: true,
+                    vid: 42,
+                }),
+            ],
             ethertype: ethertype::ARP,
         };
         assert_eq!(r.emit(&mut buf).unwrap(), 22);
@@ -317,7 +358,15 @@ mod tests {
         assert_eq!(f.vlan_count(), 2);
         assert_eq!(f.outer_ethertype(), ethertype::QINQ);
         assert_eq!(f.vlan_tag(0).unwrap().vid, 100);
-        assert_eq!(f.vlan_tag(1).unwrap(), VlanTag { tpid: ethertype::VLAN, pcp: 5, dei: true, vid: 42 });
+        assert_eq!(
+            f.vlan_tag(1).unwrap(),
+            VlanTag {
+                tpid: ethertype::VLAN,
+                pcp: 5,
+                dei: true,
+                vid: 42
+            }
+        );
         assert_eq!(f.vlan_tag(2), None);
         assert_eq!(f.ethertype(), ethertype::ARP);
         assert!(f.dst_addr().is_broadcast() && f.dst_addr().is_multicast());
@@ -333,10 +382,18 @@ mod tests {
 
     #[test]
     fn truncation() {
-        assert_eq!(EthernetFrame::new_checked(&[0u8; 13][..]).unwrap_err(), ParseError::Truncated { layer: Layer::Ethernet });
+        assert_eq!(
+            EthernetFrame::new_checked(&[0u8; 13][..]).unwrap_err(),
+            ParseError::Truncated {
+                layer: Layer::Ethernet
+            }
+        );
         let mut buf = [0u8; 17];
         buf[12] = 0x81;
-        assert_eq!(EthernetFrame::new_checked(&buf[..]).unwrap_err(), ParseError::Truncated { layer: Layer::Vlan });
+        assert_eq!(
+            EthernetFrame::new_checked(&buf[..]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Vlan }
+        );
         assert!(EthernetFrame::new_checked(&[0u8; 10][..]).is_err());
         let mut buf = [0u8; 18];
         buf[12] = 0x81;
@@ -359,6 +416,11 @@ mod tests {
     #[test]
     fn emit_too_small() {
         let r = EthernetRepr::new(MAC_B, MAC_A, 0x0800);
-        assert_eq!(r.emit(&mut [0u8; 13]).unwrap_err(), ParseError::BufferTooSmall { layer: Layer::Ethernet });
+        assert_eq!(
+            r.emit(&mut [0u8; 13]).unwrap_err(),
+            ParseError::BufferTooSmall {
+                layer: Layer::Ethernet
+            }
+        );
     }
 }

@@ -143,11 +143,20 @@ mod tests {
     #[test]
     fn echo_round_trip() {
         let mut buf = [0u8; 12];
-        IcmpEchoRepr { msg_type: types::V4_ECHO_REQUEST, ident: 0x1234, seq: 1 }.emit(&mut buf).unwrap();
+        IcmpEchoRepr {
+            msg_type: types::V4_ECHO_REQUEST,
+            ident: 0x1234,
+            seq: 1,
+        }
+        .emit(&mut buf)
+        .unwrap();
         let mut p = IcmpPacket::new_checked(&mut buf[..]).unwrap();
         p.fill_checksum(0);
         assert!(p.verify_checksum(0));
-        assert_eq!((p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()), (8, 0, 0x1234, 1));
+        assert_eq!(
+            (p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()),
+            (8, 0, 0x1234, 1)
+        );
         assert_eq!(p.payload().len(), 4);
         assert!(is_echo(false, p.msg_type()) && !is_echo(true, p.msg_type()));
         p.set_msg_type(types::V4_ECHO_REPLY);
@@ -156,6 +165,12 @@ mod tests {
         p.set_echo_seq(2);
         assert!(!p.verify_checksum(0));
         assert!(IcmpPacket::new_checked(&buf[..7]).is_err());
-        assert!(IcmpEchoRepr { msg_type: 0, ident: 0, seq: 0 }.emit(&mut [0u8; 7]).is_err());
+        assert!(IcmpEchoRepr {
+            msg_type: 0,
+            ident: 0,
+            seq: 0
+        }
+        .emit(&mut [0u8; 7])
+        .is_err());
     }
 }

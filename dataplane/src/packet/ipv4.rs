@@ -163,7 +163,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// The payload: from the end of the header to `total_len` (padding excluded).
     pub fn payload(&self) -> &[u8] {
-        slice(self.buf.as_ref(), self.header_len(), self.total_len() as usize)
+        slice(
+            self.buf.as_ref(),
+            self.header_len(),
+            self.total_len() as usize,
+        )
     }
 
     /// True if the header checksum is correct.
@@ -174,7 +178,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// The TCP/UDP pseudo-header sum for this packet's payload.
     pub fn pseudo_header_sum(&self) -> u32 {
         let b = self.buf.as_ref();
-        checksum::pseudo_header_v4(array_at(b, 12), array_at(b, 16), self.protocol(), self.payload().len() as u16)
+        checksum::pseudo_header_v4(
+            array_at(b, 12),
+            array_at(b, 16),
+            self.protocol(),
+            self.payload().len() as u16,
+        )
     }
 }
 
@@ -245,12 +254,23 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// A header with TTL 64, DF set, DSCP 0, ident 0.
     pub const fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload_len: u16) -> Self {
-        Self { src, dst, protocol, payload_len, ttl: 64, dscp: 0, ident: 0, dont_frag: true }
+        Self {
+            src,
+            dst,
+            protocol,
+            payload_len,
+            ttl: 64,
+            dscp: 0,
+            ident: 0,
+            dont_frag: true,
+        }
     }
 
     /// Write the 20-byte header (with a correct checksum) at the start of `buf`; returns 20.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ParseError> {
-        if buf.len() < MIN_HEADER_LEN || self.payload_len as usize > u16::MAX as usize - MIN_HEADER_LEN {
+        if buf.len() < MIN_HEADER_LEN
+            || self.payload_len as usize > u16::MAX as usize - MIN_HEADER_LEN
+        {
             return Err(ParseError::BufferTooSmall { layer: Layer::Ipv4 });
         }
         let h = &mut buf[..MIN_HEADER_LEN];
@@ -276,7 +296,14 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut buf = vec![0u8; 28];
-        Ipv4Repr::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), protocol::UDP, 8).emit(&mut buf).unwrap();
+        Ipv4Repr::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            protocol::UDP,
+            8,
+        )
+        .emit(&mut buf)
+        .unwrap();
         buf
     }
 
@@ -340,21 +367,39 @@ mod tests {
     #[test]
     fn malformed() {
         let buf = sample();
-        assert_eq!(Ipv4Packet::new_checked(&buf[..19]).unwrap_err(), ParseError::Truncated { layer: Layer::Ipv4 });
-        assert_eq!(Ipv4Packet::new_checked(&buf[..27]).unwrap_err(), ParseError::Truncated { layer: Layer::Ipv4 });
+        assert_eq!(
+            Ipv4Packet::new_checked(&buf[..19]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Ipv4 }
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&buf[..27]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Ipv4 }
+        );
         let mut b = buf.clone();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), ParseError::BadVersion { layer: Layer::Ipv4 });
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            ParseError::BadVersion { layer: Layer::Ipv4 }
+        );
         for ihl in 0..5u8 {
             let mut b = buf.clone();
             b[0] = 0x40 | ihl;
-            assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), ParseError::BadHeaderLength { layer: Layer::Ipv4 });
+            assert_eq!(
+                Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+                ParseError::BadHeaderLength { layer: Layer::Ipv4 }
+            );
         }
         let mut b = buf.clone();
         b[0] = 0x48; // 32-byte header in a 28-byte buffer
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), ParseError::Truncated { layer: Layer::Ipv4 });
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Ipv4 }
+        );
         let mut b = buf.clone();
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), ParseError::BadLength { layer: Layer::Ipv4 });
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            ParseError::BadLength { layer: Layer::Ipv4 }
+        );
     }
 }

@@ -134,18 +134,24 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             match nh {
                 protocol::HOPOPT | protocol::IPV6_ROUTE | protocol::IPV6_OPTS => {
                     if b.len() < off + 8 {
-                        return Err(ParseError::Truncated { layer: Layer::Ipv6Ext });
+                        return Err(ParseError::Truncated {
+                            layer: Layer::Ipv6Ext,
+                        });
                     }
                     let len = (u8_at(b, off + 1) as usize + 1) * 8;
                     if b.len() < off + len {
-                        return Err(ParseError::Truncated { layer: Layer::Ipv6Ext });
+                        return Err(ParseError::Truncated {
+                            layer: Layer::Ipv6Ext,
+                        });
                     }
                     nh = u8_at(b, off);
                     off += len;
                 }
                 protocol::IPV6_FRAG => {
                     if b.len() < off + 8 {
-                        return Err(ParseError::Truncated { layer: Layer::Ipv6Ext });
+                        return Err(ParseError::Truncated {
+                            layer: Layer::Ipv6Ext,
+                        });
                     }
                     is_fragment = true;
                     if u16_at(b, off + 2) & 0xfff8 != 0 {
@@ -168,7 +174,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             protocol::HOPOPT | protocol::IPV6_ROUTE | protocol::IPV6_OPTS | protocol::IPV6_FRAG => {
                 Err(ParseError::TooManyExtensionHeaders)
             }
-            _ => Ok(UpperLayer { protocol: nh, offset: off, is_fragment, has_l4_header: has_l4 && nh != protocol::IPV6_NONXT }),
+            _ => Ok(UpperLayer {
+                protocol: nh,
+                offset: off,
+                is_fragment,
+                has_l4_header: has_l4 && nh != protocol::IPV6_NONXT,
+            }),
         }
     }
 
@@ -230,7 +241,15 @@ pub struct Ipv6Repr {
 impl Ipv6Repr {
     /// A header with hop limit 64, traffic class 0 and flow label 0.
     pub const fn new(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload_len: u16) -> Self {
-        Self { src, dst, next_header, payload_len, hop_limit: 64, traffic_class: 0, flow_label: 0 }
+        Self {
+            src,
+            dst,
+            next_header,
+            payload_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
     }
 
     /// Write the 40-byte header at the start of `buf`; returns 40.
@@ -238,7 +257,8 @@ impl Ipv6Repr {
         if buf.len() < HEADER_LEN {
             return Err(ParseError::BufferTooSmall { layer: Layer::Ipv6 });
         }
-        let w0 = (6u32 << 28) | ((self.traffic_class as u32) << 20) | (self.flow_label & 0x000f_ffff);
+        let w0 =
+            (6u32 << 28) | ((self.traffic_class as u32) << 20) | (self.flow_label & 0x000f_ffff);
         set_u32(buf, 0, w0);
         set_u16(buf, 4, self.payload_len);
         set_u8(buf, 6, self.next_header);
@@ -255,7 +275,12 @@ mod tests {
 
     fn build(next: u8, ext: &[u8], l4: &[u8]) -> Vec<u8> {
         let mut buf = vec![0u8; HEADER_LEN];
-        let mut r = Ipv6Repr::new("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), next, 0);
+        let mut r = Ipv6Repr::new(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            next,
+            0,
+        );
         r.payload_len = (ext.len() + l4.len()) as u16;
         r.traffic_class = 0xb8;
         r.flow_label = 0x12345;
@@ -278,7 +303,12 @@ mod tests {
         assert_eq!(p.dst_addr(), "2001:db8::2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(
             p.upper_layer().unwrap(),
-            UpperLayer { protocol: protocol::UDP, offset: 40, is_fragment: false, has_l4_header: true }
+            UpperLayer {
+                protocol: protocol::UDP,
+                offset: 40,
+                is_fragment: false,
+                has_l4_header: true
+            }
         );
     }
 
@@ -286,34 +316,73 @@ mod tests {
     fn extension_chain() {
         // hop-by-hop (8 bytes) -> routing (16 bytes) -> dest opts (8) -> fragment (first) -> TCP
         let mut ext = vec![protocol::IPV6_ROUTE, 0, 0, 0, 0, 0, 0, 0];
-        ext.extend_from_slice(&[protocol::IPV6_OPTS, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ext.extend_from_slice(&[
+            protocol::IPV6_OPTS,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
         ext.extend_from_slice(&[protocol::IPV6_FRAG, 0, 0, 0, 0, 0, 0, 0]);
         ext.extend_from_slice(&[protocol::TCP, 0, 0x00, 0x01, 0, 0, 0, 1]); // offset 0, M=1
         let buf = build(protocol::HOPOPT, &ext, &[0; 20]);
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(
             p.upper_layer().unwrap(),
-            UpperLayer { protocol: protocol::TCP, offset: 80, is_fragment: true, has_l4_header: true }
+            UpperLayer {
+                protocol: protocol::TCP,
+                offset: 80,
+                is_fragment: true,
+                has_l4_header: true
+            }
         );
         // A later fragment.
         let mut ext2 = ext.clone();
         ext2[34] = 0x01; // fragment offset 32 (<<3)
         let buf = build(protocol::HOPOPT, &ext2, &[0; 20]);
-        let ul = Ipv6Packet::new_checked(&buf[..]).unwrap().upper_layer().unwrap();
+        let ul = Ipv6Packet::new_checked(&buf[..])
+            .unwrap()
+            .upper_layer()
+            .unwrap();
         assert!(ul.is_fragment && !ul.has_l4_header);
     }
 
     #[test]
     fn extension_truncated_and_too_many() {
         // Routing header claiming 16 bytes with only 8 present.
-        let buf = build(protocol::IPV6_ROUTE, &[protocol::TCP, 1, 0, 0, 0, 0, 0, 0], &[]);
+        let buf = build(
+            protocol::IPV6_ROUTE,
+            &[protocol::TCP, 1, 0, 0, 0, 0, 0, 0],
+            &[],
+        );
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
-        assert_eq!(p.upper_layer().unwrap_err(), ParseError::Truncated { layer: Layer::Ipv6Ext });
+        assert_eq!(
+            p.upper_layer().unwrap_err(),
+            ParseError::Truncated {
+                layer: Layer::Ipv6Ext
+            }
+        );
         // Header that ends inside 8 bytes.
         let buf = build(protocol::HOPOPT, &[protocol::TCP, 0, 0, 0], &[]);
         assert_eq!(
-            Ipv6Packet::new_checked(&buf[..]).unwrap().upper_layer().unwrap_err(),
-            ParseError::Truncated { layer: Layer::Ipv6Ext }
+            Ipv6Packet::new_checked(&buf[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap_err(),
+            ParseError::Truncated {
+                layer: Layer::Ipv6Ext
+            }
         );
         // Nine destination-options headers.
         let mut ext = Vec::new();
@@ -322,29 +391,55 @@ mod tests {
         }
         let buf = build(protocol::IPV6_OPTS, &ext, &[]);
         assert_eq!(
-            Ipv6Packet::new_checked(&buf[..]).unwrap().upper_layer().unwrap_err(),
+            Ipv6Packet::new_checked(&buf[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap_err(),
             ParseError::TooManyExtensionHeaders
         );
         // No next header.
         let buf = build(protocol::IPV6_NONXT, &[], &[]);
-        assert!(!Ipv6Packet::new_checked(&buf[..]).unwrap().upper_layer().unwrap().has_l4_header);
+        assert!(
+            !Ipv6Packet::new_checked(&buf[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap()
+                .has_l4_header
+        );
     }
 
     #[test]
     fn malformed_and_setters() {
         let mut buf = build(protocol::UDP, &[], &[0; 8]);
-        assert_eq!(Ipv6Packet::new_checked(&buf[..39]).unwrap_err(), ParseError::Truncated { layer: Layer::Ipv6 });
-        assert_eq!(Ipv6Packet::new_checked(&buf[..47]).unwrap_err(), ParseError::Truncated { layer: Layer::Ipv6 });
+        assert_eq!(
+            Ipv6Packet::new_checked(&buf[..39]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Ipv6 }
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&buf[..47]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Ipv6 }
+        );
         let mut b = buf.clone();
         b[0] = 0x45;
-        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), ParseError::BadVersion { layer: Layer::Ipv6 });
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
+            ParseError::BadVersion { layer: Layer::Ipv6 }
+        );
         let mut p = Ipv6Packet::new_checked(&mut buf[..]).unwrap();
         p.set_traffic_class(0x10);
         p.set_hop_limit(1);
         p.set_src_addr(Ipv6Addr::LOCALHOST);
         p.set_dst_addr(Ipv6Addr::UNSPECIFIED);
         p.set_next_header(protocol::TCP);
-        assert_eq!((p.traffic_class(), p.flow_label(), p.hop_limit(), p.next_header()), (0x10, 0x12345, 1, protocol::TCP));
+        assert_eq!(
+            (
+                p.traffic_class(),
+                p.flow_label(),
+                p.hop_limit(),
+                p.next_header()
+            ),
+            (0x10, 0x12345, 1, protocol::TCP)
+        );
         assert_eq!(p.src_addr(), Ipv6Addr::LOCALHOST);
         assert_eq!(p.payload_mut().len(), 8);
     }

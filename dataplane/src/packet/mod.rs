@@ -93,11 +93,23 @@ fn parse_l4(proto: u8, l4: &[u8], v6: bool, fragmented: bool) -> Result<L4, Pars
     match proto {
         protocol::TCP => {
             let t = TcpSegment::new_checked(l4)?;
-            Ok(L4 { sport: t.src_port(), dport: t.dst_port(), flags: t.flags() })
+            Ok(L4 {
+                sport: t.src_port(),
+                dport: t.dst_port(),
+                flags: t.flags(),
+            })
         }
         protocol::UDP => {
-            let u = if fragmented { UdpDatagram::new_checked_header(l4)? } else { UdpDatagram::new_checked(l4)? };
-            Ok(L4 { sport: u.src_port(), dport: u.dst_port(), flags: 0 })
+            let u = if fragmented {
+                UdpDatagram::new_checked_header(l4)?
+            } else {
+                UdpDatagram::new_checked(l4)?
+            };
+            Ok(L4 {
+                sport: u.src_port(),
+                dport: u.dst_port(),
+                flags: 0,
+            })
         }
         protocol::ICMP if !v6 => icmp_ports(l4, false),
         protocol::ICMPV6 if v6 => icmp_ports(l4, true),
@@ -106,7 +118,11 @@ fn parse_l4(proto: u8, l4: &[u8], v6: bool, fragmented: bool) -> Result<L4, Pars
             if l4.len() < 4 {
                 return Err(ParseError::Truncated { layer: Layer::Udp });
             }
-            Ok(L4 { sport: u16::from_be_bytes([l4[0], l4[1]]), dport: u16::from_be_bytes([l4[2], l4[3]]), flags: 0 })
+            Ok(L4 {
+                sport: u16::from_be_bytes([l4[0], l4[1]]),
+                dport: u16::from_be_bytes([l4[2], l4[3]]),
+                flags: 0,
+            })
         }
         _ => Ok(L4::default()),
     }
@@ -122,7 +138,11 @@ fn icmp_ports(l4: &[u8], v6: bool) -> Result<L4, ParseError> {
     let i = IcmpPacket::new_checked(l4)?;
     if icmp::is_echo(v6, i.msg_type()) {
         let id = i.echo_ident();
-        Ok(L4 { sport: id, dport: id, flags: 0 })
+        Ok(L4 {
+            sport: id,
+            dport: id,
+            flags: 0,
+        })
     } else {
         Ok(L4::default())
     }
@@ -184,10 +204,20 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
                 let l4 = field::slice(l3, ul.offset, ip.total_len());
                 ports = parse_l4(ul.protocol, l4, true, ul.is_fragment)?;
                 info.l4_offset =
-                    Some(u16::try_from(l3_off + ul.offset).map_err(|_| ParseError::BadLength { layer: Layer::Ipv6Ext })?);
+                    Some(
+                        u16::try_from(l3_off + ul.offset).map_err(|_| ParseError::BadLength {
+                            layer: Layer::Ipv6Ext,
+                        })?,
+                    );
             }
             info.tcp_flags = ports.flags;
-            info.flow = Some(FlowKey::v6_bytes(ul.protocol, ip.src_bytes(), ip.dst_bytes(), ports.sport, ports.dport));
+            info.flow = Some(FlowKey::v6_bytes(
+                ul.protocol,
+                ip.src_bytes(),
+                ip.dst_bytes(),
+                ports.sport,
+                ports.dport,
+            ));
         }
         ethertype::ARP => {
             ArpPacket::new_checked(l3)?;
@@ -213,14 +243,22 @@ pub fn fuzz_parse(data: &[u8]) {
         let l3 = info.l3_offset as usize;
         assert!(l3 >= 14 && l3 <= len, "l3 offset in bounds");
         match info.kind {
-            L3Kind::Ipv4 | L3Kind::Ipv6 | L3Kind::Arp => assert!(l3 + info.l3_len as usize <= len, "l3 len in bounds"),
+            L3Kind::Ipv4 | L3Kind::Ipv6 | L3Kind::Arp => {
+                assert!(l3 + info.l3_len as usize <= len, "l3 len in bounds")
+            }
             L3Kind::Other => assert!(info.flow.is_none() && info.l4_offset.is_none()),
         }
         if let Some(l4) = info.l4_offset {
-            assert!(l4 as usize > l3 && l4 as usize <= len, "l4 offset in bounds");
+            assert!(
+                l4 as usize > l3 && l4 as usize <= len,
+                "l4 offset in bounds"
+            );
             assert!(info.flow.is_some());
         }
-        assert_eq!(info.flow.is_some(), matches!(info.kind, L3Kind::Ipv4 | L3Kind::Ipv6));
+        assert_eq!(
+            info.flow.is_some(),
+            matches!(info.kind, L3Kind::Ipv4 | L3Kind::Ipv6)
+        );
         if info.tcp_flags != 0 {
             assert_eq!(info.flow.map(|f| f.protocol()), Some(protocol::TCP));
         }
@@ -234,7 +272,14 @@ pub fn fuzz_parse(data: &[u8]) {
     }
     exercise_views(data);
     if let Ok(mut e) = EthernetFrame::new_checked(data.to_vec()) {
-        black_box((e.dst_addr(), e.src_addr(), e.outer_ethertype(), e.vlan_count(), e.vlan_tag(0), e.vlan_tag(1)));
+        black_box((
+            e.dst_addr(),
+            e.src_addr(),
+            e.outer_ethertype(),
+            e.vlan_count(),
+            e.vlan_tag(0),
+            e.vlan_tag(1),
+        ));
         black_box((e.ethertype(), e.header_len(), e.payload().len()));
         black_box(ethernet::EthernetRepr::parse(&e));
         // Setters that rewrite structure must not make later accessors panic.
@@ -242,7 +287,12 @@ pub fn fuzz_parse(data: &[u8]) {
         e.set_vlan_id(0, 5);
         e.set_dst_addr(ethernet::EthernetAddress::BROADCAST);
         e.set_src_addr(ethernet::EthernetAddress::ZERO);
-        black_box((e.ethertype(), e.header_len(), e.payload_mut().len(), e.vlan_tag(2)));
+        black_box((
+            e.ethertype(),
+            e.header_len(),
+            e.payload_mut().len(),
+            e.vlan_tag(2),
+        ));
     }
     black_box(res.map_err(|e| (e.kind(), e.layer())).ok());
 }
@@ -254,9 +304,30 @@ fn exercise_views(b: &[u8]) {
         black_box(arp::ArpRepr::parse(&a));
     }
     if let Ok(p) = Ipv4Packet::new_checked(b) {
-        black_box((p.version(), p.header_len(), p.dscp(), p.ecn(), p.total_len(), p.ident(), p.dont_frag()));
-        black_box((p.more_frags(), p.frag_offset(), p.is_fragment(), p.has_l4_header(), p.ttl(), p.protocol()));
-        black_box((p.checksum(), p.src_addr(), p.dst_addr(), p.options().len(), p.payload().len()));
+        black_box((
+            p.version(),
+            p.header_len(),
+            p.dscp(),
+            p.ecn(),
+            p.total_len(),
+            p.ident(),
+            p.dont_frag(),
+        ));
+        black_box((
+            p.more_frags(),
+            p.frag_offset(),
+            p.is_fragment(),
+            p.has_l4_header(),
+            p.ttl(),
+            p.protocol(),
+        ));
+        black_box((
+            p.checksum(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.options().len(),
+            p.payload().len(),
+        ));
         black_box((p.verify_checksum(), p.pseudo_header_sum()));
         let mut m = Ipv4Packet::new_checked(b.to_vec()).expect("same bytes");
         m.set_ttl(1);
@@ -266,16 +337,43 @@ fn exercise_views(b: &[u8]) {
         black_box(m.payload_mut().len());
     }
     if let Ok(p) = Ipv6Packet::new_checked(b) {
-        black_box((p.version(), p.traffic_class(), p.flow_label(), p.payload_len(), p.next_header(), p.hop_limit()));
-        let _ = black_box((p.src_addr(), p.dst_addr(), p.payload().len(), p.upper_layer(), p.pseudo_header_sum(6, 20)));
+        black_box((
+            p.version(),
+            p.traffic_class(),
+            p.flow_label(),
+            p.payload_len(),
+            p.next_header(),
+            p.hop_limit(),
+        ));
+        let _ = black_box((
+            p.src_addr(),
+            p.dst_addr(),
+            p.payload().len(),
+            p.upper_layer(),
+            p.pseudo_header_sum(6, 20),
+        ));
         let mut m = Ipv6Packet::new_checked(b.to_vec()).expect("same bytes");
         m.set_traffic_class(3);
         m.set_next_header(protocol::IPV6_FRAG);
         let _ = black_box((m.upper_layer(), m.payload_mut().len()));
     }
     if let Ok(t) = TcpSegment::new_checked(b) {
-        black_box((t.src_port(), t.dst_port(), t.seq(), t.ack(), t.header_len(), t.flags(), t.window()));
-        black_box((t.checksum(), t.urgent(), t.options().len(), t.payload().len(), t.verify_checksum(0)));
+        black_box((
+            t.src_port(),
+            t.dst_port(),
+            t.seq(),
+            t.ack(),
+            t.header_len(),
+            t.flags(),
+            t.window(),
+        ));
+        black_box((
+            t.checksum(),
+            t.urgent(),
+            t.options().len(),
+            t.payload().len(),
+            t.verify_checksum(0),
+        ));
         let mut m = TcpSegment::new_checked(b.to_vec()).expect("same bytes");
         m.set_dst_port(1);
         m.fill_checksum(0);
@@ -283,7 +381,14 @@ fn exercise_views(b: &[u8]) {
         black_box(m.payload_mut().len());
     }
     if let Ok(u) = UdpDatagram::new_checked_header(b) {
-        black_box((u.src_port(), u.dst_port(), u.len(), u.is_empty(), u.checksum(), u.payload().len()));
+        black_box((
+            u.src_port(),
+            u.dst_port(),
+            u.len(),
+            u.is_empty(),
+            u.checksum(),
+            u.payload().len(),
+        ));
         black_box(u.verify_checksum(0));
         let mut m = UdpDatagram::new_checked_header(b.to_vec()).expect("same bytes");
         m.set_len(u16::MAX);
@@ -291,7 +396,14 @@ fn exercise_views(b: &[u8]) {
         black_box(m.payload_mut().len());
     }
     if let Ok(i) = IcmpPacket::new_checked(b) {
-        black_box((i.msg_type(), i.code(), i.checksum(), i.echo_ident(), i.echo_seq(), i.payload().len()));
+        black_box((
+            i.msg_type(),
+            i.code(),
+            i.checksum(),
+            i.echo_ident(),
+            i.echo_seq(),
+            i.payload().len(),
+        ));
         black_box(i.verify_checksum(0));
     }
 }

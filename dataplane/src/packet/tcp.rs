@@ -196,14 +196,31 @@ mod tests {
     #[test]
     fn round_trip_and_checksum() {
         let mut buf = vec![0u8; 24];
-        let r = TcpRepr { src_port: 1234, dst_port: 80, seq: 7, ack: 9, flags: flags::SYN | flags::ACK, window: 1000 };
+        let r = TcpRepr {
+            src_port: 1234,
+            dst_port: 80,
+            seq: 7,
+            ack: 9,
+            flags: flags::SYN | flags::ACK,
+            window: 1000,
+        };
         r.emit(&mut buf).unwrap();
         buf[20..].copy_from_slice(b"data");
         let pseudo = checksum::pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 6, 24);
         let mut s = TcpSegment::new_checked(&mut buf[..]).unwrap();
         s.fill_checksum(pseudo);
         assert!(s.verify_checksum(pseudo));
-        assert_eq!((s.src_port(), s.dst_port(), s.seq(), s.ack(), s.flags(), s.window()), (1234, 80, 7, 9, 0x12, 1000));
+        assert_eq!(
+            (
+                s.src_port(),
+                s.dst_port(),
+                s.seq(),
+                s.ack(),
+                s.flags(),
+                s.window()
+            ),
+            (1234, 80, 7, 9, 0x12, 1000)
+        );
         assert_eq!(s.header_len(), 20);
         assert_eq!(s.payload(), b"data");
         assert_eq!(s.urgent(), 0);
@@ -228,10 +245,19 @@ mod tests {
         let s = TcpSegment::new_checked(&buf[..]).unwrap();
         assert_eq!(s.options().len(), 8);
         assert!(s.payload().is_empty());
-        assert_eq!(TcpSegment::new_checked(&buf[..27]).unwrap_err(), ParseError::Truncated { layer: Layer::Tcp });
-        assert_eq!(TcpSegment::new_checked(&buf[..19]).unwrap_err(), ParseError::Truncated { layer: Layer::Tcp });
+        assert_eq!(
+            TcpSegment::new_checked(&buf[..27]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Tcp }
+        );
+        assert_eq!(
+            TcpSegment::new_checked(&buf[..19]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Tcp }
+        );
         buf[12] = 4 << 4;
-        assert_eq!(TcpSegment::new_checked(&buf[..]).unwrap_err(), ParseError::BadHeaderLength { layer: Layer::Tcp });
+        assert_eq!(
+            TcpSegment::new_checked(&buf[..]).unwrap_err(),
+            ParseError::BadHeaderLength { layer: Layer::Tcp }
+        );
         assert!(TcpRepr::default().emit(&mut [0u8; 19]).is_err());
     }
 }

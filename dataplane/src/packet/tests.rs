@@ -21,7 +21,11 @@ fn b6() -> Ipv6Addr {
 }
 
 fn sample(name: &str) -> Vec<u8> {
-    sample_frames().into_iter().find(|(n, _)| *n == name).unwrap().1
+    sample_frames()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1
 }
 
 #[test]
@@ -40,7 +44,9 @@ fn udp4_frame() {
     // Checksums from the builder are right.
     let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
     assert!(ip.verify_checksum());
-    assert!(UdpDatagram::new_checked(ip.payload()).unwrap().verify_checksum(ip.pseudo_header_sum()));
+    assert!(UdpDatagram::new_checked(ip.payload())
+        .unwrap()
+        .verify_checksum(ip.pseudo_header_sum()));
 }
 
 #[test]
@@ -53,7 +59,9 @@ fn tcp4_vlan_frame() {
     assert_eq!(i.tcp_flags, tcp::flags::ACK);
     assert_eq!(i.flow, Some(FlowKey::v4(6, b4(), a4(), 443, 40002)));
     let ip = Ipv4Packet::new_checked(&f[18..]).unwrap();
-    assert!(TcpSegment::new_checked(ip.payload()).unwrap().verify_checksum(ip.pseudo_header_sum()));
+    assert!(TcpSegment::new_checked(ip.payload())
+        .unwrap()
+        .verify_checksum(ip.pseudo_header_sum()));
 }
 
 #[test]
@@ -91,7 +99,9 @@ fn ipv6_frames() {
     assert_eq!(i.flow, Some(FlowKey::v6(6, a6(), b6(), 1234, 22)));
     let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
     let l4 = &f[86..];
-    assert!(TcpSegment::new_checked(l4).unwrap().verify_checksum(ip.pseudo_header_sum(6, l4.len() as u32)));
+    assert!(TcpSegment::new_checked(l4)
+        .unwrap()
+        .verify_checksum(ip.pseudo_header_sum(6, l4.len() as u32)));
 }
 
 #[test]
@@ -102,7 +112,9 @@ fn icmp_frames() {
     let i = parse_frame(&f).unwrap();
     assert_eq!(i.flow, Some(FlowKey::v6(58, a6(), b6(), 0x4243, 0x4243)));
     let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
-    assert!(IcmpPacket::new_checked(ip.payload()).unwrap().verify_checksum(ip.pseudo_header_sum(58, ip.payload().len() as u32)));
+    assert!(IcmpPacket::new_checked(ip.payload())
+        .unwrap()
+        .verify_checksum(ip.pseudo_header_sum(58, ip.payload().len() as u32)));
     // A non-echo ICMP message (destination unreachable) has ports 0.
     let mut f = sample("icmp4_echo");
     f[34] = 3;
@@ -112,7 +124,10 @@ fn icmp_frames() {
 #[test]
 fn arp_frames() {
     let i = parse_frame(&sample("arp_request")).unwrap();
-    assert_eq!((i.kind, i.l3_offset, i.l3_len, i.flow, i.l4_offset), (L3Kind::Arp, 14, 28, None, None));
+    assert_eq!(
+        (i.kind, i.l3_offset, i.l3_len, i.flow, i.l4_offset),
+        (L3Kind::Arp, 14, 28, None, None)
+    );
     let f = sample("arp_vlan_reply");
     let i = parse_frame(&f).unwrap();
     assert_eq!((i.kind, i.vlan, i.l3_offset), (L3Kind::Arp, Some(7), 18));
@@ -122,7 +137,10 @@ fn arp_frames() {
     // Non-Ethernet ARP is unsupported.
     let mut f = sample("arp_request");
     f[15] = 6;
-    assert_eq!(parse_frame(&f).unwrap_err(), ParseError::Unsupported { layer: Layer::Arp });
+    assert_eq!(
+        parse_frame(&f).unwrap_err(),
+        ParseError::Unsupported { layer: Layer::Arp }
+    );
 }
 
 #[test]
@@ -141,10 +159,24 @@ fn fragments() {
     assert_eq!(i.flow.unwrap().dst_port(), 53);
     // The same UDP length without MF is a truncated datagram.
     f[14 + 6] = 0;
-    assert_eq!(parse_frame(&f).unwrap_err(), ParseError::Truncated { layer: Layer::Udp });
+    assert_eq!(
+        parse_frame(&f).unwrap_err(),
+        ParseError::Truncated { layer: Layer::Udp }
+    );
     // IPv6 later fragment.
     let ext = [protocol::UDP, 0, 0x00, 0x10, 0, 0, 0, 1];
-    let f = ipv6_frame(None, protocol::UDP, a6(), b6(), 1, 2, 0, protocol::IPV6_FRAG, &ext, b"x");
+    let f = ipv6_frame(
+        None,
+        protocol::UDP,
+        a6(),
+        b6(),
+        1,
+        2,
+        0,
+        protocol::IPV6_FRAG,
+        &ext,
+        b"x",
+    );
     let i = parse_frame(&f).unwrap();
     assert!(i.is_fragment && i.l4_offset.is_none());
     assert_eq!(i.flow.unwrap().src_port(), 0);
@@ -156,7 +188,10 @@ fn other_and_padding() {
     f[12] = 0x88;
     f[13] = 0xcc; // LLDP
     let i = parse_frame(&f).unwrap();
-    assert_eq!((i.kind, i.ethertype, i.l3_len, i.flow), (L3Kind::Other, 0x88cc, 46, None));
+    assert_eq!(
+        (i.kind, i.ethertype, i.l3_len, i.flow),
+        (L3Kind::Other, 0x88cc, 46, None)
+    );
     // Padding after a short IPv4 datagram is ignored.
     let f = sample("tcp4_syn");
     assert_eq!(f.len(), 60);
@@ -184,30 +219,71 @@ fn malformed_headers() {
     let mut f = good.clone();
     f[16] = 0;
     f[17] = 10;
-    assert_eq!(parse_frame(&f), Err(ParseError::BadLength { layer: Layer::Ipv4 }));
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::BadLength { layer: Layer::Ipv4 })
+    );
     // TCP data offset < 5 and > segment.
     let t = tcp4(a4(), 1, b4(), 2, 0, b"");
     let mut f = t.clone();
     f[46] = 0x40;
-    assert_eq!(parse_frame(&f), Err(ParseError::BadHeaderLength { layer: Layer::Tcp }));
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::BadHeaderLength { layer: Layer::Tcp })
+    );
     let mut f = t.clone();
     f[46] = 0xf0;
-    assert_eq!(parse_frame(&f), Err(ParseError::Truncated { layer: Layer::Tcp }));
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::Truncated { layer: Layer::Tcp })
+    );
     // IPv6 with a bad version and an over-long payload length.
     let u = udp6(a6(), 1, b6(), 2, b"");
     let mut f = u.clone();
     f[14] = 0x40;
-    assert_eq!(parse_frame(&f), Err(ParseError::BadVersion { layer: Layer::Ipv6 }));
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::BadVersion { layer: Layer::Ipv6 })
+    );
     let mut f = u.clone();
     f[18] = 0x10;
-    assert_eq!(parse_frame(&f), Err(ParseError::Truncated { layer: Layer::Ipv6 }));
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::Truncated { layer: Layer::Ipv6 })
+    );
     // IPv6 extension header running past the payload.
     let ext = [protocol::UDP, 4, 0, 0, 0, 0, 0, 0];
-    let f = ipv6_frame(None, protocol::UDP, a6(), b6(), 1, 2, 0, protocol::HOPOPT, &ext, b"");
-    assert_eq!(parse_frame(&f), Err(ParseError::Truncated { layer: Layer::Ipv6Ext }));
+    let f = ipv6_frame(
+        None,
+        protocol::UDP,
+        a6(),
+        b6(),
+        1,
+        2,
+        0,
+        protocol::HOPOPT,
+        &ext,
+        b"",
+    );
+    assert_eq!(
+        parse_frame(&f),
+        Err(ParseError::Truncated {
+            layer: Layer::Ipv6Ext
+        })
+    );
     // Short frames.
-    assert_eq!(parse_frame(&[]), Err(ParseError::Truncated { layer: Layer::Ethernet }));
-    assert_eq!(parse_frame(&good[..13]), Err(ParseError::Truncated { layer: Layer::Ethernet }));
+    assert_eq!(
+        parse_frame(&[]),
+        Err(ParseError::Truncated {
+            layer: Layer::Ethernet
+        })
+    );
+    assert_eq!(
+        parse_frame(&good[..13]),
+        Err(ParseError::Truncated {
+            layer: Layer::Ethernet
+        })
+    );
 }
 
 /// Every prefix of every valid frame: either an error or a result consistent with the
@@ -226,7 +302,10 @@ fn truncated_at_every_offset() {
                     assert!(n >= needed, "{name}: prefix {n} < {needed} parsed as {i:?}");
                     assert_eq!(i, full, "{name}: prefix {n}");
                 }
-                Err(_) => assert!(n < needed || full.kind == L3Kind::Other, "{name}: prefix {n} failed"),
+                Err(_) => assert!(
+                    n < needed || full.kind == L3Kind::Other,
+                    "{name}: prefix {n} failed"
+                ),
             }
         }
     }
@@ -255,9 +334,19 @@ fn parse_stats_count_each_kind() {
     t.merge(&s);
     assert_eq!((t.ok, t.errors()), (2, 8));
     assert_eq!(ErrorKind::ALL.len(), ErrorKind::COUNT);
-    assert_eq!(Layer::ALL.iter().enumerate().filter(|(i, l)| **l as usize == *i).count(), Layer::COUNT);
+    assert_eq!(
+        Layer::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| **l as usize == *i)
+            .count(),
+        Layer::COUNT
+    );
     assert_eq!(ParseError::TooManyExtensionHeaders.layer(), Layer::Ipv6Ext);
-    assert_eq!(ParseError::Truncated { layer: Layer::Tcp }.to_string(), "truncated tcp header or packet");
+    assert_eq!(
+        ParseError::Truncated { layer: Layer::Tcp }.to_string(),
+        "truncated tcp header or packet"
+    );
 }
 
 /// The fuzz body over the seed corpus files (if present) and the built samples.
@@ -289,7 +378,12 @@ fn write_seed_corpus() {
         if write {
             std::fs::write(&p, &f).unwrap();
         } else if let Ok(on_disk) = std::fs::read(&p) {
-            assert_eq!(on_disk, f, "{} is stale: rerun with HEADROOM_WRITE_CORPUS=1", p.display());
+            assert_eq!(
+                on_disk,
+                f,
+                "{} is stale: rerun with HEADROOM_WRITE_CORPUS=1",
+                p.display()
+            );
         }
     }
 }

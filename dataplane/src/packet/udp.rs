@@ -73,8 +73,10 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     /// True if the checksum is correct for the given pseudo-header sum, or absent (0).
     pub fn verify_checksum(&self, pseudo: u32) -> bool {
         self.checksum() == 0
-            || checksum::finish(checksum::combine(pseudo, checksum::sum(slice(self.buf.as_ref(), 0, self.len() as usize))))
-                == 0
+            || checksum::finish(checksum::combine(
+                pseudo,
+                checksum::sum(slice(self.buf.as_ref(), 0, self.len() as usize)),
+            )) == 0
     }
 }
 
@@ -99,7 +101,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     pub fn fill_checksum(&mut self, pseudo: u32) {
         self.set_checksum(0);
         let len = self.len() as usize;
-        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(slice(self.buf.as_ref(), 0, len))));
+        let c = checksum::finish(checksum::combine(
+            pseudo,
+            checksum::sum(slice(self.buf.as_ref(), 0, len)),
+        ));
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
     /// Payload, mutable.
@@ -141,7 +146,13 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = vec![0u8; 12];
-        UdpRepr { src_port: 53, dst_port: 5353, payload_len: 3 }.emit(&mut buf).unwrap();
+        UdpRepr {
+            src_port: 53,
+            dst_port: 5353,
+            payload_len: 3,
+        }
+        .emit(&mut buf)
+        .unwrap();
         buf[8..11].copy_from_slice(b"abc");
         let pseudo = checksum::pseudo_header_v6([1; 16], [2; 16], 17, 11);
         let mut d = UdpDatagram::new_checked(&mut buf[..]).unwrap();
@@ -162,12 +173,27 @@ mod tests {
     #[test]
     fn malformed() {
         let mut buf = [0u8; 12];
-        UdpRepr { src_port: 1, dst_port: 2, payload_len: 4 }.emit(&mut buf).unwrap();
-        assert_eq!(UdpDatagram::new_checked(&buf[..7]).unwrap_err(), ParseError::Truncated { layer: Layer::Udp });
-        assert_eq!(UdpDatagram::new_checked(&buf[..11]).unwrap_err(), ParseError::Truncated { layer: Layer::Udp });
+        UdpRepr {
+            src_port: 1,
+            dst_port: 2,
+            payload_len: 4,
+        }
+        .emit(&mut buf)
+        .unwrap();
+        assert_eq!(
+            UdpDatagram::new_checked(&buf[..7]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Udp }
+        );
+        assert_eq!(
+            UdpDatagram::new_checked(&buf[..11]).unwrap_err(),
+            ParseError::Truncated { layer: Layer::Udp }
+        );
         assert!(UdpDatagram::new_checked_header(&buf[..8]).is_ok());
         assert!(UdpDatagram::new_checked_header(&buf[..7]).is_err());
         buf[5] = 7;
-        assert_eq!(UdpDatagram::new_checked(&buf[..]).unwrap_err(), ParseError::BadLength { layer: Layer::Udp });
+        assert_eq!(
+            UdpDatagram::new_checked(&buf[..]).unwrap_err(),
+            ParseError::BadLength { layer: Layer::Udp }
+        );
     }
 }

@@ -1,0 +1,543 @@
+//! A lab of network namespaces that looks like a small server pool.
+//!
+//! ```text
+//!   client ns ─┐                         ┌─ server ns (the NIC) ──────────────┐
+//!   client ns ─┼── switch ns (bridge) ───┼─ outer ═╗ headroomd ╔═ inner ──────┼── host ns (apps)
+//!              │                         │         ╚═ bump bridge ═╝ (node IP)│
+//!              └── ... one per server ...└────────────────────────────────────┘
+//! ```
+//!
+//! Each server namespace holds the two interfaces Headroom sits between:
+//! `outer` (a port of the switch) and `inner` (a veth to the host namespace
+//! where applications run). A kernel bridge (`bump`) joins them too: while
+//! headroomd runs, its XDP program steers frames to the workers before the
+//! bridge sees them; when it dies, the program detaches and the bridge
+//! carries traffic (fail-open). The node's own address (gossip, management)
+//! sits on `bump`.
+//!
+//! Every name carries a per-lab tag, so labs can run in parallel; dropping
+//! the [`Lab`] kills what it started and deletes every namespace (and with
+//! them every link), also when a test fails.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Errors building or driving a lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A command could not be started.
+    #[error("running {cmd}: {source}")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A command exited with an error.
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Failed {
+        /// The command line.
+        cmd: String,
+        /// Exit status.
+        status: String,
+        /// Its standard error.
+        stderr: String,
+    },
+}
+
+/// One server: its NIC namespace and its host namespace.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// 1-based index, also the node id.
+    pub id: u16,
+    /// Namespace where headroomd runs (holds `outer`, `inner`, `bump`).
+    pub ns: String,
+    /// Namespace of the server's own stack and applications.
+    pub host_ns: String,
+    /// The node's own address (on `bump`).
+    pub node_ip: Ipv4Addr,
+    /// The host stack's address (behind headroomd).
+    pub host_ip: Ipv4Addr,
+}
+
+/// A client attached to the switch.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// 1-based index.
+    pub id: u16,
+    /// Its namespace.
+    pub ns: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+/// Name of the outer interface inside each server namespace.
+pub const OUTER: &str = "outer";
+/// Name of the inner interface inside each server namespace.
+pub const INNER: &str = "inner";
+/// Prefix length of the lab subnet (10.200.0.0/16).
+pub const PREFIX: u8 = 16;
+
+/// Address of server `i`'s node (gossip) interface.
+pub fn node_ip(i: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 0, i as u8)
+}
+/// Address of server `i`'s host stack.
+pub fn host_ip(i: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 1, i as u8)
+}
+/// Address of client `j`.
+pub fn client_ip(j: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 2, j as u8)
+}
+
+/// A running lab. Dropping it tears everything down.
+pub struct Lab {
+    /// Unique tag in every name.
+    pub tag: String,
+    /// The switch namespace.
+    pub switch_ns: String,
+    /// Servers, in id order.
+    pub servers: Vec<Server>,
+    /// Clients, in id order.
+    pub clients: Vec<Client>,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+    keep: bool,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, failing on a non-zero exit.
+pub fn run(cmd: &[&str]) -> Result<Output, LabError> {
+    let line = cmd.join(" ");
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| LabError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(LabError::Failed {
+            cmd: line,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+impl Lab {
+    /// Builds a lab of `servers` servers and `clients` clients.
+    pub fn up(servers: u16, clients: u16) -> Result<Lab, LabError> {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("hr{}x{}", std::process::id(), seq);
+        Self::up_tagged(&tag, servers, clients)
+    }
+
+    /// Builds a lab with an explicit tag (for `headroom-lab up --name`).
+    pub fn up_tagged(tag: &str, servers: u16, clients: u16) -> Result<Lab, LabError> {
+        let mut lab = Lab {
+            tag: tag.to_string(),
+            switch_ns: format!("{tag}-sw"),
+            servers: Vec::new(),
+            clients: Vec::new(),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            keep: false,
+        };
+        lab.add_ns(&lab.switch_ns.clone())?;
+        let sw = lab.switch_ns.clone();
+        lab.ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
+        lab.ip(&sw, &["link", "set", "br0", "up"])?;
+        for i in 1..=servers {
+            let s = Server {
+                id: i,
+                ns: format!("{tag}-s{i}"),
+                host_ns: format!("{tag}-h{i}"),
+                node_ip: node_ip(i),
+                host_ip: host_ip(i),
+            };
+            lab.add_ns(&s.ns)?;
+            lab.add_ns(&s.host_ns)?;
+            let port = format!("p{i}");
+            lab.ip(
+                &s.ns,
+                &[
+                    "link", "add", OUTER, "type", "veth", "peer", "name", &port, "netns", &sw,
+                ],
+            )?;
+            lab.ip(
+                &s.ns,
+                &[
+                    "link", "add", INNER, "type", "veth", "peer", "name", "eth0", "netns",
+                    &s.host_ns,
+                ],
+            )?;
+            lab.ip(&sw, &["link", "set", &port, "master", "br0", "up"])?;
+            lab.ip(&s.ns, &["link", "add", "bump", "type", "bridge"])?;
+            lab.ip(&s.ns, &["link", "set", OUTER, "master", "bump", "up"])?;
+            lab.ip(&s.ns, &["link", "set", INNER, "master", "bump", "up"])?;
+            lab.ip(&s.ns, &["link", "set", "bump", "up"])?;
+            lab.ip(
+                &s.ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/{PREFIX}", s.node_ip),
+                    "dev",
+                    "bump",
+                ],
+            )?;
+            lab.ip(
+                &s.host_ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/{PREFIX}", s.host_ip),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            lab.ip(&s.host_ns, &["link", "set", "eth0", "up"])?;
+            lab.offloads_off(&s.host_ns, "eth0");
+            lab.servers.push(s);
+        }
+        for j in 1..=clients {
+            let c = Client {
+                id: j,
+                ns: format!("{tag}-c{j}"),
+                ip: client_ip(j),
+            };
+            lab.add_ns(&c.ns)?;
+            let port = format!("c{j}");
+            lab.ip(
+                &c.ns,
+                &[
+                    "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &sw,
+                ],
+            )?;
+            lab.ip(&sw, &["link", "set", &port, "master", "br0", "up"])?;
+            lab.ip(
+                &c.ns,
+                &["addr", "add", &format!("{}/{PREFIX}", c.ip), "dev", "eth0"],
+            )?;
+            lab.ip(&c.ns, &["link", "set", "eth0", "up"])?;
+            lab.offloads_off(&c.ns, "eth0");
+            lab.clients.push(c);
+        }
+        Ok(lab)
+    }
+
+    fn add_ns(&mut self, ns: &str) -> Result<(), LabError> {
+        run(&["ip", "netns", "add", ns])?;
+        self.namespaces.push(ns.to_string());
+        run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        // IPv6 autoconfiguration chatter is noise in exact-count tests.
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ]);
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        Ok(())
+    }
+
+    /// The host stack hands veth partially checksummed, segmentation-offloaded
+    /// skbs; a frame leaving through AF_XDP must be complete on the wire.
+    fn offloads_off(&self, ns: &str, dev: &str) {
+        let _ = run(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso",
+            "off",
+        ]);
+    }
+
+    /// `ip -n ns args...`
+    pub fn ip(&self, ns: &str, args: &[&str]) -> Result<Output, LabError> {
+        let mut cmd = vec!["ip", "-n", ns];
+        cmd.extend_from_slice(args);
+        run(&cmd)
+    }
+
+    /// Runs `cmd` inside `ns` and waits for it.
+    pub fn exec(&self, ns: &str, cmd: &[&str]) -> Result<Output, LabError> {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// A `Command` that runs `program` inside `ns` (not started).
+    pub fn command(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Starts `cmd` in the background; the lab kills it on drop.
+    pub fn spawn(&mut self, name: &str, mut cmd: Command) -> Result<&mut Child, LabError> {
+        let child = cmd.spawn().map_err(|source| LabError::Spawn {
+            cmd: format!("{cmd:?}"),
+            source,
+        })?;
+        self.children.push((name.to_string(), child));
+        Ok(&mut self.children.last_mut().expect("just pushed").1)
+    }
+
+    /// A started child by name.
+    pub fn child(&mut self, name: &str) -> Option<&mut Child> {
+        self.children
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+    }
+
+    /// Removes a child from the lab's care (it was killed or waited for).
+    pub fn forget(&mut self, name: &str) -> Option<Child> {
+        let i = self.children.iter().position(|(n, _)| n == name)?;
+        Some(self.children.remove(i).1)
+    }
+
+    /// Leaves the namespaces in place when dropped (`headroom-lab up`).
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+
+    /// Deletes every namespace whose name starts with `tag-` (`headroom-lab down`).
+    pub fn down_tagged(tag: &str) -> Result<usize, LabError> {
+        let out = run(&["ip", "netns", "list"])?;
+        let mut n = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(&format!("{tag}-")) {
+                kill_ns_pids(name);
+                let _ = run(&["ip", "netns", "del", name]);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Kills every process running in namespace `ns`.
+fn kill_ns_pids(ns: &str) {
+    if let Ok(out) = run(&["ip", "netns", "pids", ns]) {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) with a pid and signal number has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for (_, c) in self.children.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            kill_ns_pids(ns);
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`, so std
+/// sockets created inside `f` live in that namespace.
+pub fn run_in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LabError> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|source| LabError::Spawn {
+        cmd: format!("open {path}"),
+        source,
+    })?;
+    let handle = std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| e.to_string())?;
+        Ok::<T, String>(f())
+    });
+    match handle.join() {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(LabError::Failed {
+            cmd: format!("setns {ns}"),
+            status: "error".into(),
+            stderr: e,
+        }),
+        Err(_) => Err(LabError::Failed {
+            cmd: format!("thread in {ns}"),
+            status: "panicked".into(),
+            stderr: String::new(),
+        }),
+    }
+}
+
+/// Traffic helpers that run inside namespaces (used by the demo and tests).
+pub mod traffic {
+    use std::{
+        io::{Read, Write},
+        net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+        time::Duration,
+    };
+
+    use super::{run_in_ns, LabError};
+
+    /// A UDP receiver in `ns` on `port`: counts datagrams and bytes until
+    /// `quiet` passes with nothing arriving (after at least one arrived, or
+    /// `first_timeout` with none).
+    pub fn udp_sink(
+        ns: &str,
+        port: u16,
+        quiet: Duration,
+        first_timeout: Duration,
+    ) -> Result<std::thread::JoinHandle<(u64, u64)>, LabError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let h = std::thread::spawn(move || {
+            run_in_ns(&ns, move || {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind udp sink");
+                big_receive_buffer(&s);
+                let _ = tx.send(());
+                let mut buf = [0u8; 65536];
+                let (mut n, mut bytes) = (0u64, 0u64);
+                s.set_read_timeout(Some(first_timeout)).ok();
+                while let Ok(len) = s.recv(&mut buf) {
+                    n += 1;
+                    bytes += len as u64;
+                    s.set_read_timeout(Some(quiet)).ok();
+                }
+                (n, bytes)
+            })
+            .unwrap_or((0, 0))
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        Ok(h)
+    }
+
+    /// A sink must never be the bottleneck of a measurement: 8 MiB of
+    /// receive buffer, forced past `rmem_max` (root only; best effort).
+    fn big_receive_buffer(s: &UdpSocket) {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: setsockopt reads `size` (a c_int of the length passed) only
+        // during the call; the fd is a live socket.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
+    /// Sends `count` datagrams of `size` payload bytes from `ns` to `dst`,
+    /// at most `pps` per second (0 = as fast as possible).
+    pub fn udp_send(
+        ns: &str,
+        dst: SocketAddr,
+        count: u64,
+        size: usize,
+        pps: u64,
+    ) -> Result<u64, LabError> {
+        run_in_ns(ns, move || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind udp sender");
+            let payload = vec![0xa5u8; size];
+            let start = std::time::Instant::now();
+            let mut sent = 0;
+            for i in 0..count {
+                if pps > 0 {
+                    let due = start + Duration::from_secs_f64(i as f64 / pps as f64);
+                    if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+                if s.send_to(&payload, dst).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    }
+
+    /// A TCP server in `ns` on `port` that accepts `conns` connections and
+    /// returns the bytes read from each (sorted by arrival).
+    pub fn tcp_sink(
+        ns: &str,
+        port: u16,
+        conns: usize,
+    ) -> Result<std::thread::JoinHandle<Vec<u64>>, LabError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let h = std::thread::spawn(move || {
+            run_in_ns(&ns, move || {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind tcp sink");
+                let _ = tx.send(());
+                let mut out = Vec::new();
+                for _ in 0..conns {
+                    let Ok((mut c, _)) = l.accept() else { break };
+                    c.set_read_timeout(Some(Duration::from_secs(20))).ok();
+                    let mut buf = vec![0u8; 65536];
+                    let mut total = 0u64;
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n as u64;
+                    }
+                    out.push(total);
+                }
+                out
+            })
+            .unwrap_or_default()
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        Ok(h)
+    }
+
+    /// Connects from `ns` to `dst` and writes `bytes` bytes.
+    pub fn tcp_send(
+        ns: &str,
+        dst: SocketAddr,
+        bytes: u64,
+    ) -> Result<std::io::Result<u64>, LabError> {
+        run_in_ns(ns, move || {
+            let mut c = TcpStream::connect_timeout(&dst, Duration::from_secs(5))?;
+            let chunk = vec![0x5au8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                c.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            c.shutdown(std::net::Shutdown::Write)?;
+            // Wait for the peer to close so every byte was delivered.
+            let mut b = [0u8; 1];
+            let _ = c.read(&mut b);
+            Ok(bytes)
+        })
+    }
+}
