@@ -297,10 +297,28 @@ fn expiry_is_amortised() {
     for p in (0..2000u16).step_by(2) {
         assert!(c.lookup(&inbound_tcp([2, 2, 2, 2], p, 80), IN).is_some());
     }
-    // A budget of the whole table (or 0) sweeps everything in one call.
-    c.set_expiry_scan_budget(0);
-    assert_eq!(c.expire(1_000), 1000);
+    // An explicit budget of 4 shards' worth sweeps the table in 4 calls.
+    c.set_expiry_scan_budget(4 * 4096);
+    for _ in 0..4 {
+        c.expire(1_000);
+    }
     assert!(c.is_empty());
+    // A budget of 0 sweeps everything in one call.
+    for p in 0..100u16 {
+        c.classify(2_000, &inbound_tcp([2, 2, 2, 2], p, 80), IN, 1);
+    }
+    c.set_expiry_scan_budget(0);
+    assert_eq!(c.expire(3_000), 100);
+    assert!(c.is_empty());
+    // The default sweeps big tables in 16 calls: 128 Ki flows = 32 shards, 2 per call.
+    let mut big = Classifier::new(1 << 17, 10, Arc::new(RuleSet::empty()));
+    assert_eq!(big.shard_count(), 32);
+    for p in 0..5000u16 {
+        big.classify(0, &inbound_tcp([3, 3, 3, 3], p, 80), IN, 1);
+    }
+    let removed: Vec<usize> = (0..16).map(|_| big.expire(100)).collect();
+    assert_eq!(removed.iter().sum::<usize>(), 5000);
+    assert!(removed.iter().all(|&n| n > 0 && n < 1500), "{removed:?}");
     // Small tables have one shard.
     assert_eq!(
         Classifier::new(100, 1, Arc::new(RuleSet::empty())).shard_count(),
