@@ -23,8 +23,13 @@ use headroom_dataplane::{
     xdp::{AttachMode, ModePolicy, XdpProgram},
 };
 
+use headroom_control::allocator::wire::{self, PipeEntry};
+use headroom_dataplane::{clock, pacer::Pacer, pipeline::PacingRules, worker::FrameDesc};
+
 use crate::{
+    bandwidth::Bandwidth,
     ctl::{Request, Response},
+    pool::{Pool, CODE_BANDWIDTH, CODE_CPU},
     status::{CpuJobStatus, CpuStatus, InterfaceStatus, JobStatus, Status, WorkerStatus},
 };
 
@@ -41,7 +46,13 @@ struct Dataplane {
 }
 
 impl Dataplane {
-    fn start(cfg: &Config, rules: Arc<RuleSet>, reports: Sender<Report>) -> Result<Self> {
+    fn start(
+        cfg: &Config,
+        rules: Arc<RuleSet>,
+        pacing: PacingRules,
+        mut pacers: Vec<Option<Pacer<FrameDesc>>>,
+        reports: Sender<Report>,
+    ) -> Result<Self> {
         let policy = match cfg.interfaces.xdp_mode {
             XdpMode::Auto => ModePolicy::Auto,
             XdpMode::Native => ModePolicy::Native,
@@ -99,9 +110,11 @@ impl Dataplane {
             let pcfg = PipelineConfig {
                 flow_capacity: cfg.classifier.flow_capacity,
                 idle_timeout_ns: cfg.classifier.idle_timeout_secs * 1_000_000_000,
+                pacing: pacing.clone(),
             };
             let pipeline = HeadroomPipeline::new(&pcfg, rules.clone());
-            let h = worker::spawn(spec, pipeline, reports.clone(), stop.clone())
+            let pacer = pacers.get_mut(i).and_then(Option::take);
+            let h = worker::spawn(spec, pipeline, pacer, reports.clone(), stop.clone())
                 .with_context(|| format!("starting worker {i}"))?;
             for (prog, fd) in xdp.iter().zip(h.fds) {
                 prog.register_socket(h.queue, fd)?;
@@ -170,6 +183,25 @@ impl JobRegistry {
         id
     }
 
+    /// The name of a job id.
+    fn name_of(&self, id: u16) -> Option<&str> {
+        if id == 0 {
+            return Some(headroom_config::DEFAULT_JOB);
+        }
+        self.ids
+            .iter()
+            .find(|(_, j)| j.0 == id)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// The id of a known job name.
+    fn lookup(&self, name: &str) -> Option<u16> {
+        if name == headroom_config::DEFAULT_JOB {
+            return Some(0);
+        }
+        self.ids.iter().find(|(n, _)| n == name).map(|(_, j)| j.0)
+    }
+
     /// Compiles the config's flow rules with stable ids.
     fn rules(&mut self, cfg: &Config) -> Arc<RuleSet> {
         let jobs: Vec<(JobId, Vec<headroom_config::net::FlowRule>)> = cfg
@@ -204,6 +236,8 @@ fn start_procsched(cfg: &Config) -> Result<Option<ProcessScheduler>> {
 struct Control {
     jobs: JobRegistry,
     procsched: Option<ProcessScheduler>,
+    bandwidth: Option<Bandwidth>,
+    pool: Option<Pool>,
     cfg: Config,
     path: PathBuf,
     started: Instant,
@@ -227,6 +261,24 @@ impl Control {
                 }
                 let rules = self.jobs.rules(&new);
                 dp.broadcast(|| pipeline::Command::SetRules(rules.clone()));
+                if new
+                    .pipes
+                    .iter()
+                    .map(|p| (&p.name, p.capacity, p.remote))
+                    .ne(self
+                        .cfg
+                        .pipes
+                        .iter()
+                        .map(|p| (&p.name, p.capacity, p.remote)))
+                {
+                    tracing::warn!(
+                        "pipe changes take effect on restart only; bookings are applied now"
+                    );
+                }
+                if let Some(bw) = &mut self.bandwidth {
+                    let jobs = &mut self.jobs;
+                    bw.set_bookings(&new, |n| jobs.id(n).0);
+                }
                 if let Some(ps) = &mut self.procsched {
                     let jobs: Vec<_> = new.jobs.iter().map(|j| j.process_job()).collect();
                     if let Err(e) = ps.reload(&jobs) {
@@ -251,13 +303,60 @@ impl Control {
         }
     }
 
+    /// Exchange and allocation (seed [0174] lines 8-20): publish this node's
+    /// demand on every pipe, then compute its grants from everyone's.
+    fn high_frequency(&mut self, now: Instant) {
+        if let Some(pool) = &mut self.pool {
+            pool.poll(now);
+        }
+        let Some(bw) = &mut self.bandwidth else {
+            return;
+        };
+        let now_ns = clock::now_ns();
+        let jobs = &self.jobs;
+        let entry = bw.measure(now_ns, |id| jobs.name_of(id));
+        let peers: Vec<Vec<PipeEntry>> = match &mut self.pool {
+            Some(pool) => {
+                pool.publish(now, CODE_BANDWIDTH, &entry);
+                pool.peer_entries(CODE_BANDWIDTH)
+                    .into_iter()
+                    .filter_map(|(node, bytes)| match wire::decode(&bytes) {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            metrics::counter!("headroom_bandwidth_entries_rejected_total")
+                                .increment(1);
+                            tracing::debug!(node, error = %e, "bandwidth entry rejected");
+                            None
+                        }
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        bw.allocate(now_ns, &peers, |n| jobs.lookup(n));
+    }
+
     /// Membership, process detection and sampling (seed [0179]-[0182]).
     fn low_frequency(&mut self, now: Instant) {
         if let Some(ps) = &mut self.procsched {
-            if let Err(e) = ps.tick(now, &[]) {
+            let peers: Vec<_> = match &self.pool {
+                Some(pool) => pool
+                    .peer_entries(CODE_CPU)
+                    .into_iter()
+                    .filter_map(|(_, bytes)| ps.decode_peer_entry(&bytes))
+                    .collect(),
+                None => Vec::new(),
+            };
+            if let Err(e) = ps.tick(now, &peers) {
                 tracing::warn!(error = %e, "process scheduler tick");
             }
             ps.publish_metrics();
+            if let Some(pool) = &mut self.pool {
+                pool.publish(now, CODE_CPU, &ps.local_pool_entry());
+            }
+        }
+        if let Some(pool) = &self.pool {
+            pool.export_metrics();
         }
     }
 
@@ -353,6 +452,17 @@ impl Control {
                 }
             }
         }
+        let nodes = self
+            .pool
+            .as_ref()
+            .map(|p| p.live_nodes().len())
+            .unwrap_or(1);
+        st.pipes = self
+            .bandwidth
+            .as_ref()
+            .map(|bw| bw.status(|id| self.jobs.name_of(id), nodes))
+            .unwrap_or_default();
+        st.exchange = self.pool.as_ref().map(|p| p.status());
         st.cpu = self.procsched.as_ref().map(|ps| {
             let snap = ps.snapshot();
             CpuStatus {
@@ -526,15 +636,29 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (report_tx, report_rx) = crossbeam_channel::bounded::<Report>(256);
     let mut jobs = JobRegistry::default();
     let rules = jobs.rules(&cfg);
-    let dp = Dataplane::start(&cfg, rules, report_tx)?;
+    let workers = cfg.workers.cores.len();
+    let bandwidth = Bandwidth::new(&cfg, workers, |n| jobs.id(n).0)?;
+    let (pacing, pacers) = match &bandwidth {
+        Some(bw) => (
+            Bandwidth::pacing_rules(&cfg, bw.job_slots),
+            (0..workers)
+                .map(|i| bw.worker_pacer(i).map(Some))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => (PacingRules::default(), (0..workers).map(|_| None).collect()),
+    };
+    let dp = Dataplane::start(&cfg, rules, pacing, pacers, report_tx)?;
+    let pool = Pool::start(&cfg, Instant::now())?;
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<CtlMsg>(16);
     serve_control_socket(&cfg.control.socket, ctl_tx)?;
-    tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd running");
+    tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd ready");
 
     let procsched = start_procsched(&cfg)?;
     let mut ctl = Control {
         jobs,
         procsched,
+        bandwidth,
+        pool,
         reports: (0..dp.workers.len()).map(|_| None).collect(),
         cfg,
         path: config_path.to_owned(),
@@ -546,6 +670,9 @@ pub fn run(config_path: &Path) -> Result<()> {
     control_loop(&mut ctl, &dp, &report_rx, &ctl_rx, &stop, &hup);
 
     let socket = ctl.cfg.control.socket.clone();
+    if let Some(pool) = &mut ctl.pool {
+        pool.leave(Instant::now());
+    }
     if let Some(ps) = &mut ctl.procsched {
         if let Err(e) = ps.shutdown() {
             tracing::error!(error = %e, "restoring processes and cgroups");
@@ -596,7 +723,14 @@ fn control_loop(
         }
         let now = Instant::now();
         if now >= next_hf {
-            next_hf = now + hf;
+            next_hf += hf;
+            if next_hf < now {
+                next_hf = now + hf;
+            }
+            ctl.high_frequency(now);
+        } else if let Some(pool) = &mut ctl.pool {
+            // Datagrams between ticks are taken in promptly.
+            pool.poll(now);
         }
         if now >= next_lf {
             next_lf = now + lf;

@@ -29,6 +29,10 @@ pub struct Status {
     pub flows: u64,
     /// Process detection and CPU shares (absent when no job has process rules).
     pub cpu: Option<CpuStatus>,
+    /// Shared pipes.
+    pub pipes: Vec<crate::bandwidth::PipeStatus>,
+    /// The information exchange and membership (absent when running alone).
+    pub exchange: Option<crate::pool::ExchangeStatus>,
 }
 
 /// Process scheduler state.

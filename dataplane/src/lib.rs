@@ -3,7 +3,9 @@
 
 pub mod arp;
 pub mod classifier;
+pub mod clock;
 pub mod director;
+pub mod pacer;
 pub mod packet;
 pub mod pipeline;
 pub mod worker;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use headroom_config::net::Direction;
+use headroom_config::net::{Direction, IpPrefix};
 
 use crate::{
     classifier::{Classifier, ClassifierSnapshot, RuleSet},
@@ -40,12 +40,35 @@ pub struct PipelineConfig {
     pub flow_capacity: usize,
     /// Idle timeout of a flow, ns.
     pub idle_timeout_ns: u64,
+    /// Which outbound traffic each pipe carries.
+    pub pacing: PacingRules,
+}
+
+/// Maps outbound frames to pipes: the first pipe whose remote prefix holds
+/// the destination carries the frame (no prefix = everything).
+#[derive(Debug, Clone, Default)]
+pub struct PacingRules {
+    /// Per pipe (index = pipe id): the remote prefix it carries.
+    pub pipes: Vec<Option<IpPrefix>>,
+    /// Job slots the pacer has; jobs beyond are paced as the default job.
+    pub job_slots: u16,
+}
+
+impl PacingRules {
+    #[inline]
+    fn pipe_for(&self, dst: std::net::IpAddr) -> Option<u16> {
+        self.pipes
+            .iter()
+            .position(|p| p.as_ref().is_none_or(|p| p.contains(&dst)))
+            .map(|i| i as u16)
+    }
 }
 
 /// The Headroom pipeline (one per worker).
 pub struct HeadroomPipeline {
     classifier: Classifier,
     parse: ParseStats,
+    pacing: PacingRules,
 }
 
 impl HeadroomPipeline {
@@ -54,6 +77,7 @@ impl HeadroomPipeline {
         Self {
             classifier: Classifier::new(cfg.flow_capacity, cfg.idle_timeout_ns, rules),
             parse: ParseStats::default(),
+            pacing: cfg.pacing.clone(),
         }
     }
 }
@@ -78,7 +102,17 @@ impl Pipeline for HeadroomPipeline {
         match self.parse.record(parse_frame(frame)) {
             Ok(info) => match info.flow {
                 Some(key) => {
-                    self.classifier.classify(now_ns, &key, dir, len);
+                    let job = self.classifier.classify(now_ns, &key, dir, len);
+                    if side == Side::Inner && !self.pacing.pipes.is_empty() {
+                        if let Some(pipe) = self.pacing.pipe_for(key.dst_ip()) {
+                            let job = if job.0 < self.pacing.job_slots {
+                                job.0
+                            } else {
+                                0
+                            };
+                            return Action::Pace { pipe, job };
+                        }
+                    }
                 }
                 None => {
                     self.classifier.classify_unkeyed(dir, len);

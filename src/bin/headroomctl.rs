@@ -114,6 +114,33 @@ fn print_status(st: &Status) {
             j.name, j.packets_in, j.bytes_in, j.packets_out, j.bytes_out, j.flows
         );
     }
+    if let Some(ex) = &st.exchange {
+        let m: Vec<String> = ex
+            .members
+            .iter()
+            .map(|m| format!("{}:{}", m.id, m.state))
+            .collect();
+        println!(
+            "pool: master {}, members [{}]; datagrams sent {} received {} accepted {}, dropped: bad key {} replayed {} malformed {}",
+            ex.master,
+            m.join(" "),
+            ex.datagrams_sent,
+            ex.datagrams_received,
+            ex.datagrams_accepted,
+            ex.bad_mac,
+            ex.replayed,
+            ex.malformed
+        );
+    }
+    for p in &st.pipes {
+        println!(
+            "pipe {}: {} bit/s shared by {} nodes; this node's credit {} B + {} B immediate per interval",
+            p.name, p.capacity_bps, p.nodes, p.node_credit, p.immediate
+        );
+        for (job, credit, sent, queued, dropped) in &p.jobs {
+            println!("  {job:<18} credit {credit:>9} B  sent {sent:>9} B  queued {queued:>8} B  dropped {dropped:>8} B");
+        }
+    }
     if let Some(cpu) = &st.cpu {
         println!(
             "cpu: {} ({} local cores, {} in the pool){}",

@@ -21,7 +21,10 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender};
 pub use xsk_rs::umem::frame::DataMut;
-use xsk_rs::{FrameDesc, Umem};
+pub use xsk_rs::FrameDesc;
+use xsk_rs::Umem;
+
+use crate::pacer::{Admit, Pacer};
 
 use ledger::{FrameLedger, LedgerSnapshot, Place};
 use ports::{CopyPolicy, Port, RingSpec};
@@ -69,6 +72,15 @@ pub enum Action {
     Bounce,
     /// Return the frame to the free list.
     Drop(DropReason),
+    /// Transmit on the outer interface when `job`'s credit on `pipe`
+    /// allows: now, later (held in the pacer's queue), or never (dropped,
+    /// counted) if its queue is full.
+    Pace {
+        /// Pipe index.
+        pipe: u16,
+        /// Job slot.
+        job: u16,
+    },
 }
 
 /// The per-packet logic a worker runs. One instance per worker thread.
@@ -217,6 +229,7 @@ impl<C> WorkerHandle<C> {
 pub fn spawn<P: Pipeline>(
     spec: WorkerSpec,
     pipeline: P,
+    pacer: Option<Pacer<FrameDesc>>,
     reports: Sender<WorkerReport<P::Report>>,
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerHandle<P::Command>, WorkerError> {
@@ -249,7 +262,16 @@ pub fn spawn<P: Pipeline>(
                     tracing::warn!(core, "could not pin worker");
                 }
             }
-            let mut w = Worker::new(spec, umem, frames, [outer, inner], pipeline, rx, reports);
+            let mut w = Worker::new(
+                spec,
+                umem,
+                frames,
+                [outer, inner],
+                pipeline,
+                pacer,
+                rx,
+                reports,
+            );
             w.run(&stop);
         })
         .map_err(WorkerError::Spawn)?;
@@ -271,19 +293,21 @@ struct Worker<P: Pipeline> {
     rx_descs: Vec<FrameDesc>,
     tx_batch: [Vec<FrameDesc>; 2],
     pipeline: P,
+    pacer: Option<Pacer<FrameDesc>>,
     commands: Receiver<P::Command>,
     reports: Sender<WorkerReport<P::Report>>,
     stats: WorkerStats,
-    epoch: Instant,
 }
 
 impl<P: Pipeline> Worker<P> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         spec: WorkerSpec,
         umem: Umem,
         frames: Vec<FrameDesc>,
         ports: [Port; 2],
         pipeline: P,
+        pacer: Option<Pacer<FrameDesc>>,
         commands: Receiver<P::Command>,
         reports: Sender<WorkerReport<P::Report>>,
     ) -> Self {
@@ -298,16 +322,16 @@ impl<P: Pipeline> Worker<P> {
             umem,
             ports,
             pipeline,
+            pacer,
             commands,
             reports,
             stats: WorkerStats::default(),
-            epoch: Instant::now(),
         }
     }
 
     #[inline]
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        crate::clock::now_ns()
     }
 
     fn run(&mut self, stop: &AtomicBool) {
@@ -327,6 +351,7 @@ impl<P: Pipeline> Worker<P> {
             for side in [Side::Outer, Side::Inner] {
                 work += self.receive(now, side);
             }
+            work += self.release(now);
             for s in 0..2 {
                 self.transmit(s);
             }
@@ -437,6 +462,21 @@ impl<P: Pipeline> Worker<P> {
             let action = self.pipeline.on_frame(now, side, &mut data);
             match action {
                 Action::Forward => self.tx_batch[o].push(desc),
+                Action::Pace { pipe, job } => {
+                    let len = desc.lengths().data() as u32;
+                    match self.pacer.as_mut() {
+                        Some(p) => match p.admit(now, pipe as usize, job, len, desc) {
+                            Admit::Send(d) => self.tx_batch[Side::Outer as usize].push(d),
+                            Admit::Queued => {}
+                            Admit::Dropped(d) => {
+                                self.stats.drop_pacer += 1;
+                                self.ledger.moved(d.addr(), Place::Held, Place::Free);
+                                self.free.push(d);
+                            }
+                        },
+                        None => self.tx_batch[Side::Outer as usize].push(desc),
+                    }
+                }
                 Action::Bounce => self.tx_batch[s].push(desc),
                 Action::Drop(reason) => {
                     match reason {
@@ -450,6 +490,23 @@ impl<P: Pipeline> Worker<P> {
             }
         }
         n
+    }
+
+    /// Hands frames whose credit has arrived from the pacer's queues to the
+    /// outer TX batch, as many as the ring has room for.
+    fn release(&mut self, now: u64) -> usize {
+        let Some(p) = self.pacer.as_mut() else {
+            return 0;
+        };
+        if p.queued() == 0 {
+            return 0;
+        }
+        let o = Side::Outer as usize;
+        let room = (self.ports[o].tx.nb_free(self.spec.rings.ring) as usize)
+            .saturating_sub(self.tx_batch[o].len());
+        let max = room.min(self.spec.batch as usize);
+        let batch = &mut self.tx_batch[o];
+        p.poll_release(now, max, |d| batch.push(d))
     }
 
     /// Puts the batch for side `s` on its TX ring and wakes the kernel.
@@ -506,11 +563,20 @@ impl<P: Pipeline> Worker<P> {
                 }
             }
         }
-        let timeout = if in_flight > 0 {
-            1
+        let mut timeout_ns: u64 = if in_flight > 0 {
+            1_000_000
         } else {
-            self.spec.poll_timeout_ms as i32
+            self.spec.poll_timeout_ms as u64 * 1_000_000
         };
+        if let Some(p) = &self.pacer {
+            let now = self.now_ns();
+            if let Some(t) = p.next_release_time(now) {
+                // Sleep no longer than until the next queued frame may leave:
+                // ppoll has nanosecond resolution, so paced traffic neither
+                // oversleeps its credit nor spins.
+                timeout_ns = timeout_ns.min(t.saturating_sub(now));
+            }
+        }
         let mut fds = [
             libc::pollfd {
                 fd: self.ports[0].raw_fd(),
@@ -523,9 +589,14 @@ impl<P: Pipeline> Worker<P> {
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is a valid array of two pollfd structs for the
-        // duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        let ts = libc::timespec {
+            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: `fds` is a valid array of two pollfd structs and `ts` a valid
+        // timespec for the duration of the call; a null sigmask keeps the
+        // thread's mask.
+        unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
     }
 
     fn publish(&mut self) {

@@ -1,0 +1,318 @@
+//! Shared pipes across three servers with real traffic: bookings honoured,
+//! capacity held, idle bookings given away, a dead server's share re-split,
+//! and forged exchange datagrams rejected.
+
+mod common;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use headroom::lab::{run_in_ns, Lab};
+
+const CAPACITY_BPS: f64 = 20e6;
+const PAYLOAD: usize = 1000;
+/// Ethernet + IPv4 + UDP headers: what a pipe counts on top of the payload.
+const FRAME: f64 = (PAYLOAD + 42) as f64;
+
+fn pipe_config(peers: &str, key: &std::path::Path) -> String {
+    format!(
+        r#"
+[exchange]
+key_file = "{key}"
+peers = [{peers}]
+failure_timeout_ms = 1500
+
+[[pipe]]
+name = "uplink"
+capacity = "20Mbit"
+remote = "10.200.2.0/24"
+
+[[job]]
+name = "gold"
+[[job.flow]]
+protocol = "udp"
+local_port = "7001"
+[[job.booking]]
+pipe = "uplink"
+rate = "60%"
+
+[[job]]
+name = "bronze"
+[[job.flow]]
+protocol = "udp"
+local_port = "7002"
+[[job.booking]]
+pipe = "uplink"
+rate = "40%"
+"#,
+        key = key.display()
+    )
+}
+
+/// A UDP sender in `ns` from `src_port` to `dst` at `bps` until stopped.
+fn sender(
+    ns: &str,
+    src_port: u16,
+    dst: SocketAddr,
+    bps: f64,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        run_in_ns(&ns, move || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, src_port)).expect("bind sender");
+            let payload = vec![0x11u8; PAYLOAD];
+            let gap = Duration::from_secs_f64(FRAME * 8.0 / bps);
+            let start = Instant::now();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let due = start + gap * i;
+                if let Some(d) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                let _ = s.send_to(&payload, dst);
+                i += 1;
+            }
+        })
+        .expect("sender namespace");
+    })
+}
+
+/// Arrival log: (time, destination port, source ip last octet, bytes).
+type Log = Arc<Mutex<Vec<(Instant, u16, u8, usize)>>>;
+
+fn sink(ns: &str, ports: &[u16], log: Log, stop: Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    ports
+        .iter()
+        .map(|&port| {
+            let (ns, log, stop) = (ns.to_string(), log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                run_in_ns(&ns, move || {
+                    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind sink");
+                    s.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((n, from)) = s.recv_from(&mut buf) {
+                            let octet = match from.ip() {
+                                std::net::IpAddr::V4(a) => a.octets()[3],
+                                _ => 0,
+                            };
+                            log.lock().unwrap().push((Instant::now(), port, octet, n));
+                        }
+                    }
+                })
+                .expect("sink namespace");
+            })
+        })
+        .collect()
+}
+
+/// Pipe-level bit rate (frames incl. headers) of arrivals matching `f` in [from, to).
+fn rate(log: &Log, from: Instant, to: Instant, f: impl Fn(u16, u8) -> bool) -> f64 {
+    let l = log.lock().unwrap();
+    let n = l
+        .iter()
+        .filter(|(t, p, o, _)| *t >= from && *t < to && f(*p, *o))
+        .count();
+    n as f64 * FRAME * 8.0 / (to - from).as_secs_f64()
+}
+
+#[test]
+fn three_servers_share_a_pipe_by_booking() {
+    let mut lab = Lab::up(3, 1).expect("lab");
+    let dir = TempDir::new(&format!("{}-pipes", lab.tag));
+    let key = dir.path("pool.key");
+    std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    let peers: Vec<String> = lab
+        .servers
+        .iter()
+        .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
+        .collect();
+    let extra = pipe_config(&peers.join(", "), &key);
+    let mut socks = Vec::new();
+    for i in 0..3 {
+        let s = lab.servers[i].clone();
+        let sock = dir.path(&format!("s{}.sock", s.id));
+        socks.push(start_headroomd(
+            &mut lab,
+            &dir,
+            i,
+            &server_config(&s, &sock, &extra),
+        ));
+    }
+    // Everyone sees everyone before traffic starts.
+    for sock in &socks {
+        wait_for(Duration::from_secs(10), || {
+            let st = status(sock);
+            let live = st
+                .exchange
+                .as_ref()?
+                .members
+                .iter()
+                .filter(|m| m.state == "alive" || m.state == "self")
+                .count();
+            (live == 3).then_some(())
+        })
+        .expect("pool of 3 formed");
+    }
+    let client = lab.clients[0].clone();
+    let log: Log = Arc::default();
+    let stop_sink = Arc::new(AtomicBool::new(false));
+    let sinks = sink(&client.ns, &[9001, 9002], log.clone(), stop_sink.clone());
+    // Every job on every server offers 18 Mbit/s: 108 Mbit/s for a 20 Mbit/s pipe.
+    let mut stops = Vec::new();
+    let mut senders = Vec::new();
+    for s in lab.servers.clone() {
+        for (port, dport) in [(7001u16, 9001u16), (7002, 9002)] {
+            let stop = Arc::new(AtomicBool::new(false));
+            senders.push(sender(
+                &s.host_ns,
+                port,
+                SocketAddr::from((client.ip, dport)),
+                12e6,
+                stop.clone(),
+            ));
+            stops.push((s.id, port, stop));
+        }
+    }
+    let stop_of = |id: u16, port: u16| {
+        stops
+            .iter()
+            .find(|(i, p, _)| *i == id && *p == port)
+            .unwrap()
+            .2
+            .clone()
+    };
+
+    // Phase 1: both jobs saturate the pipe.
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (a, b) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(3));
+    let gold = rate(&log, a, b, |p, _| p == 9001);
+    let bronze = rate(&log, a, b, |p, _| p == 9002);
+    eprintln!(
+        "phase 1: gold {:.2} Mbit/s, bronze {:.2} Mbit/s, total {:.2}",
+        gold / 1e6,
+        bronze / 1e6,
+        (gold + bronze) / 1e6
+    );
+    assert!(
+        (gold / (0.6 * CAPACITY_BPS) - 1.0).abs() <= 0.05,
+        "gold got {gold} bit/s, booked 12 Mbit/s"
+    );
+    assert!(
+        (bronze / (0.4 * CAPACITY_BPS) - 1.0).abs() <= 0.05,
+        "bronze got {bronze} bit/s, booked 8 Mbit/s"
+    );
+    assert!(
+        gold + bronze <= 1.03 * CAPACITY_BPS,
+        "pipe total {} over capacity",
+        gold + bronze
+    );
+
+    // Phase 2: bronze stops everywhere; gold takes the whole pipe.
+    for s in 1..=3 {
+        stop_of(s, 7002).store(true, Ordering::Relaxed);
+    }
+    let t1 = Instant::now();
+    std::thread::sleep(Duration::from_millis(2500));
+    let gold2 = rate(
+        &log,
+        t1 + Duration::from_millis(500),
+        t1 + Duration::from_millis(2500),
+        |p, _| p == 9001,
+    );
+    eprintln!("phase 2: gold alone {:.2} Mbit/s", gold2 / 1e6);
+    assert!(
+        gold2 >= 0.95 * CAPACITY_BPS && gold2 <= 1.03 * CAPACITY_BPS,
+        "gold alone got {gold2} bit/s"
+    );
+
+    // Phase 3: server 3 dies (its traffic and its daemon); the survivors re-split.
+    stop_of(3, 7001).store(true, Ordering::Relaxed);
+    let mut d = lab.forget("headroomd-3").expect("daemon 3");
+    d.kill().unwrap();
+    d.wait().unwrap();
+    let t2 = Instant::now();
+    let detected = wait_for(Duration::from_secs(5), || {
+        let st = status(&socks[0]);
+        let failed = st
+            .exchange
+            .as_ref()?
+            .members
+            .iter()
+            .any(|m| m.id == 3 && (m.state == "failed" || m.state == "left"));
+        failed.then(Instant::now)
+    })
+    .expect("server 3 declared failed");
+    eprintln!(
+        "server 3 failure detected after {:.0} ms",
+        (detected - t2).as_secs_f64() * 1e3
+    );
+    std::thread::sleep(Duration::from_millis(2300));
+    let from = detected + Duration::from_millis(300);
+    let survivors = rate(&log, from, from + Duration::from_secs(2), |p, o| {
+        p == 9001 && o != 3
+    });
+    eprintln!("phase 3: survivors {:.2} Mbit/s", survivors / 1e6);
+    for sock in &socks[..2] {
+        eprintln!("{:?}", status(sock).pipes);
+    }
+    assert!(
+        survivors >= 0.95 * CAPACITY_BPS && survivors <= 1.03 * CAPACITY_BPS,
+        "survivors got {survivors} bit/s"
+    );
+
+    // Forged datagrams: an exchange with the wrong key tries to join node 1.
+    let bad_before = status(&socks[0]).exchange.unwrap().bad_mac;
+    let node1 = SocketAddr::from((lab.servers[0].node_ip, 7946));
+    let c_ns = client.ns.clone();
+    run_in_ns(&c_ns, move || {
+        use headroom_control::exchange::{Exchange, ExchangeConfig};
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 7946)).unwrap();
+        let me = SocketAddr::from((Ipv4Addr::new(10, 200, 2, 1), 7946));
+        let mut cfg = ExchangeConfig::new(99, 1, me);
+        cfg.seeds = vec![node1];
+        let now = Instant::now();
+        let mut ex = Exchange::new(cfg, b"not-the-pool-key-at-all-00000000", now);
+        for k in 0..50u32 {
+            ex.handle_timeout(now + Duration::from_millis(20 * k as u64));
+            while let Some(t) = ex.poll_transmit() {
+                let _ = s.send_to(&t.bytes, node1);
+            }
+        }
+    })
+    .unwrap();
+    let st = wait_for(Duration::from_secs(3), || {
+        let st = status(&socks[0]);
+        (st.exchange.as_ref()?.bad_mac > bad_before).then_some(st)
+    })
+    .expect("forged datagrams counted");
+    let ex = st.exchange.unwrap();
+    assert!(
+        ex.members.iter().all(|m| m.id != 99),
+        "a node with the wrong key joined: {:?}",
+        ex.members
+    );
+    assert_eq!(
+        st.pipes[0].nodes, 2,
+        "forged node counted in the allocation"
+    );
+
+    for (_, _, s) in &stops {
+        s.store(true, Ordering::Relaxed);
+    }
+    stop_sink.store(true, Ordering::Relaxed);
+    for h in senders.into_iter().chain(sinks) {
+        let _ = h.join();
+    }
+}
