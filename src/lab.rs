@@ -283,10 +283,13 @@ impl Lab {
         run(&full)
     }
 
-    /// A `Command` that runs `program` inside `ns` (not started).
+    /// A `Command` that runs `program` inside `ns` (not started). It enters
+    /// only the network namespace (`nsenter --net`): `ip netns exec` would
+    /// also remount /sys, hiding the cgroup hierarchy the process scheduler
+    /// manages.
     pub fn command(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
         c
     }
 
