@@ -43,7 +43,6 @@ pub struct Bandwidth {
     pipes: Vec<Pipe>,
     control: PacerControl,
     samples: Vec<JobSample>,
-    interval_ns: u64,
     /// Job slots of the pacers.
     pub job_slots: u16,
 }
@@ -117,13 +116,7 @@ impl Bandwidth {
                 queued: HashMap::new(),
             });
         }
-        let mut bw = Bandwidth {
-            pipes,
-            control,
-            samples: Vec::new(),
-            interval_ns,
-            job_slots,
-        };
+        let mut bw = Bandwidth { pipes, control, samples: Vec::new(), job_slots };
         bw.set_bookings(cfg, &mut id_of);
         Ok(Some(bw))
     }
@@ -250,7 +243,6 @@ impl Bandwidth {
                 .set((demands.len() + 1) as f64);
             pipe.grant = Some(grant);
         }
-        let _ = self.interval_ns;
     }
 
     /// Status of every pipe.
