@@ -43,7 +43,6 @@ pub struct Bandwidth {
     pipes: Vec<Pipe>,
     control: PacerControl,
     samples: Vec<JobSample>,
-    interval_ns: u64,
     /// Job slots of the pacers.
     pub job_slots: u16,
 }
@@ -89,12 +88,14 @@ impl Bandwidth {
             .map(|_| PacerPipeConfig {
                 jobs: job_slots,
                 interval_ns,
+                max_queue_delay_ns: cfg.workers.pacer_max_queue_delay_ms as u64 * 1_000_000,
                 ..Default::default()
             })
             .collect();
         let control = PacerControl::new(PacerConfig {
             pipes: pacer_pipes,
             workers,
+            burst_ns: cfg.workers.pacer_burst_us as u64 * 1000,
             ..Default::default()
         })
         .context("configuring the pacer")?;
@@ -115,13 +116,7 @@ impl Bandwidth {
                 queued: HashMap::new(),
             });
         }
-        let mut bw = Bandwidth {
-            pipes,
-            control,
-            samples: Vec::new(),
-            interval_ns,
-            job_slots,
-        };
+        let mut bw = Bandwidth { pipes, control, samples: Vec::new(), job_slots };
         bw.set_bookings(cfg, &mut id_of);
         Ok(Some(bw))
     }
@@ -248,7 +243,6 @@ impl Bandwidth {
                 .set((demands.len() + 1) as f64);
             pipe.grant = Some(grant);
         }
-        let _ = self.interval_ns;
     }
 
     /// Status of every pipe.

@@ -685,7 +685,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     let pool = Pool::start(&cfg, Instant::now())?;
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<CtlMsg>(16);
     serve_control_socket(&cfg.control.socket, ctl_tx)?;
-    tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd running");
+    tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd ready");
 
     let procsched = start_procsched(&cfg)?;
     let mut ctl = Control {

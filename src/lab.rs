@@ -283,10 +283,13 @@ impl Lab {
         run(&full)
     }
 
-    /// A `Command` that runs `program` inside `ns` (not started).
+    /// A `Command` that runs `program` inside `ns` (not started). It enters
+    /// only the network namespace (`nsenter --net`): `ip netns exec` would
+    /// also remount /sys, hiding the cgroup hierarchy the process scheduler
+    /// manages.
     pub fn command(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
         c
     }
 
@@ -539,5 +542,98 @@ pub mod traffic {
             let _ = c.read(&mut b);
             Ok(bytes)
         })
+    }
+
+    /// One arrival: (time, destination port, last octet of the source IPv4 address, bytes).
+    pub type Arrival = (std::time::Instant, u16, u8, usize);
+    /// A shared arrival log.
+    pub type ArrivalLog = std::sync::Arc<std::sync::Mutex<Vec<Arrival>>>;
+
+    /// Sends `payload`-byte datagrams from `ns` (source port `src_port`) to
+    /// `dst` at `bps` (counting Ethernet/IPv4/UDP headers) until `stop`.
+    pub fn udp_flood(
+        ns: &str,
+        src_port: u16,
+        dst: SocketAddr,
+        bps: f64,
+        payload: usize,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<u64> {
+        let ns = ns.to_string();
+        std::thread::spawn(move || {
+            run_in_ns(&ns, move || {
+                let s =
+                    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, src_port)).expect("bind flood sender");
+                let buf = vec![0x11u8; payload];
+                let gap = Duration::from_secs_f64((payload + 42) as f64 * 8.0 / bps);
+                let start = std::time::Instant::now();
+                let mut i = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let due = start + gap * i;
+                    if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    let _ = s.send_to(&buf, dst);
+                    i += 1;
+                }
+                i as u64
+            })
+            .unwrap_or(0)
+        })
+    }
+
+    /// Logs every datagram arriving in `ns` on `ports` until `stop`.
+    pub fn arrival_log(
+        ns: &str,
+        ports: &[u16],
+        log: ArrivalLog,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        ports
+            .iter()
+            .map(|&port| {
+                let (ns, log, stop) = (ns.to_string(), log.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let _ = run_in_ns(&ns, move || {
+                        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+                            .expect("bind arrival log");
+                        big_receive_buffer(&s);
+                        s.set_read_timeout(Some(Duration::from_millis(100))).ok();
+                        let mut buf = [0u8; 65536];
+                        let mut local = Vec::with_capacity(1 << 16);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                                let octet = match from.ip() {
+                                    std::net::IpAddr::V4(a) => a.octets()[3],
+                                    _ => 0,
+                                };
+                                local.push((std::time::Instant::now(), port, octet, n));
+                                if local.len() >= 1024 {
+                                    log.lock().expect("log lock").append(&mut local);
+                                }
+                            }
+                        }
+                        log.lock().expect("log lock").append(&mut local);
+                    });
+                })
+            })
+            .collect()
+    }
+
+    /// Bit rate on the wire (payload + 42 header bytes) of the arrivals in
+    /// [from, to) that match `f`.
+    pub fn wire_rate(
+        log: &ArrivalLog,
+        from: std::time::Instant,
+        to: std::time::Instant,
+        f: impl Fn(u16, u8) -> bool,
+    ) -> f64 {
+        let l = log.lock().expect("log lock");
+        let bytes: usize = l
+            .iter()
+            .filter(|(t, p, o, _)| *t >= from && *t < to && f(*p, *o))
+            .map(|a| a.3 + 42)
+            .sum();
+        bytes as f64 * 8.0 / (to - from).as_secs_f64()
     }
 }

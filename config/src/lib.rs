@@ -15,3 +15,6 @@ pub use schema::*;
 pub mod net;
 pub mod process;
 pub mod vip;
+
+#[cfg(test)]
+mod tests;

@@ -595,19 +595,22 @@ impl Serialize for Direction {
 ///   this host's end of the flow: the destination of an inbound packet, the source of an
 ///   outbound one.
 /// * `local_port` / `remote_port`: port range for the local / remote port. A rule with a
-///   port field only matches protocols that have ports (TCP, UDP, SCTP, DCCP, UDP-Lite);
-///   it never matches ICMP or non-first fragments.
+///   port field only matches protocols that have ports (TCP, UDP, SCTP, DCCP, UDP-Lite),
+///   never ICMP. Non-first IP fragments carry no ports and are keyed with ports 0, so
+///   they match a port field only if its range includes 0.
 /// * `protocol`: IP protocol.
 /// * `direction`: which side opened the flow: `inbound` for flows whose first packet seen
 ///   arrived from the network (connections to a local server), `outbound` for flows the
 ///   host started.
 ///
 /// ```toml
-/// [[job.rule]]
+/// [[job]]
+/// name = "web"
+/// [[job.flow]]
 /// local_port = 80
 /// protocol = "tcp"
 /// direction = "in"
-/// [[job.rule]]
+/// [[job.flow]]
 /// remote = "10.1.0.0/16"
 /// remote_port = "5432"
 /// ```

@@ -134,6 +134,12 @@ pub struct WorkersConfig {
     pub poll_timeout_ms: u32,
     /// How often workers publish accounting to the control thread, in ms.
     pub publish_interval_ms: u32,
+    /// Largest burst a paced job may send at once, as time at its rate, in µs
+    /// (credit beyond it is not carried over within an interval).
+    pub pacer_burst_us: u32,
+    /// Longest a frame may wait in a pacer queue before new frames of its job
+    /// are dropped instead of queued, in ms.
+    pub pacer_max_queue_delay_ms: u32,
 }
 
 impl Default for WorkersConfig {
@@ -149,6 +155,8 @@ impl Default for WorkersConfig {
             zero_copy: ZeroCopy::Auto,
             poll_timeout_ms: 10,
             publish_interval_ms: 100,
+            pacer_burst_us: 2000,
+            pacer_max_queue_delay_ms: 10,
         }
     }
 }
@@ -571,6 +579,18 @@ impl Config {
             return err(
                 vec![K("workers"), K("publish_interval_ms")],
                 "must be at least 10".into(),
+            );
+        }
+        if !(100..=100_000).contains(&w.pacer_burst_us) {
+            return err(
+                vec![K("workers"), K("pacer_burst_us")],
+                "must be 100..=100000".into(),
+            );
+        }
+        if !(1..=1000).contains(&w.pacer_max_queue_delay_ms) {
+            return err(
+                vec![K("workers"), K("pacer_max_queue_delay_ms")],
+                "must be 1..=1000".into(),
             );
         }
         if self.classifier.flow_capacity == 0 {

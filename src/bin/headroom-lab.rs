@@ -44,6 +44,20 @@ enum Cmd {
         #[arg(long, default_value = "hrlab")]
         name: String,
     },
+    /// Pacing accuracy: one server whose pipe is set to each rate in turn, a
+    /// UDP flood well above it, achieved vs target over 1 s windows and the
+    /// largest burst; writes a Markdown table under perf/results/.
+    BenchPacing {
+        /// Pipe capacities to test, Mbit/s.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,50,100,200")]
+        rates: Vec<f64>,
+        /// Seconds measured per rate (after one second of warm-up).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+        seconds: u64,
+        /// Directory for the report.
+        #[arg(long, default_value = "perf/results")]
+        out: PathBuf,
+    },
     /// Run the demo: a 3-server lab, headroomd everywhere, real traffic, a report.
     Demo {
         /// Bytes each TCP transfer carries.
@@ -70,6 +84,11 @@ fn main() -> ExitCode {
             tcp_bytes,
             udp_datagrams,
         } => demo(tcp_bytes, udp_datagrams),
+        Cmd::BenchPacing {
+            rates,
+            seconds,
+            out,
+        } => bench_pacing(&rates, seconds, &out),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,5 +242,168 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     println!("\n== tearing the lab down");
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts headroomd in `ns` with `config`; returns its control socket.
+fn start_daemon(
+    lab: &mut Lab,
+    dir: &Path,
+    headroomd: &Path,
+    id: u16,
+    ns: &str,
+    config: &str,
+) -> Result<PathBuf> {
+    let path = dir.join(format!("s{id}.toml"));
+    std::fs::write(&path, config)?;
+    let sock = dir.join(format!("s{id}.sock"));
+    let log = std::fs::File::create(dir.join(format!("s{id}.log")))?;
+    let mut cmd = lab.command(ns, headroomd.to_str().context("path")?);
+    cmd.arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log);
+    lab.spawn(&format!("headroomd-{id}"), cmd)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&sock).is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join(format!("s{id}.log"))).unwrap_or_default();
+            bail!("headroomd {id} did not start:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(sock)
+}
+
+/// Bytes beyond `bps`'s allowance in the worst 1 ms window of `arrivals`
+/// (time, wire bytes), sorted by time.
+fn largest_burst(arrivals: &[(Instant, usize)], bps: f64) -> f64 {
+    let allowance = bps / 8.0 / 1000.0;
+    let (mut worst, mut j, mut in_win) = (0.0f64, 0usize, 0usize);
+    for i in 0..arrivals.len() {
+        while j < arrivals.len() && arrivals[j].0 < arrivals[i].0 + Duration::from_millis(1) {
+            in_win += arrivals[j].1;
+            j += 1;
+        }
+        worst = worst.max(in_win as f64 - allowance);
+        in_win -= arrivals[i].1;
+    }
+    worst.max(0.0)
+}
+
+fn bench_pacing(rates: &[f64], seconds: u64, out: &Path) -> Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let headroomd = sibling("headroomd")?;
+    let mut rows = Vec::new();
+    for &mbit in rates {
+        if !(mbit > 0.0 && mbit <= 10_000.0) {
+            bail!("rate {mbit} Mbit/s is outside (0, 10000]");
+        }
+        let mut lab = Lab::up(1, 1)?;
+        let dir = std::env::temp_dir().join(format!("{}-pacing", lab.tag));
+        std::fs::create_dir_all(&dir)?;
+        let s = lab.servers[0].clone();
+        let c = lab.clients[0].clone();
+        let cfg = format!(
+            r#"
+[node]
+id = 1
+address = "{node}"
+[interfaces]
+outer = "outer"
+inner = "inner"
+[workers]
+cores = [1]
+[control]
+socket = "{sock}"
+[[pipe]]
+name = "uplink"
+capacity = "{mbit}Mbit"
+remote = "10.200.2.0/24"
+[[job]]
+name = "flood"
+[[job.flow]]
+protocol = "udp"
+local_port = "7001"
+"#,
+            node = s.node_ip,
+            sock = dir.join("s1.sock").display()
+        );
+        start_daemon(&mut lab, &dir, &headroomd, 1, &s.ns, &cfg)?;
+        let log: traffic::ArrivalLog = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sinks = traffic::arrival_log(&c.ns, &[9001], log.clone(), stop.clone());
+        // Offer 1.5x the pipe in 1400-byte datagrams so it is always congested.
+        let dst = SocketAddr::from((c.ip, 9001));
+        let flood = traffic::udp_flood(&s.host_ns, 7001, dst, mbit * 1.5e6, 1400, stop.clone());
+        let t0 = Instant::now() + Duration::from_secs(1);
+        std::thread::sleep(Duration::from_secs(1 + seconds) + Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let _ = flood.join();
+        for h in sinks {
+            let _ = h.join();
+        }
+        let target = mbit * 1e6;
+        let windows: Vec<f64> = (0..seconds)
+            .map(|k| {
+                let a = t0 + Duration::from_secs(k);
+                traffic::wire_rate(&log, a, a + Duration::from_secs(1), |_, _| true)
+            })
+            .collect();
+        let arrivals: Vec<(Instant, usize)> = {
+            let l = log
+                .lock()
+                .map_err(|_| anyhow::anyhow!("arrival log poisoned"))?;
+            l.iter()
+                .filter(|a| a.0 >= t0)
+                .map(|a| (a.0, a.3 + 42))
+                .collect()
+        };
+        let burst = largest_burst(&arrivals, target);
+        let mean = windows.iter().sum::<f64>() / windows.len() as f64;
+        let (lo, hi) = windows
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(a, b), &w| (a.min(w), b.max(w)));
+        let err = (mean / target - 1.0) * 100.0;
+        println!(
+            "target {mbit:>8.1} Mbit/s: achieved {:>8.3} (1 s windows {:.3}..{:.3}), error {err:+.2}%, largest burst {burst:.0} bytes",
+            mean / 1e6,
+            lo / 1e6,
+            hi / 1e6,
+        );
+        rows.push((mbit, mean / 1e6, lo / 1e6, hi / 1e6, err, burst));
+        drop(lab);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let dir = out.join(date);
+    std::fs::create_dir_all(&dir)?;
+    let cmdline: Vec<String> = std::env::args().collect();
+    let mut md = format!(
+        "# Pacing accuracy\n\nCommand: `{}` (kernel {}, {} build)\n\n\
+         One server, one job flooding UDP at 1.5x the pipe in 1400-byte datagrams. Rates are on the wire \
+         (Ethernet + IP + UDP) as the receiving client saw them, over consecutive 1 s windows after 1 s of \
+         warm-up. Largest burst: the most bytes beyond the rate's allowance in any 1 ms window.\n\n\
+         | target Mbit/s | achieved Mbit/s | min 1 s window | max 1 s window | error | largest burst (bytes) |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+        cmdline.join(" "),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+    );
+    for (t, m, lo, hi, e, b) in &rows {
+        md.push_str(&format!(
+            "| {t} | {m:.3} | {lo:.3} | {hi:.3} | {e:+.2}% | {b:.0} |\n"
+        ));
+    }
+    let path = dir.join("pacing.md");
+    std::fs::write(&path, md)?;
+    println!("report: {}", path.display());
     Ok(())
 }

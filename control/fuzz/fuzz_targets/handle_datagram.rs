@@ -17,9 +17,20 @@ fuzz_target!(|data: &[u8]| {
         KEY,
         now,
     );
-    let reg = Registration { period_ticks: 1, max_size: 16, flags: 0 };
+    let reg = Registration {
+        period_ticks: 1,
+        max_size: 16,
+        flags: 0,
+    };
     ex.register(1, reg).unwrap();
-    ex.register(2, Registration { flags: NEEDS_SNAPSHOT, ..reg }).unwrap();
+    ex.register(
+        2,
+        Registration {
+            flags: NEEDS_SNAPSHOT,
+            ..reg
+        },
+    )
+    .unwrap();
     let auth = Authenticator::new(KEY);
     // Split the input into several datagrams at 0xFF bytes.
     for (i, chunk) in data.split(|b| *b == 0xff).enumerate() {

@@ -53,7 +53,7 @@
 //!
 //! Detection time of a killed node is `dead_after` minus the age of its last
 //! heartbeat plus its propagation delay and up to one tick: measured in
-//! simulation 1.1-1.8 s (16-128 nodes, 1-10% loss, worst survivor), with no
+//! simulation 1.1-1.8 s (3-128 nodes, 1-10% loss, worst survivor), with no
 //! false failures. Bandwidth grows with pool size because every heartbeat
 //! version reaches every node: about 74 kB/s sent per node at 128 nodes with
 //! unchanged values, MTU-bound at about 111 kB/s when every node changes its
@@ -373,6 +373,42 @@ pub struct ExchangeStats {
     pub snapshot_rejected: u64,
     /// Snapshots completed and installed.
     pub snapshots_installed: u64,
+}
+
+impl ExchangeStats {
+    /// Publishes every counter through the `metrics` facade as
+    /// `headroom_exchange_<name>` (absolute values; call periodically).
+    pub fn record(&self) {
+        let all: [(&'static str, u64); 24] = [
+            ("datagrams_sent", self.datagrams_sent),
+            ("bytes_sent", self.bytes_sent),
+            ("datagrams_received", self.datagrams_received),
+            ("bytes_received", self.bytes_received),
+            ("datagrams_accepted", self.datagrams_accepted),
+            ("truncated", self.truncated),
+            ("bad_magic", self.bad_magic),
+            ("unknown_version", self.unknown_version),
+            ("bad_mac", self.bad_mac),
+            ("malformed", self.malformed),
+            ("replayed", self.replayed),
+            ("stale_epoch", self.stale_epoch),
+            ("from_self", self.from_self),
+            ("too_many_nodes", self.too_many_nodes),
+            ("unknown_code", self.unknown_code),
+            ("oversize_entries", self.oversize_entries),
+            ("malformed_entries", self.malformed_entries),
+            ("not_newer_entries", self.not_newer_entries),
+            ("tombstoned_entries", self.tombstoned_entries),
+            ("self_origin_entries", self.self_origin_entries),
+            ("entries_applied", self.entries_applied),
+            ("entries_deferred", self.entries_deferred),
+            ("snapshot_rejected", self.snapshot_rejected),
+            ("snapshots_installed", self.snapshots_installed),
+        ];
+        for (name, v) in all {
+            metrics::counter!(format!("headroom_exchange_{name}")).absolute(v);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -1084,6 +1120,17 @@ impl Exchange {
             self.replay.remove(&n);
             self.drop_entries_of(n, true);
         }
+        // Entries relayed for an origin whose heartbeat never arrived (or
+        // whose member record expired) would otherwise stay forever.
+        let (id, horizon) = (self.cfg.node_id, self.cfg.tombstone_for);
+        let members = &self.members;
+        for rs in self.regs.values_mut() {
+            rs.entries.retain(|n, e| {
+                *n == id
+                    || members.contains_key(n)
+                    || now.saturating_duration_since(e.updated) < horizon
+            });
+        }
     }
 
     /// Removes a node's module entries (and its membership entry if `all`).
@@ -1232,6 +1279,14 @@ impl Exchange {
             }
         }
         self.stats.datagrams_accepted += 1;
+        // A fresh authenticated datagram is direct proof the sender is up,
+        // even when its heartbeat version has not advanced yet.
+        if let Some(m) = self.members.get_mut(&h.sender) {
+            if m.state.is_live() && h.epoch == m.epoch {
+                m.last_heard = now;
+                m.state = MemberState::Alive;
+            }
+        }
         // Membership entries first so data from a (re)joining node is not
         // dropped as tombstoned when its heartbeat is in the same datagram.
         for e in dg.entries.iter().filter(|e| e.code == MEMBERSHIP_CODE) {
@@ -1695,6 +1750,57 @@ mod tests {
         assert_eq!(seen.len(), 20);
         assert!(seen.values().all(|n| *n == 1));
         assert!(ex.stats().entries_deferred > 0);
+    }
+
+    /// Entries for an origin that never joined are forgotten after the
+    /// tombstone horizon instead of accumulating.
+    #[test]
+    fn orphan_entries_expire() {
+        let key = b"k";
+        let auth = Authenticator::new(key);
+        let t0 = Instant::now();
+        let mut cfg = ExchangeConfig::new(1, 1, "10.0.0.1:7000".parse().unwrap());
+        cfg.tombstone_for = Duration::from_secs(5);
+        let mut ex = Exchange::new(cfg, key, t0);
+        let reg = Registration {
+            period_ticks: 1,
+            max_size: 8,
+            flags: 0,
+        };
+        ex.register(1, reg).unwrap();
+        let h = Header {
+            flags: 0,
+            sender: 2,
+            epoch: 1,
+            seq: 1,
+            timestamp_ms: 0,
+        };
+        let mut b = Builder::new(&h, None, 1400);
+        b.push(&WireEntry {
+            code: 1,
+            origin: 77,
+            incarnation: 1,
+            version: 1,
+            ttl: 0,
+            data: &[1],
+        });
+        ex.handle_datagram(t0, "10.0.0.2:7000".parse().unwrap(), &b.finish(&auth))
+            .unwrap();
+        let stored = |ex: &Exchange| ex.regs[&1].entries.contains_key(&77);
+        assert!(stored(&ex));
+        // Not live, so not in the view.
+        assert_eq!(ex.entries(1).count(), 0);
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(4) {
+            t += Duration::from_millis(100);
+            ex.handle_timeout(t);
+        }
+        assert!(stored(&ex));
+        while t < t0 + Duration::from_secs(6) {
+            t += Duration::from_millis(100);
+            ex.handle_timeout(t);
+        }
+        assert!(!stored(&ex));
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //!
 //! | nodes | join | one change everywhere | all change at once | idle B/node/s | busy B/node/s | kill detected by all |
 //! |---|---|---|---|---|---|---|
-//! | 3 | 120 ms | 100 ms | 100 ms | 3.5 k | 4.5 k | 1.34 s |
-//! | 16 | 190 ms | 130 ms | 200 ms | 19 k | 38 k | 1.14 s |
-//! | 64 | 700 ms | 220 ms | 410 ms | 44 k | 96 k | 1.51 s |
+//! | 3 | 120 ms | 100 ms | 100 ms | 3.5 k | 4.5 k | 1.54 s |
+//! | 16 | 190 ms | 130 ms | 200 ms | 19 k | 38 k | 1.52 s |
+//! | 64 | 700 ms | 220 ms | 410 ms | 44 k | 96 k | 1.55 s |
 //! | 128 | 740 ms | 160 ms | 810 ms | 74 k | 111 k | 1.76 s |
 //!
 //! "busy" = every node changes its value every tick (MTU-bound at 128).

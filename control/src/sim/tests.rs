@@ -377,3 +377,30 @@ fn simulation_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn fast_restart_replaces_old_incarnation() {
+    let mut sim = converged_pool(SimConfig::new(8, 18));
+    let t0 = sim.now();
+    // Restarted well before anyone could declare it failed.
+    sim.kill(4);
+    sim.run_for(ms(200));
+    sim.restart(4);
+    sim.set_demand(4, 9_999);
+    sim.run_until_pred(STEP, Duration::from_secs(3), |s| {
+        s.view_converged(DEMAND, |id| if id == 4 { 9_999 } else { demand(id) })
+    })
+    .expect("new incarnation's value everywhere");
+    for id in sim.running().into_iter().filter(|id| *id != 4) {
+        let evs = &sim.events[(id - 1) as usize];
+        assert!(evs.iter().any(|(t, e)| *t > t0 && *e == Event::Joined(4)));
+        let e = sim
+            .node(id)
+            .unwrap()
+            .entries(DEMAND)
+            .find(|e| e.node == 4)
+            .unwrap();
+        assert_eq!(e.incarnation, 2);
+    }
+    assert!(failed_events(&sim).is_empty());
+}

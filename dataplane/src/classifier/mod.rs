@@ -133,28 +133,40 @@ impl ClassifierSnapshot {
     }
 }
 
-/// Default number of table slots [`Classifier::expire`] examines per call.
-pub const DEFAULT_EXPIRY_SCAN: usize = 4096;
+/// By default [`Classifier::expire`] sweeps the whole table in this many calls (one shard
+/// per call for tables of up to 16 shards, i.e. 64 Ki flows).
+pub const DEFAULT_EXPIRY_SWEEP_CALLS: usize = 16;
+
+/// Target number of flows per shard of the flow table.
+const SHARD_TARGET: usize = 4096;
+/// Upper bound on the number of shards.
+const MAX_SHARDS: usize = 1024;
+
+type Slot = (FlowKey, FlowEntry);
 
 /// Per-worker flow table, rules and counters. See the module docs.
 ///
-/// Storage: flows live in a dense `Vec` and a `hashbrown::HashTable<u32>` indexes them by
-/// key hash; a lookup hashes once, probes the compact index, and compares one slot. The
-/// index and the vector are allocated at full capacity up front, so the packet path does
-/// not allocate. Idle expiry walks the dense vector with a cursor, a bounded number of
-/// slots per call, so no single call stalls the worker; removal is a swap-remove plus one
-/// index fix-up.
+/// Storage: the flow table is split into a power-of-two number of `hashbrown` tables
+/// (shards, about [`SHARD_TARGET`] flows each, chosen by hash bits the tables do not use
+/// for bucket selection), each holding `(FlowKey, FlowEntry)` inline: a lookup hashes
+/// once and touches one bucket, as a plain `HashMap` would. Every shard is allocated up
+/// front with room for its share of the capacity plus slack, so the packet path does not
+/// allocate in practice. Idle expiry runs `retain` over one or a few shards per call,
+/// round-robin, so no single call walks the whole table and every flow is examined once
+/// per sweep of all shards.
 pub struct Classifier {
-    index: HashTable<u32>,
-    slots: Vec<(FlowKey, FlowEntry)>,
+    shards: Box<[HashTable<Slot>]>,
+    shard_mask: usize,
     hasher: DefaultHashBuilder,
+    len: usize,
     capacity: usize,
     idle_timeout_ns: u64,
     rules: Arc<RuleSet>,
     generation: u64,
     jobs: Vec<JobCounters>,
     cursor: usize,
-    scan_budget: usize,
+    /// Slots per expire() call; `None` = a 1/DEFAULT_EXPIRY_SWEEP_CALLS share.
+    scan_budget: Option<usize>,
     created: u64,
     expired: u64,
     table_full: u64,
@@ -165,8 +177,9 @@ pub struct Classifier {
 impl fmt::Debug for Classifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Classifier")
-            .field("flows", &self.slots.len())
+            .field("flows", &self.len)
             .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
             .field("idle_timeout_ns", &self.idle_timeout_ns)
             .field("rules", &self.rules.len())
             .field("generation", &self.generation)
@@ -174,23 +187,41 @@ impl fmt::Debug for Classifier {
     }
 }
 
+#[inline]
+fn shard_of(hash: u64, mask: usize) -> usize {
+    // hashbrown picks buckets from the low bits and tags from the top 7: use the middle.
+    (hash >> 32) as usize & mask
+}
+
 impl Classifier {
-    /// A classifier holding at most `capacity` flows (clamped to `u32::MAX`), expiring flows
-    /// idle for `idle_timeout_ns`.
+    /// A classifier holding at most `capacity` flows, expiring flows idle for
+    /// `idle_timeout_ns`.
+    ///
+    /// Memory is allocated here, about 210 bytes per flow of capacity (buckets of
+    /// `(FlowKey, FlowEntry)`, 104 bytes, at most half full when the table is full):
+    /// 14 MB for 64 Ki flows.
     pub fn new(capacity: usize, idle_timeout_ns: u64, rules: Arc<RuleSet>) -> Self {
-        let capacity = capacity.min(u32::MAX as usize);
+        let n = (capacity / SHARD_TARGET)
+            .next_power_of_two()
+            .clamp(1, MAX_SHARDS);
+        let per = capacity.div_ceil(n);
+        // Hash imbalance between shards: ~sqrt(per) typically; allow 25% + 16.
+        let prealloc = per + per / 4 + 16;
+        let shards: Box<[HashTable<Slot>]> =
+            (0..n).map(|_| HashTable::with_capacity(prealloc)).collect();
         let jobs = vec![JobCounters::default(); rules.max_job().0 as usize + 1];
         Self {
-            index: HashTable::with_capacity(capacity),
-            slots: Vec::with_capacity(capacity),
+            shards,
+            shard_mask: n - 1,
             hasher: DefaultHashBuilder::default(),
+            len: 0,
             capacity,
             idle_timeout_ns,
             rules,
             generation: 0,
             jobs,
             cursor: 0,
-            scan_budget: DEFAULT_EXPIRY_SCAN,
+            scan_budget: None,
             created: 0,
             expired: 0,
             table_full: 0,
@@ -199,11 +230,19 @@ impl Classifier {
         }
     }
 
-    /// How many table slots each [`Classifier::expire`] call examines (0 = the whole
-    /// table every call). A flow is removed at most `idle_timeout` plus one full sweep
-    /// (`flows / budget` calls) after its last packet.
+    /// About how many table slots each [`Classifier::expire`] call examines (0 = the
+    /// whole table every call). Expiry works in whole shards, at least one per call. The
+    /// default sweeps the table in [`DEFAULT_EXPIRY_SWEEP_CALLS`] calls (or one shard per
+    /// call for small tables). A flow is removed at most `idle_timeout` plus one full sweep
+    /// after its last packet: with the worker calling `expire` on every publish tick, a
+    /// sweep takes 16 ticks.
     pub fn set_expiry_scan_budget(&mut self, slots: usize) {
-        self.scan_budget = slots;
+        self.scan_budget = Some(slots);
+    }
+
+    /// Number of shards of the flow table.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// Classify and count one packet of an IP flow. `key` is the wire key (from
@@ -219,9 +258,8 @@ impl Classifier {
     pub fn classify(&mut self, now_ns: u64, key: &FlowKey, dir: Direction, bytes: u32) -> JobId {
         let okey = key.local_remote(dir);
         let hash = self.hasher.hash_one(okey);
-        let slots = &mut self.slots;
-        let job = if let Some(&i) = self.index.find(hash, |&i| slots[i as usize].0 == okey) {
-            let e = &mut slots[i as usize].1;
+        let shard = &mut self.shards[shard_of(hash, self.shard_mask)];
+        let job = if let Some((_, e)) = shard.find_mut(hash, |(k, _)| *k == okey) {
             if e.rules_generation != self.generation {
                 let new = self.rules.classify(&okey, e.origin);
                 if new != e.job {
@@ -246,29 +284,25 @@ impl Classifier {
             e.job
         } else {
             let job = self.rules.classify(&okey, dir);
-            if slots.len() < self.capacity {
+            if self.len < self.capacity {
                 let (pi, bi, po, bo) = match dir {
                     Direction::Inbound => (1, bytes as u64, 0, 0),
                     Direction::Outbound => (0, 0, 1, bytes as u64),
                 };
-                let idx = slots.len() as u32;
-                slots.push((
-                    okey,
-                    FlowEntry {
-                        job,
-                        origin: dir,
-                        packets_in: pi,
-                        bytes_in: bi,
-                        packets_out: po,
-                        bytes_out: bo,
-                        first_seen: now_ns,
-                        last_seen: now_ns,
-                        rules_generation: self.generation,
-                    },
-                ));
+                let entry = FlowEntry {
+                    job,
+                    origin: dir,
+                    packets_in: pi,
+                    bytes_in: bi,
+                    packets_out: po,
+                    bytes_out: bo,
+                    first_seen: now_ns,
+                    last_seen: now_ns,
+                    rules_generation: self.generation,
+                };
                 let hasher = &self.hasher;
-                self.index
-                    .insert_unique(hash, idx, |&i| hasher.hash_one(slots[i as usize].0));
+                shard.insert_unique(hash, (okey, entry), |(k, _)| hasher.hash_one(k));
+                self.len += 1;
                 self.created += 1;
                 inc_flow(&mut self.jobs, job);
             } else {
@@ -322,84 +356,65 @@ impl Classifier {
     }
 
     /// Remove flows idle for at least the idle timeout (`now_ns - last_seen >=
-    /// idle_timeout_ns`), examining at most the scan budget of slots from where the
-    /// previous call stopped. Call periodically (e.g. every few milliseconds), not per
-    /// packet. Returns the number of flows removed.
+    /// idle_timeout_ns`) from the next shard(s) in round-robin order (see
+    /// [`Classifier::set_expiry_scan_budget`]). Call periodically (e.g. on every publish
+    /// tick), not per packet. Returns the number of flows removed.
     pub fn expire(&mut self, now_ns: u64) -> usize {
-        let budget = if self.scan_budget == 0 {
-            self.slots.len()
-        } else {
-            self.scan_budget.min(self.slots.len())
+        let n = self.shards.len();
+        let per = self.capacity.div_ceil(n).max(1);
+        let count = match self.scan_budget {
+            None => (n / DEFAULT_EXPIRY_SWEEP_CALLS).max(1),
+            Some(0) => n,
+            Some(slots) => (slots / per).clamp(1, n),
         };
-        self.expire_scan(now_ns, budget)
+        self.expire_shards(now_ns, count)
     }
 
     /// Like [`Classifier::expire`] but examines the whole table.
     pub fn expire_all(&mut self, now_ns: u64) -> usize {
-        self.cursor = 0;
-        let n = self.slots.len();
-        self.expire_scan(now_ns, n)
+        let n = self.shards.len();
+        self.expire_shards(now_ns, n)
     }
 
-    fn expire_scan(&mut self, now_ns: u64, budget: usize) -> usize {
+    fn expire_shards(&mut self, now_ns: u64, count: usize) -> usize {
+        let timeout = self.idle_timeout_ns;
+        let jobs = &mut self.jobs;
         let mut removed = 0;
-        for _ in 0..budget {
-            if self.slots.is_empty() {
-                break;
-            }
-            if self.cursor >= self.slots.len() {
-                self.cursor = 0;
-            }
-            let i = self.cursor;
-            if now_ns.saturating_sub(self.slots[i].1.last_seen) >= self.idle_timeout_ns {
-                // The last slot moves into `i`: examine `i` again next.
-                self.remove_at(i);
-                removed += 1;
-            } else {
-                self.cursor += 1;
-            }
+        for _ in 0..count {
+            let i = self.cursor & self.shard_mask;
+            self.cursor = self.cursor.wrapping_add(1);
+            self.shards[i].retain(|(_, e)| {
+                if now_ns.saturating_sub(e.last_seen) >= timeout {
+                    dec_flow(jobs, e.job);
+                    removed += 1;
+                    false
+                } else {
+                    true
+                }
+            });
         }
+        self.len -= removed;
         self.expired += removed as u64;
         removed
-    }
-
-    fn remove_at(&mut self, i: usize) {
-        let hash = self.hasher.hash_one(self.slots[i].0);
-        if let Ok(o) = self.index.find_entry(hash, |&j| j as usize == i) {
-            o.remove();
-        } else {
-            debug_assert!(false, "flow table index lost slot {i}");
-        }
-        let last = self.slots.len() - 1;
-        let (_, e) = self.slots.swap_remove(i);
-        dec_flow(&mut self.jobs, e.job);
-        if i != last {
-            let moved = self.hasher.hash_one(self.slots[i].0);
-            if let Some(j) = self.index.find_mut(moved, |&j| j as usize == last) {
-                *j = i as u32;
-            } else {
-                debug_assert!(false, "flow table index lost slot {last}");
-            }
-        }
     }
 
     /// Look up a flow by its wire key and the packet direction (as `classify` would).
     pub fn lookup(&self, key: &FlowKey, dir: Direction) -> Option<&FlowEntry> {
         let okey = key.local_remote(dir);
         let hash = self.hasher.hash_one(okey);
-        self.index
-            .find(hash, |&i| self.slots[i as usize].0 == okey)
-            .map(|&i| &self.slots[i as usize].1)
+        self.shards[shard_of(hash, self.shard_mask)]
+            .find(hash, |(k, _)| *k == okey)
+            .map(|(_, e)| e)
     }
 
     /// Flows in the table now.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     /// True if the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 
     /// Maximum number of flows.
@@ -409,7 +424,10 @@ impl Classifier {
 
     /// Every flow, keyed local -> remote, in no particular order.
     pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> + '_ {
-        self.slots.iter().map(|(k, e)| (k, e))
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|(k, e)| (k, e))
     }
 
     /// The cumulative counters of one job (zero if unknown).
@@ -433,7 +451,7 @@ impl Classifier {
         }
         ClassifierSnapshot {
             jobs,
-            flows: self.slots.len(),
+            flows: self.len,
             created: self.created,
             expired: self.expired,
             table_full: self.table_full,

@@ -267,33 +267,63 @@ fn expiry_removes_idle_flows_only() {
 
 #[test]
 fn expiry_is_amortised() {
-    let mut c = Classifier::new(1000, 10, Arc::new(RuleSet::empty()));
-    c.set_expiry_scan_budget(100);
-    for p in 0..1000u16 {
+    // 65536 flows of capacity: 16 shards of ~4096; the default budget scans one per call.
+    let mut c = Classifier::new(65536, 10, Arc::new(RuleSet::empty()));
+    assert_eq!(c.shard_count(), 16);
+    for p in 0..2000u16 {
         c.classify(0, &inbound_tcp([2, 2, 2, 2], p, 80), IN, 1);
     }
     // Keep every other flow fresh.
-    for p in (0..1000u16).step_by(2) {
+    for p in (0..2000u16).step_by(2) {
         c.classify(100, &inbound_tcp([2, 2, 2, 2], p, 80), IN, 1);
     }
     let mut total = 0;
-    let mut calls = 0;
-    while total < 500 {
+    for call in 0..16 {
         let n = c.expire(105);
-        assert!(n <= 100, "a call examines at most the budget");
+        // ~1000 / 16 = 62 expected per shard; one shard never holds half the table.
+        assert!(
+            n < 500,
+            "call {call} removed {n}: a call examines one shard"
+        );
         total += n;
-        calls += 1;
-        assert!(calls < 50);
     }
-    assert_eq!(total, 500);
-    assert_eq!(c.len(), 500);
+    assert_eq!(total, 1000, "one sweep of all shards examines every flow");
+    assert_eq!(c.expire(105), 0);
+    assert_eq!(c.len(), 1000);
     assert!(
         c.flows().all(|(k, _)| k.dst_port() % 2 == 0),
         "only fresh (even) flows remain"
     );
-    for p in (0..1000u16).step_by(2) {
+    for p in (0..2000u16).step_by(2) {
         assert!(c.lookup(&inbound_tcp([2, 2, 2, 2], p, 80), IN).is_some());
     }
+    // An explicit budget of 4 shards' worth sweeps the table in 4 calls.
+    c.set_expiry_scan_budget(4 * 4096);
+    for _ in 0..4 {
+        c.expire(1_000);
+    }
+    assert!(c.is_empty());
+    // A budget of 0 sweeps everything in one call.
+    for p in 0..100u16 {
+        c.classify(2_000, &inbound_tcp([2, 2, 2, 2], p, 80), IN, 1);
+    }
+    c.set_expiry_scan_budget(0);
+    assert_eq!(c.expire(3_000), 100);
+    assert!(c.is_empty());
+    // The default sweeps big tables in 16 calls: 128 Ki flows = 32 shards, 2 per call.
+    let mut big = Classifier::new(1 << 17, 10, Arc::new(RuleSet::empty()));
+    assert_eq!(big.shard_count(), 32);
+    for p in 0..5000u16 {
+        big.classify(0, &inbound_tcp([3, 3, 3, 3], p, 80), IN, 1);
+    }
+    let removed: Vec<usize> = (0..16).map(|_| big.expire(100)).collect();
+    assert_eq!(removed.iter().sum::<usize>(), 5000);
+    assert!(removed.iter().all(|&n| n > 0 && n < 1500), "{removed:?}");
+    // Small tables have one shard.
+    assert_eq!(
+        Classifier::new(100, 1, Arc::new(RuleSet::empty())).shard_count(),
+        1
+    );
 }
 
 #[test]
@@ -394,52 +424,171 @@ fn classify_from_parsed_frames() {
     );
 }
 
-/// Rough per-packet cost of the hot path (run with `--release -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn micro_check_classify_cost() {
-    let rs = rules(&[
-        (1, &["local_port = 80"]),
-        (2, &["remote = \"192.168.0.0/16\""]),
-        (3, &["protocol = \"udp\""]),
-    ]);
-    let mut c = Classifier::new(1 << 16, u64::MAX, rs);
-    let keys: Vec<FlowKey> = (0..10_000u32)
-        .map(|i| {
-            FlowKey::v4(
-                6,
-                Ipv4Addr::from(0x0b00_0000 + i),
-                v4([10, 0, 0, 1]),
-                (i % 60000) as u16,
-                80,
-            )
-        })
-        .collect();
-    let n = 10_000_000u64;
-    let t = std::time::Instant::now();
-    let mut acc = 0u64;
-    for i in 0..n {
-        acc += c
-            .classify(i, &keys[(i as usize * 7919) % keys.len()], IN, 64)
-            .0 as u64;
+mod model {
+    //! The classifier against a naive model under random operations.
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Packet {
+            flow: u8,
+            inbound: bool,
+            bytes: u16,
+            dt: u8,
+        },
+        Unkeyed {
+            inbound: bool,
+            bytes: u16,
+        },
+        Expire {
+            dt: u8,
+        },
+        Reload(u8),
     }
-    let dt = t.elapsed();
-    println!(
-        "classify: {:.1} ns/packet over {} flows (acc {acc})",
-        dt.as_nanos() as f64 / n as f64,
-        keys.len()
-    );
-    let frames: Vec<Vec<u8>> = crate::packet::build::sample_frames()
-        .into_iter()
-        .map(|(_, f)| f)
-        .collect();
-    let t = std::time::Instant::now();
-    let mut ok = 0u64;
-    for i in 0..n {
-        ok += crate::packet::parse_frame(&frames[i as usize % frames.len()]).is_ok() as u64;
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u8..40, any::<bool>(), any::<u16>(), 0u8..20)
+                .prop_map(|(flow, inbound, bytes, dt)| Op::Packet { flow, inbound, bytes, dt }),
+            1 => (any::<bool>(), any::<u16>()).prop_map(|(inbound, bytes)| Op::Unkeyed { inbound, bytes }),
+            1 => (0u8..40).prop_map(|dt| Op::Expire { dt }),
+            1 => (0u8..3).prop_map(Op::Reload),
+        ]
     }
-    println!(
-        "parse_frame: {:.1} ns/frame ({ok} ok)",
-        t.elapsed().as_nanos() as f64 / n as f64
-    );
+
+    /// Rule sets the model can evaluate: by remote port parity / range.
+    fn rule_set(which: u8) -> Arc<RuleSet> {
+        match which {
+            0 => rules(&[
+                (1, &["remote_port = \"0-10\""]),
+                (2, &["protocol = \"udp\""]),
+            ]),
+            1 => rules(&[(3, &["remote_port = \"5-30\""])]),
+            _ => rules(&[(2, &["direction = \"out\""]), (4, &[""])]),
+        }
+    }
+
+    fn model_job(which: u8, key: &FlowKey, origin: Direction) -> JobId {
+        let rp = key.dst_port();
+        match which {
+            0 if rp <= 10 => JobId(1),
+            0 if key.protocol() == 17 => JobId(2),
+            1 if (5..=30).contains(&rp) => JobId(3),
+            2 if origin == OUT => JobId(2),
+            2 => JobId(4),
+            _ => JobId::DEFAULT,
+        }
+    }
+
+    /// Wire key of model flow `f` for a packet in `dir` (local host 10.0.0.1).
+    fn wire_key(f: u8, dir: Direction) -> FlowKey {
+        let proto = [17, 6, 6][(f % 3) as usize];
+        let local = FlowKey::v4(
+            proto,
+            v4([10, 0, 0, 1]),
+            v4([9, 9, 9, f]),
+            1000 + f as u16,
+            f as u16,
+        );
+        match dir {
+            Direction::Outbound => local,
+            Direction::Inbound => local.reversed(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 1..200), cap in 1usize..30) {
+            const TIMEOUT: u64 = 50;
+            let mut rules_now = 0u8;
+            let mut c = Classifier::new(cap, TIMEOUT, rule_set(0));
+            // model: oriented key -> (job, origin, generation, pin, bin, pout, bout, last)
+            let mut flows: HashMap<FlowKey, (JobId, Direction, u64, [u64; 4], u64)> = HashMap::new();
+            let mut jobs: HashMap<JobId, [u64; 4]> = HashMap::new();
+            let mut gen = 0u64;
+            let mut now = 0u64;
+            let (mut full, mut expired) = (0u64, 0u64);
+            for op in ops {
+                match op {
+                    Op::Packet { flow, inbound, bytes, dt } => {
+                        now += dt as u64;
+                        let dir = if inbound { IN } else { OUT };
+                        let wk = wire_key(flow, dir);
+                        let ok = wk.local_remote(dir);
+                        let job = if let Some(e) = flows.get_mut(&ok) {
+                            if e.2 != gen {
+                                e.0 = model_job(rules_now, &ok, e.1);
+                                e.2 = gen;
+                            }
+                            e.4 = now;
+                            let d = dir.index() * 2;
+                            e.3[d] += 1;
+                            e.3[d + 1] += bytes as u64;
+                            e.0
+                        } else {
+                            let j = model_job(rules_now, &ok, dir);
+                            if flows.len() < cap {
+                                let mut cnt = [0u64; 4];
+                                cnt[dir.index() * 2] = 1;
+                                cnt[dir.index() * 2 + 1] = bytes as u64;
+                                flows.insert(ok, (j, dir, gen, cnt, now));
+                            } else {
+                                full += 1;
+                            }
+                            j
+                        };
+                        let jc = jobs.entry(job).or_default();
+                        jc[dir.index() * 2] += 1;
+                        jc[dir.index() * 2 + 1] += bytes as u64;
+                        prop_assert_eq!(c.classify(now, &wk, dir, bytes as u32), job);
+                    }
+                    Op::Unkeyed { inbound, bytes } => {
+                        let dir = if inbound { IN } else { OUT };
+                        let jc = jobs.entry(JobId::DEFAULT).or_default();
+                        jc[dir.index() * 2] += 1;
+                        jc[dir.index() * 2 + 1] += bytes as u64;
+                        prop_assert_eq!(c.classify_unkeyed(dir, bytes as u32), JobId::DEFAULT);
+                    }
+                    Op::Expire { dt } => {
+                        // Small tables have one shard, so expire() sweeps everything.
+                        now += dt as u64;
+                        let before = flows.len();
+                        flows.retain(|_, e| now - e.4 < TIMEOUT);
+                        expired += (before - flows.len()) as u64;
+                        prop_assert_eq!(c.expire(now), before - flows.len());
+                    }
+                    Op::Reload(w) => {
+                        rules_now = w;
+                        gen += 1;
+                        c.set_rules(rule_set(w));
+                    }
+                }
+                prop_assert_eq!(c.len(), flows.len());
+            }
+            for (k, e) in &flows {
+                let got = c.lookup(k, OUT).expect("flow present");
+                prop_assert_eq!(got.origin, e.1);
+                prop_assert_eq!([got.packets_in, got.bytes_in, got.packets_out, got.bytes_out], e.3);
+                prop_assert_eq!(got.last_seen, e.4);
+                if got.rules_generation == gen {
+                    prop_assert_eq!(got.job, e.0);
+                }
+            }
+            prop_assert_eq!(c.flows().count(), flows.len());
+            let s = c.snapshot();
+            prop_assert_eq!(s.table_full, full);
+            prop_assert_eq!(s.expired, expired);
+            for (j, cnt) in &jobs {
+                let got = s.job(*j).copied().unwrap_or_default();
+                prop_assert_eq!([got.packets_in, got.bytes_in, got.packets_out, got.bytes_out], *cnt, "job {}", j);
+            }
+            let active: u64 = s.jobs.iter().map(|(_, c)| c.active_flows).sum();
+            prop_assert_eq!(active, flows.len() as u64);
+        }
+    }
 }

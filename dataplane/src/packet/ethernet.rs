@@ -122,6 +122,35 @@ impl VlanTag {
     }
 }
 
+/// Validate the Ethernet header and its VLAN tags in one pass: returns the offset of the
+/// payload EtherType field and the VID of the outermost tag. The same checks as
+/// [`EthernetFrame::new_checked`] (which calls it); [`super::parse_frame`] uses it to
+/// avoid walking the tags more than once.
+#[inline]
+pub(crate) fn walk_header(b: &[u8]) -> Result<(usize, Option<u16>), ParseError> {
+    if b.len() < HEADER_LEN {
+        return Err(ParseError::Truncated {
+            layer: Layer::Ethernet,
+        });
+    }
+    let mut off = 12;
+    let mut vid = None;
+    for _ in 0..MAX_VLAN_TAGS {
+        if !is_tpid(u16_at(b, off)) {
+            break;
+        }
+        // The tag's TCI and the next EtherType must be present.
+        if b.len() < off + TAG_LEN + 2 {
+            return Err(ParseError::Truncated { layer: Layer::Vlan });
+        }
+        if vid.is_none() {
+            vid = Some(u16_at(b, off + 2) & 0x0fff);
+        }
+        off += TAG_LEN;
+    }
+    Ok((off, vid))
+}
+
 /// A read (and, for mutable buffers, write) view of an Ethernet frame.
 ///
 /// `new_checked` guarantees the 14-byte header and every VLAN tag (up to
@@ -134,23 +163,7 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Validate that the header and its VLAN tags fit in `buf`.
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
-        let b = buf.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ethernet,
-            });
-        }
-        let mut off = 12;
-        for _ in 0..MAX_VLAN_TAGS {
-            if !is_tpid(u16_at(b, off)) {
-                break;
-            }
-            // The tag's TCI and the next EtherType must be present.
-            if b.len() < off + TAG_LEN + 2 {
-                return Err(ParseError::Truncated { layer: Layer::Vlan });
-            }
-            off += TAG_LEN;
-        }
+        walk_header(buf.as_ref())?;
         Ok(Self { buf })
     }
 

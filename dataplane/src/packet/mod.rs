@@ -156,13 +156,13 @@ fn icmp_ports(l4: &[u8], v6: bool) -> Result<L4, ParseError> {
 /// Frames of unknown EtherType are not errors: they return [`L3Kind::Other`].
 /// Checksums are not verified.
 pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
-    let eth = EthernetFrame::new_checked(frame)?;
-    let et = eth.ethertype();
-    let l3_off = eth.header_len();
+    let (et_off, vlan) = ethernet::walk_header(frame)?;
+    let et = field::u16_at(frame, et_off);
+    let l3_off = et_off + 2;
     let l3 = field::slice(frame, l3_off, frame.len());
     let mut info = FrameInfo {
         ethertype: et,
-        vlan: eth.vlan_tag(0).map(|t| t.vid),
+        vlan,
         l3_offset: l3_off as u16,
         l4_offset: None,
         kind: L3Kind::Other,
@@ -264,6 +264,11 @@ pub fn fuzz_parse(data: &[u8]) {
         }
         // Parsing is deterministic.
         assert_eq!(parse_frame(data), res);
+        // The fast path agrees with the Ethernet view.
+        let e = EthernetFrame::new_checked(data).expect("parse_frame accepted it");
+        assert_eq!(e.ethertype(), info.ethertype);
+        assert_eq!(e.header_len(), l3);
+        assert_eq!(e.vlan_tag(0).map(|t| t.vid), info.vlan);
         let l3b = &data[l3..];
         exercise_views(l3b);
         if let Some(l4) = info.l4_offset {

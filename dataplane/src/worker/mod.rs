@@ -563,11 +563,20 @@ impl<P: Pipeline> Worker<P> {
                 }
             }
         }
-        let timeout = if in_flight > 0 {
-            1
+        let mut timeout_ns: u64 = if in_flight > 0 {
+            1_000_000
         } else {
-            self.spec.poll_timeout_ms as i32
+            self.spec.poll_timeout_ms as u64 * 1_000_000
         };
+        if let Some(p) = &self.pacer {
+            let now = self.now_ns();
+            if let Some(t) = p.next_release_time(now) {
+                // Sleep no longer than until the next queued frame may leave:
+                // ppoll has nanosecond resolution, so paced traffic neither
+                // oversleeps its credit nor spins.
+                timeout_ns = timeout_ns.min(t.saturating_sub(now));
+            }
+        }
         let mut fds = [
             libc::pollfd {
                 fd: self.ports[0].raw_fd(),
@@ -580,9 +589,14 @@ impl<P: Pipeline> Worker<P> {
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is a valid array of two pollfd structs for the
-        // duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        let ts = libc::timespec {
+            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: `fds` is a valid array of two pollfd structs and `ts` a valid
+        // timespec for the duration of the call; a null sigmask keeps the
+        // thread's mask.
+        unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
     }
 
     fn publish(&mut self) {

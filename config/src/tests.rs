@@ -1,0 +1,179 @@
+//! Parsing of the shipped files and every validation error.
+
+use std::path::Path;
+
+use crate::{Config, ConfigError, Rate};
+
+const MIN: &str = r#"
+[node]
+id = 1
+address = "10.0.0.1"
+
+[interfaces]
+outer = "eth0"
+inner = "eth1"
+"#;
+
+fn parse(src: &str) -> Result<Config, ConfigError> {
+    Config::parse(src, Path::new("test.toml"))
+}
+
+/// The error for `MIN` followed by `extra`: (line, field, message).
+fn invalid(extra: &str) -> (usize, String, String) {
+    match parse(&format!("{MIN}{extra}")) {
+        Err(ConfigError::Invalid {
+            line,
+            field,
+            message,
+            ..
+        }) => (line, field, message),
+        other => panic!("expected a validation error for {extra:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn reference_file_parses() {
+    let src = include_str!("../headroom.toml");
+    let cfg = parse(src).expect("config/headroom.toml must be valid");
+    assert_eq!(cfg.node.id, 1);
+    assert_eq!(cfg.jobs.len(), 2);
+    assert_eq!(cfg.pipes[0].capacity, Rate::Bps(100_000_000));
+    assert_eq!(cfg.jobs[0].flow_rules.len(), 2);
+    assert!(cfg.jobs[0].cpu.is_some());
+    assert_eq!(cfg.jobs[0].process_rules.len(), 1);
+}
+
+#[test]
+fn demo_template_parses() {
+    let src = include_str!("../demo.toml")
+        .replace("@ID@", "2")
+        .replace("@ADDRESS@", "10.200.0.2")
+        .replace("@SOCKET@", "/tmp/x.sock");
+    let cfg = parse(&src).expect("config/demo.toml must be valid");
+    assert_eq!(cfg.job_names(), vec!["default", "web", "bulk"]);
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let cfg = parse(MIN).unwrap();
+    assert_eq!(cfg.workers.batch_size, 64);
+    assert_eq!(cfg.control.high_freq_ms, 20);
+    assert_eq!(cfg.node_name(), "node-1");
+    assert!(cfg.exchange.key_file.is_none());
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let err = parse("[node]\nid = 1\naddress = \"10.0.0.1\"\nbogus = = 3\n").unwrap_err();
+    match &err {
+        ConfigError::Syntax { file, line, .. } => {
+            assert_eq!(file, Path::new("test.toml"));
+            assert_eq!(*line, 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().starts_with("test.toml:4:"), "{err}");
+}
+
+#[test]
+fn type_and_unknown_field_errors_point_at_the_line() {
+    let err = parse(&format!("{MIN}\n[workers]\nbatch_size = \"big\"\n")).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { line: 11, .. }), "{err}");
+    let err = parse(&format!("{MIN}\n[workers]\nbatchsize = 3\n")).unwrap_err();
+    assert!(err.to_string().contains("batchsize"), "{err}");
+    let err = parse(&format!(
+        "{MIN}\n[[job]]\nname = \"a\"\n[[job.flow]]\nlocal = \"10.0.0.0/33\"\n"
+    ))
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { line: 13, .. }), "{err}");
+    let err = parse(&format!(
+        "{MIN}\n[[pipe]]\nname = \"p\"\ncapacity = \"fast\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("invalid rate"), "{err}");
+}
+
+#[test]
+fn every_validation_rule() {
+    let cases: &[(&str, &str)] = &[
+        ("[workers]\ncores = []\n", "workers.cores"),
+        ("[workers]\ncores = [1, 1]\n", "workers.cores[1]"),
+        ("[workers]\ncores = [0]\nqueues = [0, 1]\n", "workers.queues"),
+        ("[workers]\nbatch_size = 0\n", "workers.batch_size"),
+        ("[workers]\nring_size = 1000\n", "workers.ring_size"),
+        ("[workers]\nfill_size = 32\n", "workers.fill_size"),
+        ("[workers]\nframe_size = 1000\n", "workers.frame_size"),
+        ("[workers]\nframe_count = 100\n", "workers.frame_count"),
+        ("[workers]\npoll_timeout_ms = 0\n", "workers.poll_timeout_ms"),
+        ("[workers]\npublish_interval_ms = 1\n", "workers.publish_interval_ms"),
+        ("[workers]\npacer_burst_us = 1\n", "workers.pacer_burst_us"),
+        ("[workers]\npacer_max_queue_delay_ms = 0\n", "workers.pacer_max_queue_delay_ms"),
+        ("[classifier]\nflow_capacity = 0\n", "classifier.flow_capacity"),
+        ("[classifier]\nidle_timeout_secs = 0\n", "classifier.idle_timeout_secs"),
+        ("[control]\nhigh_freq_ms = 5\n", "control.high_freq_ms"),
+        ("[control]\nlow_freq_ms = 15\n", "control.low_freq_ms"),
+        ("[exchange]\npeers = [\"x\"]\n", "exchange.peers[0]"),
+        ("[exchange]\nfailure_timeout_ms = 10\n", "exchange.failure_timeout_ms"),
+        ("[exchange]\nmtu = 100\n", "exchange.mtu"),
+        ("[cpu]\ncgroup_parent = \"a/b\"\n", "cpu.cgroup_parent"),
+        ("[[pipe]]\nname = \"p\"\ncapacity = \"1kbit\"\n", "pipe[0].capacity"),
+        ("[[pipe]]\nname = \"p\"\ncapacity = \"10%\"\n", "pipe[0].capacity"),
+        ("[[pipe]]\nname = \"p\"\ncapacity = 100000\nimmediate_share = 101\n", "pipe[0].immediate_share"),
+        ("[[pipe]]\nname = \"p\"\ncapacity = 100000\n[[pipe]]\nname = \"p\"\ncapacity = 100000\n", "pipe[1].name"),
+        ("[[job]]\nname = \"a\"\n[[job]]\nname = \"a\"\n", "job[1].name"),
+        ("[[job]]\nname = \"default\"\n", "job[0].name"),
+        ("[[job]]\nname = \"a\"\n[[job.booking]]\npipe = \"nope\"\nrate = \"1Mbit\"\n", "job[0].booking[0].pipe"),
+        ("[[job]]\nname = \"a\"\n[[job.process]]\n", "job[0].process"),
+    ];
+    for (extra, field) in cases {
+        let (line, f, msg) = invalid(extra);
+        assert_eq!(&f, field, "for {extra:?}: {msg}");
+        assert!(line > 0 || f == "workers.cores", "no line for {field}");
+    }
+}
+
+#[test]
+fn invalid_errors_name_the_offending_line() {
+    let (line, field, _) = invalid("\n[[job]]\nname = \"a\"\n\n[[job]]\nname = \"a\"\n");
+    assert_eq!(field, "job[1].name");
+    assert_eq!(line, 14, "the second job's name is on line 14");
+    let err = parse(&format!(
+        "{MIN}[[job]]\nname = \"a\"\n[[job]]\nname = \"a\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("test.toml:12: job[1].name:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bookings_beyond_capacity_and_caps_below_rate() {
+    let (_, field, msg) = invalid(
+        "[[pipe]]\nname = \"p\"\ncapacity = \"10Mbit\"\n[[job]]\nname = \"a\"\n[[job.booking]]\npipe = \"p\"\nrate = \"60%\"\n[[job]]\nname = \"b\"\n[[job.booking]]\npipe = \"p\"\nrate = \"5Mbit\"\n",
+    );
+    assert_eq!(field, "pipe[0].capacity");
+    assert!(msg.contains("more than its capacity"), "{msg}");
+    let (_, field, _) = invalid(
+        "[[pipe]]\nname = \"p\"\ncapacity = \"10Mbit\"\n[[job]]\nname = \"a\"\n[[job.booking]]\npipe = \"p\"\nrate = \"60%\"\ncap = \"1Mbit\"\n",
+    );
+    assert_eq!(field, "job[0].booking[0].cap");
+}
+
+#[test]
+fn rates_parse() {
+    assert_eq!("100Mbit".parse::<Rate>().unwrap(), Rate::Bps(100_000_000));
+    assert_eq!("1.5Gbit".parse::<Rate>().unwrap(), Rate::Bps(1_500_000_000));
+    assert_eq!("500kbit".parse::<Rate>().unwrap(), Rate::Bps(500_000));
+    assert_eq!("40%".parse::<Rate>().unwrap(), Rate::Percent(40.0));
+    assert!("140%".parse::<Rate>().is_err());
+    assert!("-3Mbit".parse::<Rate>().is_err());
+    assert_eq!(Rate::Percent(25.0).bps(8_000_000), 2_000_000);
+}
+
+#[test]
+fn peers_parse() {
+    assert_eq!(crate::parse_peer("2@10.0.0.2:7946").unwrap().0, 2);
+    assert!(crate::parse_peer("10.0.0.2:7946").is_err());
+    assert!(crate::parse_peer("x@10.0.0.2:7946").is_err());
+}
