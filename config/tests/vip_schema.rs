@@ -98,3 +98,20 @@ fn mac_parsing() {
     assert_eq!(parse_mac("aa:bb:cc:dd:ee:ff:00"), None);
     assert_eq!(parse_mac("zz:bb:cc:dd:ee:ff"), None);
 }
+
+#[test]
+fn reference_file_documents_the_director() {
+    let src = include_str!("../headroom.toml");
+    let c = Config::parse(src, Path::new("headroom.toml")).expect("reference file");
+    assert_eq!(c.vips.len(), 1);
+    assert_eq!(c.vips[0].sticky_secs, 300);
+    assert_eq!(c.director.hosts.len(), 2);
+    assert_eq!(c.director, {
+        let mut d = headroom_config::vip::DirectorSettings {
+            hosts: c.director.hosts.clone(),
+            ..Default::default()
+        };
+        d.gratuitous_arp_interval_ms = 200;
+        d
+    });
+}
