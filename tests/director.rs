@@ -31,6 +31,9 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 100, 1);
 const WEB: u16 = 80;
 /// Sticky service port.
 const STICKY: u16 = 8080;
+/// Line echo service port (long-lived connections): answers every line
+/// with `server=<id>`.
+const ECHO: u16 = 7000;
 /// Client source addresses added to the client's interface.
 const CLIENT_ADDRS: u8 = 100;
 
@@ -79,6 +82,12 @@ vip = "{VIP}"
 protocol = "tcp"
 ports = [{STICKY}]
 sticky_secs = 60
+
+[[vip]]
+name = "echo"
+vip = "{VIP}"
+protocol = "tcp"
+ports = [{ECHO}]
 "#,
         peers = peers.join(", "),
         key = key.display()
@@ -113,7 +122,11 @@ fn start_app(ns: &str, id: u16, ports: &[u16]) -> App {
                     match l.accept() {
                         Ok((c, _)) => {
                             let down = down.clone();
-                            std::thread::spawn(move || serve(c, id, &down));
+                            if port == ECHO {
+                                std::thread::spawn(move || serve_lines(c, id));
+                            } else {
+                                std::thread::spawn(move || serve(c, id, &down));
+                            }
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
@@ -124,6 +137,20 @@ fn start_app(ns: &str, id: u16, ports: &[u16]) -> App {
             .expect("app listening");
     }
     App { stop, down }
+}
+
+fn serve_lines(c: TcpStream, id: u16) {
+    use std::io::BufRead;
+    let _ = c.set_nonblocking(false);
+    let Ok(mut w) = c.try_clone() else { return };
+    let mut r = std::io::BufReader::new(c);
+    let mut line = String::new();
+    while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+        if w.write_all(format!("server={id}\n").as_bytes()).is_err() {
+            return;
+        }
+        line.clear();
+    }
 }
 
 fn serve(mut c: TcpStream, id: u16, down: &AtomicBool) {
@@ -173,7 +200,7 @@ fn pool() -> Pool {
                  net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2"
             ),
         );
-        apps.push(start_app(&s.host_ns, s.id, &[WEB, STICKY]));
+        apps.push(start_app(&s.host_ns, s.id, &[WEB, STICKY, ECHO]));
         // The node's own stack (health probes) sends through `bump`: with
         // checksum offload on, its frames reach other nodes' workers with
         // partial checksums, which AF_XDP does not complete.
@@ -612,6 +639,25 @@ fn unhealthy_server_receives_no_new_flows() {
     assert!(counts(&res)[3] > 0);
 }
 
+/// One line over an echo connection: the server id that answered.
+fn echo(s: &mut TcpStream) -> Result<u16, String> {
+    s.write_all(b"ping\n").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while !got.contains(&b'\n') {
+        match s.read(&mut buf) {
+            Ok(0) => return Err("closed".into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let line = String::from_utf8_lossy(&got);
+    line.trim()
+        .strip_prefix("server=")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("bad line {line:?}"))
+}
+
 /// The client's neighbour entry for the VIP (MAC), if any.
 fn client_neighbour(lab: &Lab, ns: &str) -> Option<[u8; 6]> {
     let out = sh(lab, ns, &format!("ip neigh show {VIP}"));
@@ -637,6 +683,19 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     let res = connect_many(&c.ns, WEB, 30, numbered(40000));
     assert!(failures(&res).is_empty(), "{:?}", failures(&res));
     assert_eq!(client_neighbour(&p.lab, &c.ns), Some(mac1));
+    // Long-lived connections, open across the failover.
+    let held = run_in_ns(&c.ns, || {
+        (0..24)
+            .map(|i| {
+                let (src, sport) = numbered(42000)(i);
+                let mut s = connect_from(src, sport, SocketAddrV4::new(VIP, ECHO)).expect("echo");
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let id = echo(&mut s).expect("first echo");
+                (s, id)
+            })
+            .collect::<Vec<_>>()
+    })
+    .expect("client");
 
     // The owner's daemon dies.
     let mut d1 = p.lab.forget("headroomd-1").expect("daemon 1");
@@ -674,6 +733,27 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     assert!(failures(&res).is_empty(), "{:?}", failures(&res));
     let n = counts(&res);
     assert_eq!(n[1], 0, "{n:?}");
+    // Connections served by the survivors carry on: the new owner has no
+    // conntrack for them but builds the same Maglev table, so their next
+    // packet lands where the old owner sent them.
+    let mut survivors = 0;
+    for (mut s, id) in held {
+        if id == 1 {
+            continue;
+        }
+        assert_eq!(echo(&mut s), Ok(id), "connection to server {id} lost");
+        survivors += 1;
+    }
+    assert!(survivors > 0);
+    let midflow = wait_for(Duration::from_secs(3), || {
+        let m = director(&p.socks[1]).counter("midflow_placed");
+        (m >= survivors).then_some(m)
+    });
+    assert!(
+        midflow.is_some(),
+        "midflow_placed {} for {survivors} surviving connections",
+        director(&p.socks[1]).counter("midflow_placed")
+    );
     assert!(n[2] > 0 && n[3] > 0, "{n:?}");
     assert!(director(&p.socks[1]).counter("arp_announced") >= 3);
     p.apps.clear();
