@@ -8,5 +8,8 @@ pub mod hist;
 pub mod netdev;
 pub mod packet;
 pub mod pktgen;
+pub mod sched;
 pub mod signal;
 pub mod sink;
+pub mod topo;
+pub mod xdpfwd;
