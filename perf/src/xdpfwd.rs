@@ -140,7 +140,7 @@ pub fn run(a: &str, b: &str, duration: Option<Duration>) -> Result<FwdStats, Fwd
     let mut iter: u32 = 0;
     loop {
         iter = iter.wrapping_add(1);
-        if iter % 1024 == 0 && (signal::stopped() || duration.is_some_and(|d| start.elapsed() >= d))
+        if iter & 1023 == 0 && (signal::stopped() || duration.is_some_and(|d| start.elapsed() >= d))
         {
             break;
         }
