@@ -48,7 +48,10 @@ fn main() -> ExitCode {
         };
         eprintln!("xdpfwd: ready, XDP_REDIRECT {} <-> {}", a.dev_a, a.dev_b);
         let start = std::time::Instant::now();
-        while !signal::stopped() && !a.duration.is_some_and(|d| start.elapsed() >= d) {
+        loop {
+            if signal::stopped() || a.duration.is_some_and(|d| start.elapsed() >= d) {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         drop(pair);
