@@ -2,6 +2,7 @@
 //! live-frames engines), sink, raw AF_XDP forwarder baseline, lab topology
 //! and the benchmark runner.
 
+pub mod bench;
 pub mod bpf;
 pub mod cli;
 pub mod hist;

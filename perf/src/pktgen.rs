@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Which engine generates frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
     /// AF_XDP socket transmit (copy mode on veth).
@@ -86,7 +86,7 @@ pub enum GenError {
 }
 
 /// Result of a generator run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GenReport {
     /// Engine used.
     pub engine: Engine,

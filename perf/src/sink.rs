@@ -75,7 +75,7 @@ pub enum SinkError {
 }
 
 /// Sink result.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct SinkReport {
     /// Mode.
     pub mode: String,
