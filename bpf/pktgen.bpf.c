@@ -11,6 +11,10 @@
  * payload flow id, sequence number and CLOCK_MONOTONIC send time, checksums.
  * XDP_TX sends the frame out of the device the test runs on (ingress_ifindex
  * of the context); a non-zero redirect_ifindex redirects it elsewhere.
+ *
+ * Pacing happens here rather than between BPF_PROG_RUN calls (each call
+ * waits on RCU, so calls must be large): a run that comes before the next
+ * frame is due returns XDP_DROP at once, which only recycles the frame.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -54,6 +58,19 @@ int pktgen_xdp(struct xdp_md *ctx)
 
 	if (!c || !s)
 		return XDP_ABORTED;
+	if (c->max_frames && s->counter >= c->max_frames)
+		return XDP_DROP;
+	if (c->interval_fp) {
+		__u64 t = bpf_ktime_get_ns();
+		if (!s->start_ns)
+			s->start_ns = t;
+		__u64 rel = (t - s->start_ns) << 10;
+		if (rel < s->next_fp)
+			return XDP_DROP;
+		if (rel - s->next_fp > c->max_lag_fp)
+			s->next_fp = rel - c->max_lag_fp;
+		s->next_fp += c->interval_fp;
+	}
 	if (data + 60 > end)
 		return XDP_ABORTED;
 

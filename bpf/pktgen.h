@@ -30,11 +30,16 @@ struct pg_config {
 	__u32 tcp_seq_step;     /* TCP payload length */
 	__u32 redirect_ifindex; /* 0: XDP_TX out of the device, else bpf_redirect() target */
 	__u32 pad;
+	__u64 interval_fp;      /* pacing: ns between frames << 10, 0 = unpaced */
+	__u64 max_lag_fp;       /* pacing: how far behind schedule may be caught up (<< 10) */
+	__u64 max_frames;       /* stop building frames after this many, 0 = no limit */
 };
 
 /* Generator state: number of frames built so far. */
 struct pg_state {
 	__u64 counter;
+	__u64 start_ns; /* pacing: time of the first run */
+	__u64 next_fp;  /* pacing: when the next frame is due, (ns since start) << 10 */
 };
 
 /* Sink modes. */

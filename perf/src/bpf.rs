@@ -86,6 +86,12 @@ pub struct PgConfig {
     pub port_cnt: u32,
     /// Redirect target, 0 for XDP_TX.
     pub redirect_ifindex: u32,
+    /// Rate of this instance in frames per second (0: unpaced).
+    pub rate: u64,
+    /// Frames by which a paced generator may catch up after falling behind.
+    pub max_lag: u64,
+    /// Stop building frames after this many (0: no limit).
+    pub max_frames: u64,
 }
 
 /// XDP live-frames generator: one loaded program instance per thread.
@@ -127,11 +133,38 @@ impl PktgenProg {
         ] {
             v.extend_from_slice(&x.to_ne_bytes());
         }
+        let interval_fp = if c.rate == 0 {
+            0
+        } else {
+            ((1u128 << 10) * 1_000_000_000 / u128::from(c.rate)).max(1) as u64
+        };
+        for x in [
+            interval_fp,
+            interval_fp.saturating_mul(c.max_lag.max(1)),
+            c.max_frames,
+        ] {
+            v.extend_from_slice(&x.to_ne_bytes());
+        }
         update(&obj, "pg_cfg", &0u32.to_ne_bytes(), &v)?;
         Ok(PktgenProg {
             obj,
             frame: t.frame.clone(),
         })
+    }
+
+    /// Frames built (sent with XDP_TX / redirect) so far.
+    pub fn frames_built(&self) -> Result<u64, BpfError> {
+        let m = self
+            .obj
+            .maps()
+            .find(|m| m.name() == "pg_state")
+            .ok_or(BpfError::Missing("pg_state"))?;
+        let v = m
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(lb("reading generator state"))?;
+        Ok(v.and_then(|b| b.get(..8).and_then(|x| x.try_into().ok()))
+            .map(u64::from_ne_bytes)
+            .unwrap_or(0))
     }
 
     /// Runs the program `repeat` times in live-frames mode on `ifindex`.

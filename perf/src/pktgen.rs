@@ -56,6 +56,11 @@ pub struct GenConfig {
     pub queue: u32,
     /// Live frames: redirect to this device instead of XDP_TX.
     pub redirect_dev: Option<String>,
+    /// Live frames: frames per BPF_PROG_RUN call (0: automatic).
+    pub chunk: u64,
+    /// Live frames with a rate: how much lost sending time (preemption,
+    /// gaps between calls) may be caught up by sending back to back.
+    pub catch_up: Duration,
 }
 
 /// Errors running the generator.
@@ -188,6 +193,8 @@ struct ThreadOut {
     sent: u64,
     errors: u64,
     idle: Duration,
+    /// Sending time, setup (program load, socket bind) excluded.
+    active: Duration,
 }
 
 /// Runs the generator and returns its report.
@@ -231,8 +238,11 @@ pub fn run(cfg: &GenConfig) -> Result<GenReport, GenError> {
                                 port_min: u32::from(cfg.spec.src_port_min),
                                 port_cnt: cfg.spec.src_port_cnt.max(1),
                                 redirect_ifindex: redirect,
+                                rate,
+                                max_lag: (rate as f64 * cfg.catch_up.as_secs_f64()) as u64,
+                                max_frames: count,
                             };
-                            run_live(cfg, template, &pc, ifindex, count, rate)
+                            run_live(cfg, template, &pc, ifindex)
                         }
                         Engine::Afxdp => {
                             run_afxdp(cfg, template, t, flow_base, flow_count, count, rate)
@@ -250,15 +260,20 @@ pub fn run(cfg: &GenConfig) -> Result<GenReport, GenError> {
             .map(|h| h.join().unwrap_or(Err(GenError::ThreadPanic)))
             .collect()
     });
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
     let mut sent = 0;
     let mut errors = 0;
     let mut idle = Duration::ZERO;
+    let mut elapsed = Duration::ZERO;
     for o in outs {
         let o = o?;
         sent += o.sent;
         errors += o.errors;
         idle += o.idle;
+        elapsed = elapsed.max(o.active);
+    }
+    if elapsed.is_zero() {
+        elapsed = wall;
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
     let pps = (sent as f64 / secs) as u64;
@@ -278,63 +293,72 @@ pub fn run(cfg: &GenConfig) -> Result<GenReport, GenError> {
     })
 }
 
+/// Target length of one BPF_PROG_RUN call.
+const CALL_SECS: f64 = 1.0;
+
 fn run_live(
     cfg: &GenConfig,
     t: &Template,
     pc: &PgConfig,
     ifindex: u32,
-    count: u64,
-    rate: u64,
 ) -> Result<ThreadOut, GenError> {
     let prog = PktgenProg::new(t, pc)?;
     let batch = cfg.burst.clamp(1, 256);
-    let mut pacer = Pacer::new(rate);
+    let paced = pc.rate > 0;
+    let count = pc.max_frames;
     let start = Instant::now();
-    let mut sent: u64 = 0;
-    let mut chunk: u64 = if rate > 0 {
-        (rate / 100).max(64)
-    } else {
-        1 << 18
-    };
+    let mut built: u64 = 0;
+    let mut iterations: u64 = 0;
+    let mut iter_rate: f64 = 0.0; // program runs per second
+    let debug = std::env::var_os("HEADROOM_PKTGEN_DEBUG").is_some();
+    let mut chunk: u64 = if cfg.chunk > 0 { cfg.chunk } else { 1 << 14 };
     loop {
-        if signal::stopped() {
+        if signal::stopped() || (count > 0 && built >= count) {
             break;
         }
         let mut n = chunk;
-        if count > 0 {
-            if sent >= count {
-                break;
-            }
-            n = n.min(count - sent);
+        if !paced && count > 0 {
+            n = n.min(count - built);
         }
         if let Some(d) = cfg.duration {
             let el = start.elapsed();
             if el >= d {
                 break;
             }
-            if rate == 0 && sent > 0 {
-                // size the call to ~50 ms, and to what is left of the run
-                let pps = sent as f64 / el.as_secs_f64().max(1e-6);
-                let left = (d - el).as_secs_f64();
-                n = n.min(((pps * left.min(0.05)) as u64).max(256));
+            if iter_rate > 0.0 {
+                // end the last call on time
+                let left = (d - el).as_secs_f64().min(CALL_SECS);
+                n = n.min(((iter_rate * left) as u64).max(64));
             }
         }
         let t0 = Instant::now();
-        prog.run(ifindex, n as u32, batch)?;
-        sent += n;
-        if rate == 0 && cfg.duration.is_none() {
-            // no deadline: big calls (each call waits on RCU twice)
-            let took = t0.elapsed().as_secs_f64().max(1e-6);
-            chunk = ((n as f64 / took * 0.1) as u64).clamp(1 << 12, 1 << 24);
-        } else if rate == 0 {
-            chunk = 1 << 24;
+        prog.run(ifindex, n.min(u64::from(u32::MAX >> 1)) as u32, batch)?;
+        let took = t0.elapsed().as_secs_f64().max(1e-6);
+        iterations += n;
+        iter_rate = n as f64 / took;
+        built = prog.frames_built()?;
+        if debug {
+            eprintln!("pktgen: call of {n} runs took {took:.4} s, {built} frames built");
         }
-        pacer.wait(sent);
+        if cfg.chunk == 0 {
+            // big calls: each call waits on RCU twice, and nothing is sent
+            // meanwhile (tens of ms on a busy machine)
+            chunk = ((iter_rate * CALL_SECS) as u64).clamp(1 << 12, 1 << 26);
+        }
     }
+    // runs that returned XDP_DROP while waiting for the pacing schedule
+    let idle = if paced && iterations > 0 {
+        start
+            .elapsed()
+            .mul_f64(iterations.saturating_sub(built) as f64 / iterations as f64)
+    } else {
+        Duration::ZERO
+    };
     Ok(ThreadOut {
-        sent,
+        sent: built,
         errors: 0,
-        idle: pacer.idle,
+        idle,
+        active: start.elapsed(),
     })
 }
 
@@ -449,11 +473,17 @@ fn run_afxdp(
             continue;
         }
         sent += p as u64;
-        if tx.needs_wakeup() {
+        // copy mode transmits at most 32 frames per wakeup: kick until the
+        // batch is on its way, or frames queue up in the ring (latency)
+        for _ in 0..p.div_ceil(32) {
+            if !tx.needs_wakeup() {
+                break;
+            }
             tx.wakeup().map_err(|e| GenError::Tx(cfg.dev.clone(), e))?;
         }
         pacer.wait(sent);
     }
+    let active = start.elapsed();
     // drain completions for a moment so errors reflect frames really lost
     let drain_end = Instant::now() + Duration::from_millis(200);
     while completed < sent && Instant::now() < drain_end {
@@ -472,6 +502,7 @@ fn run_afxdp(
         sent,
         errors: sent - completed.min(sent),
         idle: pacer.idle,
+        active,
     })
 }
 

@@ -346,7 +346,8 @@ impl Topology {
             ])
             .unwrap_or_default();
             if threaded.trim() != "1" {
-                // a NAPI must exist first: toggle GRO on and off
+                // a NAPI must exist first (XDP program or GRO); GRO stays on for
+                // devices without XDP, the generator's frames need it
                 let xdp = sh(&["ip", "-n", &self.dut_ns, "link", "show", dev])
                     .unwrap_or_default()
                     .contains("xdp");
@@ -362,9 +363,6 @@ impl Topology {
                     "-c",
                     &format!("echo 1 > /sys/class/net/{dev}/threaded"),
                 ])?;
-                if !xdp {
-                    self.gro(&self.dut_ns, dev, false)?;
-                }
             }
         }
         let pids = napi_threads(&[&self.dut_in, &self.dut_out]);

@@ -84,6 +84,14 @@ struct Args {
     /// Live frames: XDP_REDIRECT to this device instead of XDP_TX out of --dev.
     #[arg(long)]
     redirect_dev: Option<String>,
+    /// Live frames: program runs per BPF_PROG_RUN call (0: automatic, ~100 ms
+    /// per call; the XDP program paces itself within a call).
+    #[arg(long, default_value_t = 0)]
+    chunk: u64,
+    /// Live frames with --rate: sending time lost to preemption or between
+    /// calls that may be caught up by sending back to back (bounds bursts).
+    #[arg(long, default_value = "10ms", value_parser = cli::parse_duration)]
+    catch_up: Duration,
     /// Also print the result as one JSON line.
     #[arg(long)]
     json: bool,
@@ -162,6 +170,8 @@ fn main() -> ExitCode {
         cpus: a.cpus.unwrap_or_default(),
         queue: a.queue,
         redirect_dev: a.redirect_dev,
+        chunk: a.chunk,
+        catch_up: a.catch_up,
     };
     signal::install();
     match pktgen::run(&cfg) {
