@@ -227,6 +227,8 @@ pub struct KernelSinkStats {
     pub last_ns: u64,
     /// Sum over flows of (highest sequence + 1).
     pub expected: u64,
+    /// Flows with at least one frame.
+    pub flows_seen: u64,
     /// Latency histogram bucket counts.
     pub hist: Vec<u64>,
 }
@@ -293,6 +295,7 @@ impl SinkProg {
                 .map_err(lb("reading sink flows"))?
             {
                 s.expected += rd(&b, 0);
+                s.flows_seen += u64::from(rd(&b, 1) > 0);
             }
         }
         Ok(s)

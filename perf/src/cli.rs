@@ -62,6 +62,15 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u32), String> {
     Ok((a, u32::from(b - a) + 1))
 }
 
+/// A CPU list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses a CPU list `0,1,3-5`.
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    parse_cpus(s).map(CpuList)
+}
+
 /// Parses a CPU list `0,1,3-5`.
 pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     let mut v = Vec::new();

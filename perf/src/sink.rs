@@ -322,7 +322,7 @@ fn run_xdp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
         lost: s.expected.saturating_sub(s.valid - s.late),
         reordered: s.late,
         duplicates: 0,
-        flows_seen: 0,
+        flows_seen: s.flows_seen,
         active_us: active / 1000,
         pps: if active > 0 {
             (s.valid.saturating_sub(1) as f64 * 1e9 / active as f64) as u64

@@ -217,3 +217,48 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses() {
+        Args::try_parse_from([
+            "bench",
+            "--dut",
+            "xdpfwd,bridge",
+            "--size",
+            "60,1514",
+            "--flows",
+            "1,100",
+            "--placement",
+            "a",
+            "--trial",
+            "2",
+            "--resolution",
+            "0.05",
+            "--max-steps",
+            "3",
+            "--loss-tolerance",
+            "0.001",
+            "--engine",
+            "afxdp",
+            "--sink-mode",
+            "afxdp",
+            "--headroomd-bin",
+            "/bin/true",
+            "--headroomd-config",
+            "c",
+            "--headroomd-l3",
+            "--dut-ready-timeout",
+            "1",
+            "--bin-dir",
+            "/tmp",
+            "--out",
+            "/tmp",
+            "--smoke",
+        ])
+        .expect("parses");
+    }
+}

@@ -33,9 +33,10 @@ struct Args {
     /// Engine: `live` (XDP live frames, fastest) or `afxdp` (AF_XDP copy mode).
     #[arg(short, long, value_enum, default_value = "live")]
     engine: Engine,
-    /// Frame size in bytes without FCS (pktgen's pkt_size; 60 = 64 on the wire).
-    #[arg(short, long, default_value_t = 60)]
-    size: usize,
+    /// Frame size in bytes without FCS (pktgen's pkt_size; 60 = 64 on the
+    /// wire). Default: the smallest frame the protocol fits (UDP 60, TCP 70).
+    #[arg(short, long)]
+    size: Option<usize>,
     /// Frames to send (0: until --duration or Ctrl-C).
     #[arg(short = 'n', long, default_value_t = 0)]
     count: u64,
@@ -76,8 +77,8 @@ struct Args {
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// CPUs to pin the threads to, e.g. 0 or 0,1.
-    #[arg(long, value_parser = cli::parse_cpus)]
-    cpus: Option<Vec<usize>>,
+    #[arg(long, value_parser = cli::parse_cpu_list)]
+    cpus: Option<cli::CpuList>,
     /// First AF_XDP queue (thread i uses queue+i).
     #[arg(long, default_value_t = 0)]
     queue: u32,
@@ -104,10 +105,11 @@ fn main() -> ExitCode {
         Proto::TcpSyn => L4::TcpSyn,
         Proto::TcpAck => L4::TcpAck,
     };
-    if a.size < l4.min_frame() || a.size > MAX_FRAME {
+    let size = a.size.unwrap_or(l4.min_frame());
+    if size < l4.min_frame() || size > MAX_FRAME {
         eprintln!(
             "pktgen: --size {} out of range: {:?} frames need {}..={} bytes",
-            a.size,
+            size,
             a.proto,
             l4.min_frame(),
             MAX_FRAME
@@ -151,7 +153,7 @@ fn main() -> ExitCode {
         dev: a.dev.clone(),
         engine: a.engine,
         spec: TemplateSpec {
-            size: a.size,
+            size,
             dst_mac: a.dst_mac.unwrap_or([0xff; 6]),
             src_mac,
             src_ip_min: a.src_ip.0,
@@ -167,7 +169,7 @@ fn main() -> ExitCode {
         rate: a.rate,
         burst: a.burst,
         threads: usize::from(a.threads),
-        cpus: a.cpus.unwrap_or_default(),
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
         queue: a.queue,
         redirect_dev: a.redirect_dev,
         chunk: a.chunk,
@@ -186,5 +188,64 @@ fn main() -> ExitCode {
             eprintln!("pktgen: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses() {
+        let a = Args::try_parse_from([
+            "pktgen",
+            "-i",
+            "veth0",
+            "-e",
+            "afxdp",
+            "-s",
+            "128",
+            "-n",
+            "10",
+            "-d",
+            "1.5",
+            "-r",
+            "1000",
+            "-b",
+            "32",
+            "--dst-mac",
+            "02:00:00:00:00:01",
+            "--src-mac",
+            "02:00:00:00:00:02",
+            "--dst-ip",
+            "10.0.0.1",
+            "--dst-port",
+            "7",
+            "--src-ip",
+            "10.0.0.1-10.0.0.9",
+            "--src-port",
+            "1-2",
+            "-f",
+            "4",
+            "-p",
+            "tcp-syn",
+            "-t",
+            "2",
+            "--cpus",
+            "0,1",
+            "--queue",
+            "1",
+            "--redirect-dev",
+            "x",
+            "--chunk",
+            "5",
+            "--catch-up",
+            "2ms",
+            "--json",
+        ])
+        .expect("parses");
+        assert_eq!(a.cpus, Some(cli::CpuList(vec![0, 1])));
+        assert!(Args::try_parse_from(["pktgen", "-i", "x", "--cpus", "a"]).is_err());
+        assert!(Args::try_parse_from(["pktgen", "-i", "x", "-b", "0"]).is_err());
     }
 }

@@ -83,3 +83,17 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses() {
+        Args::try_parse_from([
+            "sink", "-i", "v", "-m", "xdp", "--queue", "0", "-d", "1", "-n", "5", "-q", "250ms",
+            "--flows", "3", "--json",
+        ])
+        .expect("parses");
+    }
+}

@@ -74,3 +74,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses() {
+        Args::try_parse_from([
+            "xdpfwd", "-a", "x", "-b", "y", "--devmap", "-d", "1", "--json",
+        ])
+        .expect("parses");
+    }
+}
