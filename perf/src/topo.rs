@@ -7,6 +7,7 @@
 
 use std::{
     fs,
+    path::Path,
     process::{Command, Stdio},
 };
 
@@ -406,4 +407,35 @@ pub fn kthreads(pred: impl Fn(&str) -> bool) -> Vec<i32> {
         }
     }
     v
+}
+
+/// Deletes benchmark namespaces (`hr[gds]-<pid>x<n>`) left behind by runs
+/// whose process no longer exists (e.g. killed with SIGKILL). Returns them.
+pub fn cleanup_stale() -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(list) = sh(&["ip", "netns", "list"]) else {
+        return removed;
+    };
+    for line in list.lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name
+            .strip_prefix("hrg-")
+            .or_else(|| name.strip_prefix("hrd-"))
+            .or_else(|| name.strip_prefix("hrs-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid > 0
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && sh(&["ip", "netns", "del", name]).is_ok()
+        {
+            removed.push(name.to_owned());
+        }
+    }
+    removed
 }

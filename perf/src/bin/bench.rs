@@ -148,6 +148,9 @@ fn main() -> ExitCode {
     let command: Vec<String> = std::env::args().map(|s| shell_quote(&s)).collect();
     let command = command.join(" ");
     headroom_perf::signal::install();
+    for ns in headroom_perf::topo::cleanup_stale() {
+        eprintln!("bench: removed namespace {ns} left by a dead run");
+    }
     let mut results = Vec::new();
     let mut failures = Vec::new();
     let mut idx = 0;
