@@ -54,6 +54,23 @@ pub struct FwdStats {
     pub tx_full_drops: u64,
     /// Run time.
     pub elapsed_us: u64,
+    /// Kernel AF_XDP socket statistics per port (a, b).
+    pub sockets: Vec<XskStats>,
+}
+
+/// Kernel statistics of one AF_XDP socket (XDP_STATISTICS).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct XskStats {
+    /// Interface.
+    pub dev: String,
+    /// Frames dropped by the kernel for other reasons (e.g. no fill frame).
+    pub rx_dropped: u64,
+    /// Frames dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was found empty.
+    pub rx_fill_ring_empty: u64,
+    /// Invalid tx descriptors.
+    pub tx_invalid: u64,
 }
 
 struct Port {
@@ -215,5 +232,16 @@ pub fn run(a: &str, b: &str, duration: Option<Duration>) -> Result<FwdStats, Fwd
         }
     }
     st.elapsed_us = start.elapsed().as_micros() as u64;
+    for p in &ports {
+        if let Ok(x) = p.rx.fd().xdp_statistics() {
+            st.sockets.push(XskStats {
+                dev: p.name.clone(),
+                rx_dropped: x.rx_dropped(),
+                rx_ring_full: x.rx_ring_full(),
+                rx_fill_ring_empty: x.rx_fill_ring_empty_descs(),
+                tx_invalid: x.tx_invalid_descs(),
+            });
+        }
+    }
     Ok(st)
 }

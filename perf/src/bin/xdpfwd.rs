@@ -63,6 +63,12 @@ fn main() -> ExitCode {
                 "xdpfwd: {} a->b, {} b->a, {} dropped (tx ring full) in {} us",
                 st.a_to_b, st.b_to_a, st.tx_full_drops, st.elapsed_us
             );
+            for x in &st.sockets {
+                println!(
+                    "  {}: rx_dropped {} rx_ring_full {} fill_ring_empty {} tx_invalid {}",
+                    x.dev, x.rx_dropped, x.rx_ring_full, x.rx_fill_ring_empty, x.tx_invalid
+                );
+            }
             if a.json {
                 println!("{}", serde_json::to_string(&st).unwrap_or_default());
             }
