@@ -98,6 +98,9 @@ int pktgen_xdp(struct xdp_md *ctx)
 	__u32 ip = c->ip_min + g % ic;
 	__u32 port = c->port_min + (g / ic) % pc;
 	__u64 now = bpf_ktime_get_ns();
+	if (!s->first_ns)
+		s->first_ns = now;
+	s->last_ns = now;
 
 	__u8 *b = data;
 	*(__u32 *)(b + 26) = bpf_htonl(ip);

@@ -40,6 +40,8 @@ struct pg_state {
 	__u64 counter;
 	__u64 start_ns; /* pacing: time of the first run */
 	__u64 next_fp;  /* pacing: when the next frame is due, (ns since start) << 10 */
+	__u64 first_ns; /* send time of the first frame */
+	__u64 last_ns;  /* send time of the latest frame */
 };
 
 /* Sink modes. */

@@ -152,8 +152,9 @@ impl PktgenProg {
         })
     }
 
-    /// Frames built (sent with XDP_TX / redirect) so far.
-    pub fn frames_built(&self) -> Result<u64, BpfError> {
+    /// Frames built (sent with XDP_TX / redirect) so far, and the send
+    /// times (CLOCK_MONOTONIC ns) of the first and the latest of them.
+    pub fn progress(&self) -> Result<(u64, u64, u64), BpfError> {
         let m = self
             .obj
             .maps()
@@ -161,10 +162,15 @@ impl PktgenProg {
             .ok_or(BpfError::Missing("pg_state"))?;
         let v = m
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(lb("reading generator state"))?;
-        Ok(v.and_then(|b| b.get(..8).and_then(|x| x.try_into().ok()))
-            .map(u64::from_ne_bytes)
-            .unwrap_or(0))
+            .map_err(lb("reading generator state"))?
+            .unwrap_or_default();
+        let rd = |i: usize| {
+            v.get(i * 8..i * 8 + 8)
+                .and_then(|x| x.try_into().ok())
+                .map(u64::from_ne_bytes)
+                .unwrap_or(0)
+        };
+        Ok((rd(0), rd(3), rd(4)))
     }
 
     /// Runs the program `repeat` times in live-frames mode on `ifindex`.

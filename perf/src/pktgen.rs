@@ -311,14 +311,22 @@ fn run_live(
     let mut iterations: u64 = 0;
     let mut iter_rate: f64 = 0.0; // program runs per second
     let debug = std::env::var_os("HEADROOM_PKTGEN_DEBUG").is_some();
+    let (mut first_ns, mut last_ns) = (0u64, 0u64);
     let mut chunk: u64 = if cfg.chunk > 0 { cfg.chunk } else { 1 << 14 };
     loop {
         if signal::stopped() || (count > 0 && built >= count) {
             break;
         }
         let mut n = chunk;
-        if !paced && count > 0 {
-            n = n.min(count - built);
+        if count > 0 {
+            if !paced {
+                n = n.min(count - built);
+            } else if iter_rate > 0.0 {
+                // runs after the last frame only burn time: size the call
+                // to the frames left at the paced rate
+                let left = (count - built) as f64 / pc.rate as f64;
+                n = n.min((iter_rate * left * 1.05) as u64 + 256);
+            }
         }
         if let Some(d) = cfg.duration {
             let el = start.elapsed();
@@ -336,7 +344,9 @@ fn run_live(
         let took = t0.elapsed().as_secs_f64().max(1e-6);
         iterations += n;
         iter_rate = n as f64 / took;
-        built = prog.frames_built()?;
+        let (b, f, l) = prog.progress()?;
+        built = b;
+        (first_ns, last_ns) = (f, l);
         if debug {
             eprintln!("pktgen: call of {n} runs took {took:.4} s, {built} frames built");
         }
@@ -346,11 +356,16 @@ fn run_live(
             chunk = ((iter_rate * CALL_SECS) as u64).clamp(1 << 12, 1 << 26);
         }
     }
+    // sending time: from the first to the latest frame (one interval more),
+    // without program load and the RCU waits of the last call
+    let active = if built > 1 && last_ns > first_ns {
+        Duration::from_nanos(last_ns - first_ns).mul_f64(built as f64 / (built - 1) as f64)
+    } else {
+        start.elapsed()
+    };
     // runs that returned XDP_DROP while waiting for the pacing schedule
     let idle = if paced && iterations > 0 {
-        start
-            .elapsed()
-            .mul_f64(iterations.saturating_sub(built) as f64 / iterations as f64)
+        active.mul_f64(iterations.saturating_sub(built) as f64 / iterations as f64)
     } else {
         Duration::ZERO
     };
@@ -358,7 +373,7 @@ fn run_live(
         sent: built,
         errors: 0,
         idle,
-        active: start.elapsed(),
+        active,
     })
 }
 
