@@ -62,6 +62,21 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u32), String> {
     Ok((a, u32::from(b - a) + 1))
 }
 
+/// An error with its chain of sources, e.g. `creating socket: Device busy`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// A CPU list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);

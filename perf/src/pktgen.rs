@@ -399,26 +399,32 @@ fn run_afxdp(
     rate: u64,
 ) -> Result<ThreadOut, GenError> {
     let queue = cfg.queue + thread_idx as u32;
-    let ring = QueueSize::new(AFXDP_RING).map_err(|e| xsk_err(cfg, queue, e))?;
+    let ring =
+        QueueSize::new(AFXDP_RING).map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(4096).map_err(|e| xsk_err(cfg, queue, e))?)
+        .frame_size(
+            FrameSize::new(4096).map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?,
+        )
         .fill_queue_size(ring)
         .comp_queue_size(ring)
         .build()
-        .map_err(|e| xsk_err(cfg, queue, e))?;
+        .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     let frames = NonZeroU32::new(AFXDP_FRAMES).ok_or_else(|| xsk_err(cfg, queue, "zero frames"))?;
-    let (umem, mut free) =
-        Umem::new(umem_cfg, frames, false).map_err(|e| xsk_err(cfg, queue, e))?;
+    let (umem, mut free) = Umem::new(umem_cfg, frames, false)
+        .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     let sock_cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP | BindFlags::XDP_COPY)
         .build();
-    let iface: Interface = cfg.dev.parse().map_err(|e| xsk_err(cfg, queue, e))?;
+    let iface: Interface = cfg
+        .dev
+        .parse()
+        .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     // SAFETY: this UMEM is not shared with any other socket.
     let (mut tx, _rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, queue) }
-        .map_err(|e| xsk_err(cfg, queue, e))?;
+        .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     let (_fq, mut cq) = fq_cq.ok_or_else(|| xsk_err(cfg, queue, "no completion queue"))?;
 
     // Pre-write the template so that only variable fields change per frame.

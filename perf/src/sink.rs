@@ -388,26 +388,30 @@ fn run_udp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
 fn run_afxdp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
     let e = |m: &dyn std::fmt::Display| SinkError::Xsk(cfg.dev.clone(), m.to_string());
     let ifindex = netdev::ifindex(&cfg.dev)?;
-    let ring = QueueSize::new(2048).map_err(|x| e(&x))?;
+    let ring = QueueSize::new(2048).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(4096).map_err(|x| e(&x))?)
+        .frame_size(FrameSize::new(4096).map_err(|x| e(&crate::cli::error_chain(&x)))?)
         .fill_queue_size(ring)
         .comp_queue_size(ring)
         .build()
-        .map_err(|x| e(&x))?;
+        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let frames = NonZeroU32::new(4096).ok_or_else(|| e(&"zero frames"))?;
-    let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|x| e(&x))?;
+    let (umem, descs) =
+        Umem::new(umem_cfg, frames, false).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let sock_cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP | BindFlags::XDP_COPY)
         .build();
-    let iface: Interface = cfg.dev.parse().map_err(|x| e(&x))?;
+    let iface: Interface = cfg
+        .dev
+        .parse()
+        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let prog = SinkProg::attach(ifindex, SINK_XSK, 1)?;
     // SAFETY: this UMEM is not shared with any other socket.
-    let (_tx, mut rx, fq_cq) =
-        unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }.map_err(|x| e(&x))?;
+    let (_tx, mut rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
+        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let (mut fq, _cq) = fq_cq.ok_or_else(|| e(&"no fill queue"))?;
     prog.insert_xsk(cfg.queue, rx.fd().as_raw_fd())?;
     // SAFETY: the first 2048 frames belong to this UMEM and are owned by user

@@ -86,18 +86,19 @@ struct Port {
 
 fn open_port(umem: &Umem, name: &str) -> Result<Port, FwdError> {
     let e = |m: &dyn std::fmt::Display| FwdError::Xsk(name.to_owned(), m.to_string());
-    let ring = QueueSize::new(RING).map_err(|x| e(&x))?;
+    let ring = QueueSize::new(RING).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP | BindFlags::XDP_COPY)
         .build();
-    let iface: Interface = name.parse().map_err(|x| e(&x))?;
+    let iface: Interface = name.parse().map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let prog = SinkProg::attach(netdev::ifindex(name)?, SINK_XSK, 2 /* XDP_PASS */)?;
     // SAFETY: each (interface, queue 0) pair is bound once from this UMEM,
     // and INHIBIT_PROG_LOAD is set as shared UMEM requires.
-    let (tx, rx, fqcq) = unsafe { Socket::new(cfg, umem, &iface, 0) }.map_err(|x| e(&x))?;
+    let (tx, rx, fqcq) = unsafe { Socket::new(cfg, umem, &iface, 0) }
+        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let (fq, cq) = fqcq.ok_or_else(|| e(&"no fill/completion queue for this device"))?;
     prog.insert_xsk(0, rx.fd().as_raw_fd())?;
     Ok(Port {
@@ -114,15 +115,16 @@ fn open_port(umem: &Umem, name: &str) -> Result<Port, FwdError> {
 /// Forwards between `a` and `b` until `duration` passes or a signal arrives.
 pub fn run(a: &str, b: &str, duration: Option<Duration>) -> Result<FwdStats, FwdError> {
     let e = |m: &dyn std::fmt::Display| FwdError::Xsk(a.to_owned(), m.to_string());
-    let ring = QueueSize::new(RING).map_err(|x| e(&x))?;
+    let ring = QueueSize::new(RING).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(4096).map_err(|x| e(&x))?)
+        .frame_size(FrameSize::new(4096).map_err(|x| e(&crate::cli::error_chain(&x)))?)
         .fill_queue_size(ring)
         .comp_queue_size(ring)
         .build()
-        .map_err(|x| e(&x))?;
+        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let frames = NonZeroU32::new(FRAMES).ok_or_else(|| e(&"zero frames"))?;
-    let (umem, mut free) = Umem::new(umem_cfg, frames, false).map_err(|x| e(&x))?;
+    let (umem, mut free) =
+        Umem::new(umem_cfg, frames, false).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let mut ports = [open_port(&umem, a)?, open_port(&umem, b)?];
     for p in ports.iter_mut() {
         let n = free.len() - RING as usize / 2;

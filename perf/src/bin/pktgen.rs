@@ -119,6 +119,10 @@ fn main() -> ExitCode {
     if a.count == 0 && a.duration.is_none() {
         eprintln!("pktgen: no --count or --duration given: running until Ctrl-C");
     }
+    if let Err(e) = netdev::ifindex(&a.dev) {
+        eprintln!("pktgen: {e}");
+        return ExitCode::from(1);
+    }
     let src_mac = match a.src_mac {
         Some(m) => m,
         None => match netdev::mac(&a.dev) {

@@ -14,7 +14,7 @@ use headroom_perf::{
 #[command(version)]
 struct Args {
     /// Interface to receive on (afxdp and xdp modes).
-    #[arg(short = 'i', long, required_unless_present = "bind")]
+    #[arg(short = 'i', long)]
     dev: Option<String>,
     /// `afxdp` (AF_XDP rx, full per-frame checks), `xdp` (accounting in the
     /// XDP program, for rates above what AF_XDP copy mode takes) or `udp`.
