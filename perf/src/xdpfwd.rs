@@ -127,11 +127,11 @@ pub fn run(a: &str, b: &str, duration: Option<Duration>) -> Result<FwdStats, Fwd
         Umem::new(umem_cfg, frames, false).map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let mut ports = [open_port(&umem, a)?, open_port(&umem, b)?];
     for p in ports.iter_mut() {
-        let n = free.len() - RING as usize / 2;
+        let n = free.len() - RING as usize;
         // SAFETY: the frames come from this UMEM's free list; the fill ring
         // is empty and holds RING entries.
         let got = unsafe { p.fq.produce(&free[n..]) };
-        if got != RING as usize / 2 {
+        if got != RING as usize {
             return Err(FwdError::Xsk(
                 p.name.clone(),
                 "could not fill the fill ring".into(),
@@ -203,8 +203,8 @@ pub fn run(a: &str, b: &str, duration: Option<Duration>) -> Result<FwdStats, Fwd
                     .map_err(|x| FwdError::Io("tx wakeup", x))?;
             }
             // refill the ingress fill ring from the free list
-            let want = ports[src].fq.nb_free(BATCH as u32) as usize;
-            let k = want.min(free.len()).min(BATCH);
+            let want = ports[src].fq.nb_free(RING) as usize;
+            let k = want.min(free.len());
             if k > 0 {
                 let from = free.len() - k;
                 // SAFETY: user-space-owned frames of this UMEM; room checked.
