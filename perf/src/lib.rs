@@ -14,3 +14,4 @@ pub mod signal;
 pub mod sink;
 pub mod topo;
 pub mod xdpfwd;
+pub mod xsk;

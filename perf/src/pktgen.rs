@@ -423,8 +423,9 @@ fn run_afxdp(
         .parse()
         .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     // SAFETY: this UMEM is not shared with any other socket.
-    let (mut tx, _rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, queue) }
-        .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
+    let (mut tx, _rx, fq_cq) =
+        crate::xsk::bind_retry(|| unsafe { Socket::new(sock_cfg, &umem, &iface, queue) })
+            .map_err(|e| xsk_err(cfg, queue, crate::cli::error_chain(&e)))?;
     let (_fq, mut cq) = fq_cq.ok_or_else(|| xsk_err(cfg, queue, "no completion queue"))?;
 
     // Pre-write the template so that only variable fields change per frame.

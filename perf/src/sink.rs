@@ -410,8 +410,9 @@ fn run_afxdp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
         .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let prog = SinkProg::attach(ifindex, SINK_XSK, 1)?;
     // SAFETY: this UMEM is not shared with any other socket.
-    let (_tx, mut rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
-        .map_err(|x| e(&crate::cli::error_chain(&x)))?;
+    let (_tx, mut rx, fq_cq) =
+        crate::xsk::bind_retry(|| unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) })
+            .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let (mut fq, _cq) = fq_cq.ok_or_else(|| e(&"no fill queue"))?;
     prog.insert_xsk(cfg.queue, rx.fd().as_raw_fd())?;
     // SAFETY: the first 2048 frames belong to this UMEM and are owned by user

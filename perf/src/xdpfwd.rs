@@ -97,7 +97,7 @@ fn open_port(umem: &Umem, name: &str) -> Result<Port, FwdError> {
     let prog = SinkProg::attach(netdev::ifindex(name)?, SINK_XSK, 2 /* XDP_PASS */)?;
     // SAFETY: each (interface, queue 0) pair is bound once from this UMEM,
     // and INHIBIT_PROG_LOAD is set as shared UMEM requires.
-    let (tx, rx, fqcq) = unsafe { Socket::new(cfg, umem, &iface, 0) }
+    let (tx, rx, fqcq) = crate::xsk::bind_retry(|| unsafe { Socket::new(cfg, umem, &iface, 0) })
         .map_err(|x| e(&crate::cli::error_chain(&x)))?;
     let (fq, cq) = fqcq.ok_or_else(|| e(&"no fill/completion queue for this device"))?;
     prog.insert_xsk(0, rx.fd().as_raw_fd())?;
