@@ -85,6 +85,9 @@ pub enum GenError {
     /// Transmitting failed.
     #[error("AF_XDP transmit on {0}: {1}")]
     Tx(String, std::io::Error),
+    /// A thread could not be pinned to the requested CPU.
+    #[error("pinning a generator thread to CPU {0}: {1}")]
+    Pin(usize, nix::Error),
     /// A generator thread panicked.
     #[error("generator thread panicked")]
     ThreadPanic,
@@ -214,7 +217,11 @@ pub fn run(cfg: &GenConfig) -> Result<GenReport, GenError> {
                 let template = &template;
                 s.spawn(move || {
                     if !cfg.cpus.is_empty() {
-                        let _ = netdev::pin_to_cpu(cfg.cpus[t % cfg.cpus.len()]);
+                        let cpu = cfg.cpus[t % cfg.cpus.len()];
+                        if let Err(e) = netdev::pin_to_cpu(cpu) {
+                            signal::request_stop();
+                            return Err(GenError::Pin(cpu, e));
+                        }
                     }
                     let (flow_base, flow_count) = thread_flows(total_flows, t, n);
                     let count = if cfg.count == 0 {

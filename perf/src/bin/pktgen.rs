@@ -116,9 +116,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if a.count == 0 && a.duration.is_none() {
-        eprintln!("pktgen: no --count or --duration given: running until Ctrl-C");
-    }
     if let Err(e) = netdev::ifindex(&a.dev) {
         eprintln!("pktgen: {e}");
         return ExitCode::from(1);
@@ -179,6 +176,9 @@ fn main() -> ExitCode {
         chunk: a.chunk,
         catch_up: a.catch_up,
     };
+    if a.count == 0 && a.duration.is_none() {
+        eprintln!("pktgen: no --count or --duration given: running until Ctrl-C");
+    }
     signal::install();
     match pktgen::run(&cfg) {
         Ok(r) => {
