@@ -67,6 +67,8 @@ pub struct BenchConfig {
     pub headroomd_l3: bool,
     /// How long to wait for a DUT to print "ready".
     pub dut_ready_timeout: Duration,
+    /// Repeat a trial once when the generator fell short of the rate.
+    pub retry_short: bool,
 }
 
 /// Errors running a benchmark.
@@ -416,6 +418,13 @@ impl Scenario<'_> {
     fn paced_trial(&mut self, rate: u64) -> Result<Trial, BenchError> {
         let tr = self.trial(rate)?;
         if (tr.offered_pps as f64) >= 0.9 * rate as f64 {
+            return Ok(tr);
+        }
+        if !self.cfg.retry_short {
+            self.warnings.push(format!(
+                "{:?} {}B {} flows: generator offered {} of {rate} pps",
+                self.dut, self.size, self.flows, tr.offered_pps
+            ));
             return Ok(tr);
         }
         eprintln!(

@@ -67,7 +67,8 @@ struct Args {
     /// Results directory (a <date> subdirectory is created).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
-    /// CI smoke run: 250 ms trials, 2 search steps, one latency point, no thresholds.
+    /// CI smoke run: 250 ms trials, 2 search steps, one latency point, no
+    /// retries, no thresholds.
     #[arg(long)]
     smoke: bool,
 }
@@ -144,6 +145,7 @@ fn main() -> ExitCode {
         headroomd_config: a.headroomd_config.clone(),
         headroomd_l3: a.headroomd_l3,
         dut_ready_timeout: a.dut_ready_timeout,
+        retry_short: !a.smoke,
     };
     let command: Vec<String> = std::env::args().map(|s| shell_quote(&s)).collect();
     let command = command.join(" ");
