@@ -106,10 +106,8 @@ int pktgen_xdp(struct xdp_md *ctx)
 	*(__u32 *)(b + 26) = bpf_htonl(ip);
 	*(__u16 *)(b + 34) = bpf_htons((__u16)port);
 
-	__u32 pl = 42;
 	__u32 l4sum = c->l4_sum;
 	if (c->proto == 6) {
-		pl = 54;
 		if (data + 70 > end)
 			return XDP_ABORTED;
 		*(__u32 *)(b + 38) = bpf_htonl(c->tcp_seq_base + seq * c->tcp_seq_step);
@@ -129,7 +127,6 @@ int pktgen_xdp(struct xdp_md *ctx)
 		for (int i = 0; i < 14; i += 2)
 			l4sum = add16(l4sum, b + 44 + i);
 	}
-	(void)pl;
 
 	/* source address is in the IPv4 header and the pseudo header */
 	__u32 ipsum = add16(add16(c->ip_sum, b + 26), b + 28);

@@ -447,7 +447,6 @@ fn run_afxdp(
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut completed: u64 = 0;
-    let mut n: u64 = 0; // frames built
     let mut flow_idx: u32 = 0;
     let mut seqs: Vec<u32> = vec![0; flow_count.max(1) as usize];
     loop {
@@ -491,7 +490,6 @@ fn run_afxdp(
             data.cursor().set_pos(len);
             t.write(data.contents_mut(), ip, port, flow, seq, now);
             batch.push(d);
-            n += 1;
         }
         // SAFETY: all descriptors are frames of this UMEM that user space
         // owns; `nb_free` guaranteed room for the whole batch.
@@ -526,7 +524,6 @@ fn run_afxdp(
             thread::sleep(Duration::from_micros(200));
         }
     }
-    let _ = n;
     Ok(ThreadOut {
         sent,
         errors: sent - completed.min(sent),
