@@ -116,7 +116,12 @@ impl Bandwidth {
                 queued: HashMap::new(),
             });
         }
-        let mut bw = Bandwidth { pipes, control, samples: Vec::new(), job_slots };
+        let mut bw = Bandwidth {
+            pipes,
+            control,
+            samples: Vec::new(),
+            job_slots,
+        };
         bw.set_bookings(cfg, &mut id_of);
         Ok(Some(bw))
     }

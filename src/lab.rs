@@ -289,7 +289,9 @@ impl Lab {
     /// manages.
     pub fn command(&self, ns: &str, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+        c.arg(format!("--net=/run/netns/{ns}"))
+            .arg("--")
+            .arg(program);
         c
     }
 

@@ -14,15 +14,31 @@ use headroom_dataplane::{
 fn rules() -> Arc<RuleSet> {
     let rule = |s: &str| -> FlowRule { toml::from_str(s).expect("rule") };
     Arc::new(RuleSet::compile(&[
-        (JobId(1), vec![rule("protocol = \"tcp\"\nlocal_port = \"80\"")]),
+        (
+            JobId(1),
+            vec![rule("protocol = \"tcp\"\nlocal_port = \"80\"")],
+        ),
         (JobId(2), vec![rule("remote = \"192.168.0.0/16\"")]),
         (JobId(3), vec![rule("protocol = \"udp\"")]),
     ]))
 }
 
 fn parser(c: &mut Criterion) {
-    let tcp = build::tcp4(Ipv4Addr::new(10, 0, 0, 1), 40000, Ipv4Addr::new(10, 0, 0, 2), 80, 0x10, &[0u8; 18]);
-    let udp = build::udp4(Ipv4Addr::new(10, 0, 0, 1), 40000, Ipv4Addr::new(10, 0, 0, 2), 5001, &[0u8; 18]);
+    let tcp = build::tcp4(
+        Ipv4Addr::new(10, 0, 0, 1),
+        40000,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+        0x10,
+        &[0u8; 18],
+    );
+    let udp = build::udp4(
+        Ipv4Addr::new(10, 0, 0, 1),
+        40000,
+        Ipv4Addr::new(10, 0, 0, 2),
+        5001,
+        &[0u8; 18],
+    );
     let mut g = c.benchmark_group("parse_frame");
     g.throughput(Throughput::Elements(1));
     g.bench_function("tcp4", |b| b.iter(|| parse_frame(black_box(&tcp))));
@@ -36,7 +52,15 @@ fn classifier(c: &mut Criterion) {
     for flows in [1u32, 1024, 100_000] {
         let mut cl = Classifier::new(1 << 17, u64::MAX, rules());
         let keys: Vec<FlowKey> = (0..flows)
-            .map(|i| FlowKey::v4(17, Ipv4Addr::from(0x0b00_0000 + i), Ipv4Addr::new(10, 0, 0, 1), 40000, 5001))
+            .map(|i| {
+                FlowKey::v4(
+                    17,
+                    Ipv4Addr::from(0x0b00_0000 + i),
+                    Ipv4Addr::new(10, 0, 0, 1),
+                    40000,
+                    5001,
+                )
+            })
             .collect();
         for k in &keys {
             cl.classify(0, k, Direction::Inbound, 64);

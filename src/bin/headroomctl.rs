@@ -170,7 +170,11 @@ fn print_status(st: &Status) {
             if !j.pids.is_empty() {
                 let shown: Vec<String> = j.pids.iter().take(16).map(|p| p.to_string()).collect();
                 let more = j.pids.len().saturating_sub(16);
-                let tail = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+                let tail = if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                };
                 println!("{:<20} processes: {}{tail}", "", shown.join(" "));
             }
         }
