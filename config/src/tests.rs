@@ -48,9 +48,12 @@ fn demo_template_parses() {
     let src = include_str!("../demo.toml")
         .replace("@ID@", "2")
         .replace("@ADDRESS@", "10.200.0.2")
-        .replace("@SOCKET@", "/tmp/x.sock");
+        .replace("@SOCKET@", "/tmp/x.sock")
+        .replace("@KEYFILE@", "/tmp/pool.key")
+        .replace("@PEERS@", "\"1@10.200.0.1:7946\"");
     let cfg = parse(&src).expect("config/demo.toml must be valid");
-    assert_eq!(cfg.job_names(), vec!["default", "web", "bulk"]);
+    assert_eq!(cfg.job_names(), vec!["default", "web", "bulk", "export"]);
+    assert_eq!(cfg.pipes.len(), 1);
 }
 
 #[test]

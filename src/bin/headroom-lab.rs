@@ -144,13 +144,24 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("{}-demo", lab.tag));
     std::fs::create_dir_all(&dir)?;
     let template = include_str!("../../config/demo.toml");
+    let key = dir.join("pool.key");
+    let mut key_bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key_bytes)?;
+    std::fs::write(&key, key_bytes)?;
+    let peers: Vec<String> = lab
+        .servers
+        .iter()
+        .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
+        .collect();
     let mut sockets = Vec::new();
     for s in lab.servers.clone() {
         let sock = dir.join(format!("s{}.sock", s.id));
         let cfg = template
             .replace("@ID@", &s.id.to_string())
             .replace("@ADDRESS@", &s.node_ip.to_string())
-            .replace("@SOCKET@", &sock.display().to_string());
+            .replace("@SOCKET@", &sock.display().to_string())
+            .replace("@KEYFILE@", &key.display().to_string())
+            .replace("@PEERS@", &peers.join(", "));
         let path = dir.join(format!("s{}.toml", s.id));
         std::fs::write(&path, cfg)?;
         let log = std::fs::File::create(dir.join(format!("s{}.log", s.id)))?;
@@ -216,6 +227,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
             tcp
         );
     }
+    pipe_phase(&lab, &sockets)?;
     std::thread::sleep(Duration::from_millis(300));
     println!();
     for (i, sock) in sockets.iter().enumerate() {
@@ -405,5 +417,100 @@ local_port = "7001"
     let path = dir.join("pacing.md");
     std::fs::write(&path, md)?;
     println!("report: {}", path.display());
+    Ok(())
+}
+
+/// Every server pushes two jobs towards client 2 through the shared uplink
+/// (30 Mbit/s for the whole pool): "export" is booked 70%, "bulk" has no
+/// booking. Each offers 20 Mbit/s per server, 120 Mbit/s in all.
+fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let formed = sockets.iter().all(|s| {
+            status(s).ok().and_then(|st| st.exchange).is_some_and(|e| {
+                e.members
+                    .iter()
+                    .filter(|m| m.state == "alive" || m.state == "self")
+                    .count()
+                    == sockets.len()
+            })
+        });
+        if formed {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the pool did not form");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "\n== pool formed ({} servers); each server now sends two jobs to client 2 through the",
+        sockets.len()
+    );
+    println!("   shared 30 Mbit/s uplink: export (booked 70%) and bulk (no booking), 20 Mbit/s each per server");
+    let client = &lab.clients[1];
+    let log: traffic::ArrivalLog = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sinks = traffic::arrival_log(&client.ns, &[9001, 9002], log.clone(), stop.clone());
+    let mut floods = Vec::new();
+    for s in &lab.servers {
+        for (sport, dport) in [(7001u16, 9001u16), (5002, 9002)] {
+            let dst = SocketAddr::from((client.ip, dport));
+            floods.push(traffic::udp_flood(
+                &s.host_ns,
+                sport,
+                dst,
+                20e6,
+                1000,
+                stop.clone(),
+            ));
+        }
+    }
+    let t0 = Instant::now() + Duration::from_secs(1);
+    std::thread::sleep(Duration::from_secs(4));
+    let st: Vec<Status> = sockets.iter().filter_map(|s| status(s).ok()).collect();
+    stop.store(true, Ordering::Relaxed);
+    for h in floods {
+        let _ = h.join();
+    }
+    for h in sinks {
+        let _ = h.join();
+    }
+    let t1 = t0 + Duration::from_secs(3);
+    println!("   received by client 2 over 3 s (Mbit/s on the wire):");
+    println!(
+        "   {:<8} {:>8} {:>8} {:>8}",
+        "server", "export", "bulk", "total"
+    );
+    let mut sums = (0.0, 0.0);
+    for s in &lab.servers {
+        let octet = s.host_ip.octets()[3];
+        let e = traffic::wire_rate(&log, t0, t1, |p, o| p == 9001 && o == octet) / 1e6;
+        let b = traffic::wire_rate(&log, t0, t1, |p, o| p == 9002 && o == octet) / 1e6;
+        sums = (sums.0 + e, sums.1 + b);
+        println!("   {:<8} {e:>8.2} {b:>8.2} {:>8.2}", s.id, e + b);
+    }
+    println!(
+        "   {:<8} {:>8.2} {:>8.2} {:>8.2}   (pipe: 30.00; export's booking: 21.00)",
+        "pool",
+        sums.0,
+        sums.1,
+        sums.0 + sums.1
+    );
+    for (i, s) in st.iter().enumerate() {
+        for p in &s.pipes {
+            println!(
+                "   server {} pipe {}: credit {} B per 20 ms interval, {} nodes sharing",
+                i + 1,
+                p.name,
+                p.node_credit,
+                p.nodes
+            );
+        }
+    }
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct Violation {
 #[derive(Debug)]
 pub struct FrameLedger {
     total: usize,
+    // Only per-frame tracking (debug builds) needs the frame size.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     frame_size: usize,
     free: usize,
     fill: [usize; 2],

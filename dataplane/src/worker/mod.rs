@@ -527,6 +527,7 @@ impl<P: Pipeline> Worker<P> {
             }
         }
         let batch = &self.tx_batch[s];
+        let queued = batch.len();
         if !batch.is_empty() {
             // SAFETY: the frames are held by this worker (received or
             // bounced), not in any ring; `nb_free` guaranteed room for all.
@@ -546,8 +547,15 @@ impl<P: Pipeline> Worker<P> {
             }
         }
         if port.tx.needs_wakeup() {
-            self.stats.tx_wakeups += 1;
-            let _ = port.tx.wakeup();
+            // In copy mode one sendto() transmits at most 32 frames
+            // (the kernel's TX batch): kick once per 32 so a batch does not
+            // linger in the ring until the next loop iteration.
+            for _ in 0..queued.div_ceil(32).max(1) {
+                self.stats.tx_wakeups += 1;
+                if port.tx.wakeup().is_err() {
+                    break;
+                }
+            }
         }
     }
 
