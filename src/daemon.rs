@@ -653,6 +653,8 @@ fn serve_control_socket(path: &Path, tx: Sender<CtlMsg>) -> Result<()> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<()> {
     let cfg = Config::load(config_path)?;
+    // Files the config names are checked before anything is attached.
+    cfg.check_files(config_path)?;
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;

@@ -100,7 +100,7 @@ fn three_servers_share_a_pipe_by_booking() {
     let log: ArrivalLog = Arc::default();
     let stop_sink = Arc::new(AtomicBool::new(false));
     let sinks = arrival_log(&client.ns, &[9001, 9002], log.clone(), stop_sink.clone());
-    // Every job on every server offers 18 Mbit/s: 108 Mbit/s for a 20 Mbit/s pipe.
+    // Every job on every server offers 12 Mbit/s: 72 Mbit/s for a 20 Mbit/s pipe.
     let mut stops = Vec::new();
     let mut senders = Vec::new();
     for s in lab.servers.clone() {
@@ -110,7 +110,7 @@ fn three_servers_share_a_pipe_by_booking() {
                 &s.host_ns,
                 port,
                 SocketAddr::from((client.ip, dport)),
-                18e6,
+                12e6,
                 PAYLOAD,
                 stop.clone(),
             ));

@@ -308,7 +308,7 @@ impl std::str::FromStr for Rate {
             .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), *m)))
             .unwrap_or((lower.clone(), 1.0));
         let v: f64 = num.parse().map_err(|_| {
-            format!("invalid rate {s:?}: expected e.g. \"100Mbit\", \"1.5Gbit\", \"40%\"")
+            format!("invalid rate {s:?}: expected e.g. \"100Mbit\", \"1.5Gbit\", \"500kbit\" (bookings may also be \"40%\")")
         })?;
         if !(v.is_finite() && v >= 0.0) {
             return Err(format!("invalid rate {s:?}"));
@@ -462,6 +462,30 @@ impl Config {
                 message,
             })?;
         Ok(cfg)
+    }
+
+    /// Checks the files the configuration names (the pool key), which
+    /// validation alone does not touch. `file`/`src` locate the error.
+    pub fn check_files(&self, file: &Path) -> Result<(), ConfigError> {
+        let Some(k) = &self.exchange.key_file else {
+            return Ok(());
+        };
+        let src = std::fs::read_to_string(file).unwrap_or_default();
+        let path = [Seg::Key("exchange"), Seg::Key("key_file")];
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            line: line_of(&src, &path),
+            field: render(&path),
+            message,
+        };
+        match std::fs::read(k) {
+            Ok(b) if b.len() >= 16 => Ok(()),
+            Ok(_) => Err(invalid(format!(
+                "{} holds fewer than 16 bytes",
+                k.display()
+            ))),
+            Err(e) => Err(invalid(format!("cannot read {}: {e}", k.display()))),
+        }
     }
 
     /// The node's display name.
@@ -688,16 +712,27 @@ impl Config {
                 );
             }
         }
-        let mut names = HashSet::new();
-        names.insert(DEFAULT_JOB);
+        let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         if self.jobs.len() > 1000 {
             return err(vec![K("job")], "at most 1000 jobs".into());
         }
         for (i, j) in self.jobs.iter().enumerate() {
-            if j.name.is_empty() || !names.insert(j.name.as_str()) {
+            if j.name.is_empty() {
+                return err(vec![K("job"), I(i), K("name")], "must not be empty".into());
+            }
+            if j.name == DEFAULT_JOB {
                 return err(
                     vec![K("job"), I(i), K("name")],
-                    format!("job name {:?} is empty, reserved or not unique", j.name),
+                    format!("{DEFAULT_JOB:?} is reserved for traffic no rule matches"),
+                );
+            }
+            if let Some(first) = names.insert(j.name.as_str(), i) {
+                return err(
+                    vec![K("job"), I(i), K("name")],
+                    format!(
+                        "duplicate job name {:?} (first used by job[{first}])",
+                        j.name
+                    ),
                 );
             }
             if let Err(e) = j.process_job().validate() {
@@ -731,13 +766,40 @@ impl Config {
                 .map(|b| b.rate.bps(cap))
                 .sum();
             if booked > cap {
+                let parts: Vec<String> = self
+                    .jobs
+                    .iter()
+                    .flat_map(|j| j.bookings.iter().map(move |b| (j, b)))
+                    .filter(|(_, b)| b.pipe == p.name)
+                    .map(|(j, b)| format!("{} {}", j.name, human_bps(b.rate.bps(cap))))
+                    .collect();
                 return err(
                     vec![K("pipe"), I(pi), K("capacity")],
-                    format!("bookings on pipe {:?} add up to {booked} bit/s, more than its capacity {cap}", p.name),
+                    format!(
+                        "bookings on pipe {:?} add up to {} ({}), more than its capacity {}",
+                        p.name,
+                        human_bps(booked),
+                        parts.join(" + "),
+                        human_bps(cap)
+                    ),
                 );
             }
         }
         Ok(())
+    }
+}
+
+/// A rate for messages: "130Mbit", "1.5Gbit", "800kbit".
+fn human_bps(b: u64) -> String {
+    let f = b as f64;
+    if f >= 1e9 {
+        format!("{}Gbit", (f / 1e7).round() / 100.0)
+    } else if f >= 1e6 {
+        format!("{}Mbit", (f / 1e4).round() / 100.0)
+    } else if f >= 1e3 {
+        format!("{}kbit", (f / 10.0).round() / 100.0)
+    } else {
+        format!("{b}bit")
     }
 }
 
@@ -749,8 +811,8 @@ pub fn parse_peer(s: &str) -> Result<(u16, SocketAddr), String> {
     let id: u16 = id
         .parse()
         .map_err(|_| format!("peer {s:?}: invalid node id"))?;
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("peer {s:?}: invalid address"))?;
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        format!("peer {s:?}: invalid address, expected id@ip:port, e.g. \"2@10.0.0.2:7946\"")
+    })?;
     Ok((id, addr))
 }

@@ -175,6 +175,48 @@ fn rates_parse() {
 }
 
 #[test]
+fn key_file_is_checked_separately() {
+    let dir = std::env::temp_dir().join(format!("hr-cfg-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("pool.key");
+    let file = dir.join("c.toml");
+    let src = format!("{MIN}\n[exchange]\nkey_file = \"{}\"\n", key.display());
+    std::fs::write(&file, &src).unwrap();
+    // Validation does not touch the file system ...
+    let cfg = Config::load(&file).expect("valid without the key present");
+    // ... check_files does, and names the field and line.
+    match cfg.check_files(&file) {
+        Err(ConfigError::Invalid { field, line, .. }) => {
+            assert_eq!(field, "exchange.key_file");
+            assert_eq!(line, 11);
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&key, b"short").unwrap();
+    assert!(cfg
+        .check_files(&file)
+        .unwrap_err()
+        .to_string()
+        .contains("fewer than 16 bytes"));
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    assert!(cfg.check_files(&file).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn duplicate_and_overbooking_messages_are_specific() {
+    let (_, _, msg) = invalid("[[job]]\nname = \"a\"\n[[job]]\nname = \"a\"\n");
+    assert_eq!(msg, "duplicate job name \"a\" (first used by job[0])");
+    let (_, _, msg) = invalid(
+        "[[pipe]]\nname = \"p\"\ncapacity = \"100Mbit\"\n[[job]]\nname = \"a\"\n[[job.booking]]\npipe = \"p\"\nrate = \"40%\"\n[[job]]\nname = \"b\"\n[[job.booking]]\npipe = \"p\"\nrate = \"90Mbit\"\n",
+    );
+    assert!(
+        msg.contains("130Mbit (a 40Mbit + b 90Mbit)") && msg.contains("capacity 100Mbit"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn peers_parse() {
     assert_eq!(crate::parse_peer("2@10.0.0.2:7946").unwrap().0, 2);
     assert!(crate::parse_peer("10.0.0.2:7946").is_err());

@@ -372,6 +372,16 @@ fn cpu_children_join_their_parents_job() {
     let tag_l = format!("hr-cpu-{me}-late");
     let late = Burner::spawn(&late_script, &tag_l);
     let late_orig = cpu_cgroup(late.pid());
+    // Its `sleep` child carries the parent's command line until it execs:
+    // tick only once it has, so the rule cannot match it in between.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !children_of(late.pid())
+        .into_iter()
+        .any(|c| cmdline(c).starts_with("sleep"))
+    {
+        assert!(Instant::now() < deadline, "sleep child never exec'd");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     s.reload(&[
         job("kids", &tag_k, 50.0, true),
         job("nokids", &tag_n, 30.0, false),
@@ -396,8 +406,16 @@ fn cpu_children_join_their_parents_job() {
         format!("/{parent}/late"),
         "precondition: the kernel placed the late child in the job cgroup"
     );
+    // Detection settles within one more tick after an exec (a process seen
+    // between fork and exec is re-read while young).
     s.tick(Instant::now(), &[]).expect("tick");
-    assert_eq!(s.job_of(late_child), None);
+    s.tick(Instant::now(), &[]).expect("tick");
+    assert_eq!(
+        s.job_of(late_child),
+        None,
+        "late child {late_child} cmdline {:?}",
+        cmdline(late_child)
+    );
     assert_eq!(
         cpu_cgroup(late_child),
         late_orig,

@@ -9,6 +9,7 @@ pub mod hist;
 pub mod netdev;
 pub mod packet;
 pub mod pktgen;
+pub mod plot;
 pub mod sched;
 pub mod signal;
 pub mod sink;

@@ -221,23 +221,44 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     for (i, (t, u)) in tcp_sinks.into_iter().zip(udp_sinks).enumerate() {
         let tcp = t.join().unwrap_or_default();
         let (n, b) = u.join().unwrap_or((0, 0));
+        let tcp: Vec<String> = tcp.iter().map(|b| b.to_string()).collect();
         println!(
-            "server {} host stack received: TCP {:?} bytes, UDP {n} datagrams ({b} bytes)",
+            "server {} host stack received: TCP {} bytes, UDP {n} datagrams ({b} bytes)",
             i + 1,
-            tcp
+            tcp.join(" + ")
         );
     }
     pipe_phase(&lab, &sockets)?;
     std::thread::sleep(Duration::from_millis(300));
     println!();
+    println!("== what each headroomd counted over the whole demo: frames per job as classified on arrival");
+    println!("   (\"in\" = from the network, \"out\" = from the host; \"default\" holds ARP and unmatched");
+    println!(
+        "   traffic; \"out\" counts what the host offered, before the pacer dropped its excess)"
+    );
     for (i, sock) in sockets.iter().enumerate() {
         let st = status(sock)?;
-        println!("== server {} ({}): what headroomd saw", i + 1, st.node_name);
+        println!("== server {} ({})", i + 1, st.node_name);
         for w in &st.workers {
+            let core = w
+                .core
+                .map_or("unpinned".to_string(), |c| format!("core {c}"));
+            let paced = w
+                .drops
+                .iter()
+                .find(|d| d.0 == "pacer_queue_full")
+                .map_or(0, |d| d.1);
             println!(
-                "worker {} (core {:?}, queue {}): rx outer {} / inner {} frames, tx outer {} / inner {}, frames accounted {}/{}",
-                w.index, w.core, w.queue, w.rx_packets[0], w.rx_packets[1], w.tx_packets[0], w.tx_packets[1],
-                w.frames_accounted, w.frames_total
+                "worker {} ({core}, queue {}): received {} frames from the network, {} from the host; sent {} to the \
+                 network, {} to the host; {paced} dropped by the pacer; UMEM frames accounted {}/{}",
+                w.index,
+                w.queue,
+                w.rx_packets[0],
+                w.rx_packets[1],
+                w.tx_packets[0],
+                w.tx_packets[1],
+                w.frames_accounted,
+                w.frames_total
             );
         }
         println!(
@@ -501,13 +522,16 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
         sums.1,
         sums.0 + sums.1
     );
+    println!("   export gets its 21 Mbit/s booking plus part of the 9 Mbit/s left, which both jobs' unbooked");
+    println!("   demand shares; every server computed its own credit from the demands all servers gossiped.");
     for (i, s) in st.iter().enumerate() {
         for p in &s.pipes {
             println!(
-                "   server {} pipe {}: credit {} B per 20 ms interval, {} nodes sharing",
+                "   server {} pipe {}: credit {} B per 20 ms interval (= {:.2} Mbit/s), {} servers sharing",
                 i + 1,
                 p.name,
                 p.node_credit,
+                p.node_credit as f64 * 8.0 / 0.02 / 1e6,
                 p.nodes
             );
         }

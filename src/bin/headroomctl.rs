@@ -90,8 +90,13 @@ fn print_status(st: &Status) {
     }
     for w in &st.workers {
         println!(
-            "worker {} core {:?} queue {} zero-copy {:?}: rx {}/{} tx {}/{} pkts (outer/inner), frames {}/{} accounted, violations {}",
-            w.index, w.core, w.queue, w.zero_copy, w.rx_packets[0], w.rx_packets[1], w.tx_packets[0], w.tx_packets[1],
+            "worker {} {} queue {} zero-copy {}/{}: rx {}/{} tx {}/{} pkts (outer/inner), frames {}/{} accounted, violations {}",
+            w.index,
+            w.core.map_or("unpinned".to_string(), |c| format!("core {c}")),
+            w.queue,
+            w.zero_copy[0],
+            w.zero_copy[1],
+            w.rx_packets[0], w.rx_packets[1], w.tx_packets[0], w.tx_packets[1],
             w.frames_accounted, w.frames_total, w.frame_violations
         );
         let d: Vec<String> = w
@@ -134,7 +139,7 @@ fn print_status(st: &Status) {
     }
     for p in &st.pipes {
         println!(
-            "pipe {}: {} bit/s shared by {} nodes; this node's credit {} B + {} B immediate per interval",
+            "pipe {}: {} bit/s shared by {} server(s); this server's credit {} B + {} B immediate per interval",
             p.name, p.capacity_bps, p.nodes, p.node_credit, p.immediate
         );
         for (job, credit, sent, queued, dropped) in &p.jobs {

@@ -24,10 +24,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        return match headroom_config::Config::load(&path) {
+        return match headroom_config::Config::load(&path)
+            .and_then(|c| c.check_files(&path).map(|()| c))
+        {
             Ok(cfg) => {
                 println!(
                     "{}: OK (node {}, {} jobs, {} pipes)",

@@ -7,15 +7,20 @@
 //! for known ones the `stat` line gives CPU time, RSS, parent and the
 //! current `comm`. A known process whose `comm` changed (it called `exec`)
 //! is read in full again and reported as changed if anything differs; so is
-//! every process once more on the scan after it first appeared, which
-//! catches children first seen between `fork` and `exec`. An `exec` later
-//! in life that keeps the same `comm` is not noticed. Processes that exit
+//! every process once more on the scan after it first appeared, and on every
+//! scan while it is younger than [`YOUNG_SECS`]: a child first seen between
+//! `fork` and `exec` still shows its parent's command line, and on a loaded
+//! machine that window can span scans. An `exec` later in life that keeps
+//! the same `comm` is not noticed. Processes that exit
 //! while being read are skipped and counted.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// Processes younger than this (seconds) are re-read in full on every scan.
+pub const YOUNG_SECS: u64 = 5;
 
 /// Kernel thread flag in `/proc/PID/stat` field 9 (`PF_KTHREAD`).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -215,6 +220,17 @@ impl Scanner {
         }
     }
 
+    /// Start time (clock ticks since boot) after which a process counts as
+    /// young, from `uptime` under the proc root; None if unreadable.
+    fn young_threshold(&self) -> Option<u64> {
+        let up = fs::read_to_string(self.root.join("uptime")).ok()?;
+        let secs: f64 = up.split_whitespace().next()?.parse().ok()?;
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = if hz > 0 { hz as f64 } else { 100.0 };
+        Some(((secs - YOUNG_SECS as f64).max(0.0) * hz) as u64)
+    }
+
     /// The proc root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -277,6 +293,8 @@ impl Scanner {
     pub fn scan(&mut self) -> io::Result<ScanDelta> {
         let mut delta = ScanDelta::default();
         let mut seen: Vec<u32> = Vec::with_capacity(self.procs.len() + 16);
+        // Processes started after this (in clock ticks since boot) are young.
+        let young_after = self.young_threshold();
         for ent in fs::read_dir(&self.root)? {
             let Ok(ent) = ent else { continue };
             let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -304,7 +322,8 @@ impl Scanner {
                     known.rss_pages = st.rss_pages;
                     known.ppid = st.ppid;
                     known.sid = st.sid;
-                    if known.comm != st.comm || !known.verified {
+                    let young = young_after.is_some_and(|t| st.start_time > t);
+                    if known.comm != st.comm || !known.verified || young {
                         let prev = known.cpu_ticks;
                         let prev_prev = known.prev_cpu_ticks;
                         let old = known.clone();

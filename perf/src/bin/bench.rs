@@ -10,6 +10,7 @@ use headroom_perf::{
     cli,
     packet::{MAX_FRAME, MIN_FRAME},
     pktgen::Engine,
+    plot,
     sink::SinkMode,
     topo::Placement,
 };
@@ -67,6 +68,10 @@ struct Args {
     /// Results directory (a <date> subdirectory is created).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
+    /// Free-form configuration label, stored in the JSON and appended to the
+    /// series names in the plots (e.g. "quiet machine", "l3").
+    #[arg(long)]
+    label: Option<String>,
     /// CI smoke run: 250 ms trials, 2 search steps, one latency point, no
     /// retries, no thresholds.
     #[arg(long)]
@@ -185,7 +190,7 @@ fn main() -> ExitCode {
     println!("{md}");
     let (date, time) = bench::utc_stamp();
     let dir = a.out.join(&date);
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "command": command,
         "kernel": kernel,
         "date": date,
@@ -197,6 +202,9 @@ fn main() -> ExitCode {
         "results": results,
         "failures": failures,
     });
+    if let Some(l) = &a.label {
+        json["label"] = serde_json::Value::from(l.as_str());
+    }
     let stem = if a.smoke {
         format!("smoke-{time}")
     } else {
@@ -216,7 +224,23 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     eprintln!("bench: wrote {}/{stem}.md and .json", dir.display());
-    if failures.is_empty() {
+    let mut plots_ok = true;
+    if !a.smoke && !results.is_empty() {
+        match plot::Run::from_value(json)
+            .and_then(|run| plot::write_plots(&dir, &format!("{stem}-"), &[run]))
+        {
+            Ok(paths) => {
+                for p in paths {
+                    eprintln!("bench: wrote {}", p.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("bench: plotting: {e}");
+                plots_ok = false;
+            }
+        }
+    }
+    if failures.is_empty() && plots_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -262,6 +286,8 @@ mod tests {
             "/tmp",
             "--out",
             "/tmp",
+            "--label",
+            "quiet machine",
             "--smoke",
         ])
         .expect("parses");
