@@ -600,9 +600,13 @@ pub mod traffic {
                         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
                             .expect("bind arrival log");
                         big_receive_buffer(&s);
-                        s.set_read_timeout(Some(Duration::from_millis(100))).ok();
                         let mut buf = [0u8; 65536];
-                        let mut local = Vec::with_capacity(1 << 16);
+                        // Arrivals are batched to keep the lock off the receive
+                        // path, but never held back for more than 20 ms: readers
+                        // measure while the log is still being written.
+                        let mut local = Vec::with_capacity(1 << 12);
+                        let mut flushed = std::time::Instant::now();
+                        s.set_read_timeout(Some(Duration::from_millis(10))).ok();
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                             if let Ok((n, from)) = s.recv_from(&mut buf) {
                                 let octet = match from.ip() {
@@ -610,9 +614,10 @@ pub mod traffic {
                                     _ => 0,
                                 };
                                 local.push((std::time::Instant::now(), port, octet, n));
-                                if local.len() >= 1024 {
-                                    log.lock().expect("log lock").append(&mut local);
-                                }
+                            }
+                            if !local.is_empty() && flushed.elapsed() >= Duration::from_millis(20) {
+                                log.lock().expect("log lock").append(&mut local);
+                                flushed = std::time::Instant::now();
                             }
                         }
                         log.lock().expect("log lock").append(&mut local);
