@@ -184,6 +184,11 @@ impl Lab {
             lab.ip(&s.ns, &["link", "set", OUTER, "master", "bump", "up"])?;
             lab.ip(&s.ns, &["link", "set", INNER, "master", "bump", "up"])?;
             lab.ip(&s.ns, &["link", "set", "bump", "up"])?;
+            // Frames the node's own stack sends (gossip, probes) would leave
+            // with partial checksums that a worker forwards as they are.
+            for dev in ["bump", OUTER, INNER] {
+                lab.offloads_off(&s.ns, dev);
+            }
             lab.ip(
                 &s.ns,
                 &[
