@@ -394,7 +394,9 @@ fn cpu_children_join_their_parents_job() {
     let late_child = loop {
         if let Some(c) = children_of(late.pid())
             .into_iter()
-            .find(|c| cmdline(*c).contains("late-child"))
+            // After its exec only: until then the child shows (and is) a
+            // copy of its parent, which the rule rightly matches.
+            .find(|c| cmdline(*c).contains("done late-child"))
         {
             break c;
         }
