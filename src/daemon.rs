@@ -735,9 +735,15 @@ fn control_loop(
     let mut next_lf = Instant::now() + lf;
     let mut next_metrics = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let wait = next_hf
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+        // With neither a pool nor pipes the high-frequency tick has nothing
+        // to do: sleep until reports or requests arrive (bounded for signals).
+        let wait = if ctl.pool.is_none() && ctl.bandwidth.is_none() {
+            Duration::from_millis(100)
+        } else {
+            next_hf
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20))
+        };
         select! {
             recv(reports) -> r => if let Ok(r) = r {
                 let i = r.index;

@@ -153,7 +153,7 @@ impl Default for WorkersConfig {
             frame_size: 4096,
             frame_count: 8192,
             zero_copy: ZeroCopy::Auto,
-            poll_timeout_ms: 10,
+            poll_timeout_ms: 50,
             publish_interval_ms: 100,
             pacer_burst_us: 2000,
             pacer_max_queue_delay_ms: 10,
