@@ -22,7 +22,7 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{
@@ -35,7 +35,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use headroom::{
     ctl::{call, Request, Response},
-    lab::{run_in_ns, Lab},
+    lab::{arp_probe, run_in_ns, Lab},
     status::Status,
 };
 
@@ -447,102 +447,4 @@ fn conn_rate(ns: &str, dst: SocketAddrV4, dur: Duration) -> Result<(u64, u64)> {
         let _ = h.join();
     }
     Ok((ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed)))
-}
-
-/// One ARP request for `target` from the client; sender MACs of the replies
-/// seen within `window`.
-fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Result<Vec<[u8; 6]>> {
-    Ok(run_in_ns(ns, move || -> Vec<[u8; 6]> {
-        const ETH_P_ARP: u16 = 0x0806;
-        let name = std::ffi::CString::new("eth0").expect("name");
-        // SAFETY: valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: plain socket(2) call.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ARP.to_be()),
-            )
-        };
-        if raw < 0 {
-            return Vec::new();
-        }
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: all-zero sockaddr_ll is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ARP.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: valid sockaddr_ll of the length passed.
-        unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        let mac = if_mac(fd.as_raw_fd(), "eth0");
-        let mut f = [0u8; 60];
-        f[0..6].copy_from_slice(&[0xff; 6]);
-        f[6..12].copy_from_slice(&mac);
-        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-        f[22..28].copy_from_slice(&mac);
-        f[28..32].copy_from_slice(&src.octets());
-        f[38..42].copy_from_slice(&target.octets());
-        // SAFETY: `f` is valid for reads of its length.
-        unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-        let mut replies = Vec::new();
-        let end = Instant::now() + window;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            let mut pfd = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
-                continue;
-            }
-            let mut b = [0u8; 128];
-            // SAFETY: `b` is valid for writes of its length.
-            let n = unsafe {
-                libc::recv(
-                    fd.as_raw_fd(),
-                    b.as_mut_ptr().cast(),
-                    b.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 42 && b[20..22] == [0, 2] && b[28..32] == target.octets() {
-                let mut sha = [0u8; 6];
-                sha.copy_from_slice(&b[22..28]);
-                replies.push(sha);
-            }
-        }
-        replies
-    })?)
-}
-
-/// MAC of interface `name` in the socket's network namespace
-/// (SIOCGIFHWADDR: /sys may show another namespace's devices).
-fn if_mac(fd: i32, name: &str) -> [u8; 6] {
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR on a live socket.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
-    let mut mac = [0u8; 6];
-    if rc == 0 {
-        // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
-        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-        for (m, d) in mac.iter_mut().zip(data.iter()) {
-            *m = *d as u8;
-        }
-    }
-    mac
 }

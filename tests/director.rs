@@ -21,7 +21,7 @@ use std::{
 
 use common::*;
 use headroom::{
-    lab::{run_in_ns, Lab},
+    lab::{arp_probe, run_in_ns, Lab},
     status::DirectorStatus,
 };
 
@@ -487,93 +487,6 @@ fn same_client_address_sticks_to_one_server() {
     );
 }
 
-/// Sends one ARP request for `target` from the client's eth0 and collects
-/// the replies for `window`: (sender MAC) per reply.
-fn arp_probe(ns: &str, src: Ipv4Addr, target: Ipv4Addr, window: Duration) -> Vec<[u8; 6]> {
-    run_in_ns(ns, move || {
-        const ETH_P_ARP: u16 = 0x0806;
-        let name = std::ffi::CString::new("eth0").unwrap();
-        // SAFETY: valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: plain socket(2) call.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ARP.to_be()),
-            )
-        };
-        assert!(raw >= 0, "packet socket");
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: all-zero sockaddr_ll is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ARP.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: valid sockaddr_ll of the length passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "bind packet socket");
-        let mac = if_mac(fd.as_raw_fd(), "eth0");
-        let mut f = [0u8; 60];
-        f[0..6].copy_from_slice(&[0xff; 6]);
-        f[6..12].copy_from_slice(&mac);
-        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-        f[22..28].copy_from_slice(&mac);
-        f[28..32].copy_from_slice(&src.octets());
-        f[38..42].copy_from_slice(&target.octets());
-        // SAFETY: `f` is valid for reads of its length.
-        let sent = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-        assert_eq!(sent, 60, "send ARP request");
-        let mut replies = Vec::new();
-        let end = Instant::now() + window;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut pfd = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
-            if n <= 0 {
-                continue;
-            }
-            let mut b = [0u8; 128];
-            // SAFETY: `b` is valid for writes of its length.
-            let got = unsafe {
-                libc::recv(
-                    fd.as_raw_fd(),
-                    b.as_mut_ptr().cast(),
-                    b.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if got < 42 {
-                continue;
-            }
-            let is_reply = b[20..22] == [0, 2];
-            if is_reply && b[28..32] == target.octets() && b[38..42] == src.octets() {
-                let mut sha = [0u8; 6];
-                sha.copy_from_slice(&b[22..28]);
-                replies.push(sha);
-            }
-        }
-        replies
-    })
-    .expect("arp thread")
-}
-
 #[test]
 fn vip_arp_request_gets_exactly_one_answer_from_the_owner() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -584,7 +497,7 @@ fn vip_arp_request_gets_exactly_one_answer_from_the_owner() {
     let owner_mac = headroom_config::vip::parse_mac(&owner.local_mac).expect("owner MAC in status");
     let before: Vec<DirectorStatus> = p.socks.iter().map(|s| director(s)).collect();
     for round in 0..3 {
-        let replies = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(1500));
+        let replies = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(1500)).expect("ARP probe");
         assert_eq!(
             replies,
             vec![owner_mac],
@@ -676,7 +589,7 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     };
     let (mac1, mac2) = (mac(0), mac(1));
     assert_eq!(
-        arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(500)),
+        arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(500)).expect("ARP probe"),
         vec![mac1]
     );
     // Traffic before the failure, so the client caches the old owner.
@@ -703,7 +616,7 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     let t0 = Instant::now();
     let _ = d1.wait();
     let answered = wait_for(Duration::from_secs(2), || {
-        let r = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(100));
+        let r = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(100)).expect("ARP probe");
         (!r.is_empty()).then_some(r)
     });
     let took = t0.elapsed();
@@ -757,25 +670,4 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     assert!(n[2] > 0 && n[3] > 0, "{n:?}");
     assert!(director(&p.socks[1]).counter("arp_announced") >= 3);
     p.apps.clear();
-}
-
-/// MAC of interface `name` in the socket's network namespace
-/// (SIOCGIFHWADDR: /sys may show another namespace's devices).
-fn if_mac(fd: i32, name: &str) -> [u8; 6] {
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    // SAFETY: `req` is a valid ifreq for SIOCGIFHWADDR on a live socket.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
-    let mut mac = [0u8; 6];
-    if rc == 0 {
-        // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
-        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-        for (m, d) in mac.iter_mut().zip(data.iter()) {
-            *m = *d as u8;
-        }
-    }
-    mac
 }
