@@ -18,7 +18,7 @@
 //!
 //! # Driving it from the daemon
 //!
-//! ```ignore
+//! ```text
 //! let backend = detect_backend(&BackendChoice::Auto, "headroom")?; // log backend.describe()
 //! let mut ps = ProcessScheduler::new(&jobs, backend)?;
 //! // every low-frequency tick (a few seconds), on the control thread:
