@@ -24,7 +24,6 @@ use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -86,16 +85,8 @@ fn main() -> Result<()> {
     for i in 0..3 {
         let s = lab.servers[i].clone();
         let sock = dir.join(format!("s{}.sock", s.id));
-        let cfg = dir.join(format!("s{}.toml", s.id));
-        std::fs::write(&cfg, config(&lab, s.id, &sock, &key))?;
-        let log = std::fs::File::create(dir.join(format!("s{}.log", s.id)))?;
-        let mut cmd = lab.command(&s.ns, &daemon.display().to_string());
-        cmd.arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log);
-        lab.spawn(&format!("headroomd-{}", s.id), cmd)?;
-        socks.push(sock);
+        let cfg = config(&lab, s.id, &sock, &key);
+        socks.push(lab.start_headroomd(&daemon, i, &dir, &cfg)?);
     }
     wait(Duration::from_secs(20), || {
         socks.iter().all(|s| {

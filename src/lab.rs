@@ -320,6 +320,56 @@ impl Lab {
             .map(|(_, c)| c)
     }
 
+    /// Starts headroomd (`bin`) for server `idx` with `config`, written to
+    /// `dir/s<id>.toml` (log in `dir/s<id>.log`; the child is named
+    /// `headroomd-<id>`), and waits until its control socket — which the
+    /// config must place at `dir/s<id>.sock` — answers. Returns that socket.
+    pub fn start_headroomd(
+        &mut self,
+        bin: &std::path::Path,
+        idx: usize,
+        dir: &std::path::Path,
+        config: &str,
+    ) -> Result<std::path::PathBuf, LabError> {
+        let s = self.servers[idx].clone();
+        let io = |what: &str, source| LabError::Spawn {
+            cmd: what.to_string(),
+            source,
+        };
+        let cfg = dir.join(format!("s{}.toml", s.id));
+        std::fs::write(&cfg, config).map_err(|e| io("write config", e))?;
+        let log_path = dir.join(format!("s{}.log", s.id));
+        let log = std::fs::File::create(&log_path).map_err(|e| io("create log", e))?;
+        let socket = dir.join(format!("s{}.sock", s.id));
+        let name = format!("headroomd-{}", s.id);
+        let mut cmd = self.command(&s.ns, &bin.display().to_string());
+        cmd.arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.spawn(&name, cmd)?;
+        let failed = |status: String| LabError::Failed {
+            cmd: format!("headroomd for server {}", s.id),
+            status,
+            stderr: std::fs::read_to_string(&log_path).unwrap_or_default(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(crate::ctl::Response::Status(_)) =
+                crate::ctl::call(&socket, &crate::ctl::Request::Status)
+            {
+                return Ok(socket);
+            }
+            if let Some(Ok(Some(st))) = self.child(&name).map(|c| c.try_wait()) {
+                return Err(failed(format!("exited early: {st}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(failed("control socket did not answer within 20 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Removes a child from the lab's care (it was killed or waited for).
     pub fn forget(&mut self, name: &str) -> Option<Child> {
         let i = self.children.iter().position(|(n, _)| n == name)?;

@@ -3,7 +3,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -154,7 +154,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
         .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
         .collect();
     let mut sockets = Vec::new();
-    for s in lab.servers.clone() {
+    for (i, s) in lab.servers.clone().iter().enumerate() {
         let sock = dir.join(format!("s{}.sock", s.id));
         let cfg = template
             .replace("@ID@", &s.id.to_string())
@@ -162,27 +162,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
             .replace("@SOCKET@", &sock.display().to_string())
             .replace("@KEYFILE@", &key.display().to_string())
             .replace("@PEERS@", &peers.join(", "));
-        let path = dir.join(format!("s{}.toml", s.id));
-        std::fs::write(&path, cfg)?;
-        let log = std::fs::File::create(dir.join(format!("s{}.log", s.id)))?;
-        let mut cmd = lab.command(&s.ns, headroomd.to_str().context("path")?);
-        cmd.arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log);
-        lab.spawn(&format!("headroomd-{}", s.id), cmd)?;
-        sockets.push(sock);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (i, sock) in sockets.iter().enumerate() {
-        while status(sock).is_err() {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join(format!("s{}.log", i + 1)))
-                    .unwrap_or_default();
-                bail!("headroomd on server {} did not start:\n{log}", i + 1);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        sockets.push(lab.start_headroomd(&headroomd, i, &dir, &cfg)?);
     }
     println!("== headroomd running on every server (XDP + AF_XDP workers between outer and inner)");
 
@@ -278,36 +258,6 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     Ok(())
 }
 
-/// Starts headroomd in `ns` with `config`; returns its control socket.
-fn start_daemon(
-    lab: &mut Lab,
-    dir: &Path,
-    headroomd: &Path,
-    id: u16,
-    ns: &str,
-    config: &str,
-) -> Result<PathBuf> {
-    let path = dir.join(format!("s{id}.toml"));
-    std::fs::write(&path, config)?;
-    let sock = dir.join(format!("s{id}.sock"));
-    let log = std::fs::File::create(dir.join(format!("s{id}.log")))?;
-    let mut cmd = lab.command(ns, headroomd.to_str().context("path")?);
-    cmd.arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(log);
-    lab.spawn(&format!("headroomd-{id}"), cmd)?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(&sock).is_err() {
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.join(format!("s{id}.log"))).unwrap_or_default();
-            bail!("headroomd {id} did not start:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(sock)
-}
-
 /// Bytes beyond `bps`'s allowance in the worst 1 ms window of `arrivals`
 /// (time, wire bytes), sorted by time.
 fn largest_burst(arrivals: &[(Instant, usize)], bps: f64) -> f64 {
@@ -365,7 +315,7 @@ local_port = "7001"
             node = s.node_ip,
             sock = dir.join("s1.sock").display()
         );
-        start_daemon(&mut lab, &dir, &headroomd, 1, &s.ns, &cfg)?;
+        lab.start_headroomd(&headroomd, 0, &dir, &cfg)?;
         let log: traffic::ArrivalLog = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let sinks = traffic::arrival_log(&c.ns, &[9001], log.clone(), stop.clone());

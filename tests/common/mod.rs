@@ -4,7 +4,7 @@
 
 use std::{
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -71,33 +71,8 @@ low_freq_ms = 500
 /// Starts headroomd for server `idx` (0-based) with `config`; waits until
 /// its control socket answers. The lab owns the process.
 pub fn start_headroomd(lab: &mut Lab, dir: &TempDir, idx: usize, config: &str) -> PathBuf {
-    let s = lab.servers[idx].clone();
-    let cfg = dir.path(&format!("s{}.toml", s.id));
-    std::fs::write(&cfg, config).expect("write config");
-    let socket = dir.path(&format!("s{}.sock", s.id));
-    let log = std::fs::File::create(dir.path(&format!("s{}.log", s.id))).expect("log file");
-    let mut cmd = lab.command(&s.ns, HEADROOMD);
-    cmd.arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(log);
-    lab.spawn(&format!("headroomd-{}", s.id), cmd)
-        .expect("spawn headroomd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Response::Status(_)) = call(&socket, &Request::Status) {
-            return socket;
-        }
-        if let Some(c) = lab.child(&format!("headroomd-{}", s.id)) {
-            if let Ok(Some(st)) = c.try_wait() {
-                let log = std::fs::read_to_string(dir.path(&format!("s{}.log", s.id)))
-                    .unwrap_or_default();
-                panic!("headroomd exited early ({st}):\n{log}");
-            }
-        }
-        assert!(Instant::now() < deadline, "headroomd did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lab.start_headroomd(std::path::Path::new(HEADROOMD), idx, &dir.0, config)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The daemon's status.
