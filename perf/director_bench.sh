@@ -5,5 +5,6 @@
 # XDP). Usage: perf/director_bench.sh [seconds-per-measurement]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin headroomd --example director_bench
+cargo build --release --bin headroomd
+cargo build --release -p headroom-lab --example director_bench
 exec target/release/examples/director_bench target/release/headroomd "${1:-4}"

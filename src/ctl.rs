@@ -26,8 +26,11 @@ pub enum Request {
 pub enum Response {
     /// Status document.
     Status(Box<crate::status::Status>),
-    /// Reload applied.
-    Reloaded,
+    /// Reload applied: what changed, and what waits for a restart.
+    Reloaded {
+        /// The difference between the old and the new configuration.
+        changes: headroom_config::ConfigChanges,
+    },
     /// The request failed.
     Error {
         /// What went wrong.
@@ -67,4 +70,179 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, CtlError> {
     let mut resp = String::new();
     BufReader::new(s).read_line(&mut resp)?;
     Ok(serde_json::from_str(&resp)?)
+}
+
+/// Longest request line the daemon reads; longer ones are answered with an
+/// error and the connection is closed.
+pub const MAX_REQUEST: u64 = 64 * 1024;
+
+/// How long a connection may take to send its request line (or to read the
+/// response) before it is closed.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections served at once; more are answered with an error at once.
+pub const MAX_CLIENTS: usize = 16;
+
+/// Mode of the control socket, set explicitly (not from the umask): only
+/// the daemon's user (root) may connect.
+pub const SOCKET_MODE: u32 = 0o600;
+
+/// Binds the control socket at `path` with [`SOCKET_MODE`].
+pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    Ok(listener)
+}
+
+/// Serves `listener` on a thread of its own, each connection on a thread of
+/// its own (at most [`MAX_CLIENTS`]) so an idle or slow client delays
+/// nobody else: one request line of at most [`MAX_REQUEST`] bytes within
+/// [`CONNECTION_TIMEOUT`], answered by `handle`.
+pub fn serve(
+    listener: std::os::unix::net::UnixListener,
+    handle: impl Fn(Request) -> Response + Send + Sync + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let handle = Arc::new(handle);
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("hr-ctl".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(CONNECTION_TIMEOUT));
+                let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    respond(
+                        &mut conn,
+                        &Response::Error {
+                            message: format!("too many control clients (at most {MAX_CLIENTS})"),
+                        },
+                    );
+                    continue;
+                }
+                let (h, a) = (handle.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("hr-ctl-conn".into())
+                    .spawn(move || {
+                        serve_one(conn, &*h);
+                        a.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        })
+}
+
+fn respond(conn: &mut UnixStream, resp: &Response) {
+    let mut out = serde_json::to_string(resp).unwrap_or_else(|_| "{}".into());
+    out.push('\n');
+    let _ = conn.write_all(out.as_bytes());
+}
+
+fn serve_one(mut conn: UnixStream, handle: &dyn Fn(Request) -> Response) {
+    use std::io::Read;
+    let Ok(reader) = conn.try_clone() else {
+        return;
+    };
+    let mut line = String::new();
+    // One byte more than allowed tells an oversize request from a full one.
+    let mut bounded = BufReader::new(reader.take(MAX_REQUEST + 1));
+    if bounded.read_line(&mut line).is_err() {
+        return;
+    }
+    let resp = if line.len() as u64 > MAX_REQUEST {
+        Response::Error {
+            message: format!("request longer than {MAX_REQUEST} bytes"),
+        }
+    } else {
+        match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(req),
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        }
+    };
+    respond(&mut conn, &resp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serving(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join("ctl.sock");
+        let l = bind(&path).unwrap();
+        serve(l, |req| match req {
+            Request::Reload => Response::Reloaded {
+                changes: Default::default(),
+            },
+            Request::Status => Response::Error {
+                message: "status".into(),
+            },
+        })
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn socket_mode_is_explicit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A permissive umask must not leak into the socket's mode.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let path = serving(&dir);
+        nix::sys::stat::umask(old);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, SOCKET_MODE);
+    }
+
+    #[test]
+    fn idle_clients_do_not_block_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(&dir);
+        // Three connections that never send a request.
+        let idle: Vec<UnixStream> = (0..3)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            call(&path, &Request::Reload).unwrap(),
+            Response::Reloaded { .. }
+        ));
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "answered after {:?}",
+            t.elapsed()
+        );
+        // An idle connection is closed after the timeout.
+        let mut s = &idle[0];
+        s.set_read_timeout(Some(CONNECTION_TIMEOUT * 2)).unwrap();
+        let mut buf = [0u8; 1];
+        use std::io::Read;
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "idle connection not closed");
+    }
+
+    #[test]
+    fn oversize_and_bad_requests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serving(&dir);
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // No newline within the bound: refused without reading it all.
+        let big = vec![b'x'; MAX_REQUEST as usize + 10];
+        let _ = s.write_all(&big);
+        let mut resp = String::new();
+        BufReader::new(&s).read_line(&mut resp).unwrap();
+        assert!(resp.contains("request longer than"), "{resp}");
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"{\"cmd\":\"nope\"}\n").unwrap();
+        let mut resp = String::new();
+        BufReader::new(&s).read_line(&mut resp).unwrap();
+        assert!(resp.contains("bad request"), "{resp}");
+    }
 }

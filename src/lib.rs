@@ -1,18 +1,17 @@
-//! Headroom: the daemon, its control protocol, and the namespace lab used by
-//! the demo, the system tests and the benchmarks.
+//! Headroom: the daemon's runtime (the I/O around the agent) and its control
+//! protocol.
 
-pub mod bandwidth;
+pub mod cli;
 pub mod ctl;
 pub mod daemon;
-pub mod director_ctl;
-pub mod lab;
-pub mod pool;
-pub mod status;
+pub mod dataplane;
+pub mod error_report;
+pub mod fast_path;
+pub mod logging;
+pub mod metrics;
+pub mod packet;
+pub mod service;
+pub mod vip_guard;
 
-/// A seed from the wall clock (fallback when /dev/urandom is unreadable).
-pub(crate) fn now_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-}
+/// The status model (assembled by the agent).
+pub use headroom_agent::status;

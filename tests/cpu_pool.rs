@@ -34,10 +34,10 @@ use std::{
 use common::*;
 use headroom::{
     ctl::{call, Request, Response},
-    lab::Lab,
     status::CpuJobStatus,
 };
 use headroom_control::procsched::{backend::parse_proc_cgroup, scan::parse_stat, CgroupVersion};
+use headroom_lab::Lab;
 use nix::{
     sys::signal::{kill, killpg, Signal},
     unistd::Pid,
@@ -269,11 +269,12 @@ fn config_extra(key: &Path, peers: &str, parent: &str, rule_tag: &str) -> String
 [exchange]
 key_file = "{key}"
 peers = [{peers}]
-failure_timeout_ms = 1500
+failure_timeout = "1500ms"
 
 [cpu]
 backend = "cgroup-v1"
 cgroup_parent = "{parent}"
+state_dir = "{state}"
 
 [[job]]
 name = "{JOB}"
@@ -281,7 +282,8 @@ cpu = {{ pool_percent = 50 }}
 [[job.process]]
 cmdline = "* {rule_tag}"
 "#,
-        key = key.display()
+        key = key.display(),
+        state = key.with_file_name("state").display(),
     )
 }
 
@@ -326,7 +328,7 @@ fn pool_cpu_policy_split_by_demand_across_two_servers() {
         .collect();
 
     let key = dir.path("pool.key");
-    std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    headroom_config::write_key_file(&key, b"0123456789abcdef0123456789abcdef").unwrap();
     let peers: Vec<String> = lab
         .servers
         .iter()

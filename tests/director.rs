@@ -20,10 +20,8 @@ use std::{
 };
 
 use common::*;
-use headroom::{
-    lab::{arp_probe, run_in_ns, Lab},
-    status::DirectorStatus,
-};
+use headroom::status::DirectorStatus;
+use headroom_lab::{arp_probe, run_in_ns, Lab};
 
 /// The service address (inside the lab subnet, so clients resolve it with ARP).
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 100, 1);
@@ -63,10 +61,10 @@ fn director_config(lab: &Lab, me: u16, key: &std::path::Path) -> String {
 [exchange]
 peers = [{peers}]
 key_file = "{key}"
-failure_timeout_ms = 600
+failure_timeout = "600ms"
 
 [director]
-gratuitous_arp_interval_ms = 50
+gratuitous_arp_interval = "50ms"
 {hosts}
 [[vip]]
 name = "web"
@@ -74,14 +72,14 @@ vip = "{VIP}"
 protocol = "tcp"
 ports = [{WEB}]
 weights = [{{ node = 2, weight = 2 }}]
-health_check = {{ kind = "http", port = {WEB}, path = "/healthz", interval_ms = 200, timeout_ms = 150, rise = 1, fall = 2 }}
+health_check = {{ kind = "http", port = {WEB}, path = "/healthz", interval = "300ms", timeout = "250ms", rise = 1, fall = 2 }}
 
 [[vip]]
 name = "sticky"
 vip = "{VIP}"
 protocol = "tcp"
 ports = [{STICKY}]
-sticky_secs = 60
+sticky_timeout = "60s"
 
 [[vip]]
 name = "echo"
@@ -197,18 +195,11 @@ fn pool() -> Pool {
             &format!(
                 "ip addr add {VIP}/32 dev lo && \
                  sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-                 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2"
+                 net.ipv4.conf.{h}.arp_ignore=1 net.ipv4.conf.{h}.arp_announce=2",
+                h = s.host_if
             ),
         );
         apps.push(start_app(&s.host_ns, s.id, &[WEB, STICKY, ECHO]));
-        // The node's own stack (health probes) sends through `bump`: with
-        // checksum offload on, its frames reach other nodes' workers with
-        // partial checksums, which AF_XDP does not complete.
-        sh(
-            &lab,
-            &s.ns,
-            "for d in bump outer inner; do ethtool -K $d tx off >/dev/null 2>&1 || true; done",
-        );
     }
     let c = lab.clients[0].clone();
     let batch = dir.path("client-addrs");
@@ -219,7 +210,7 @@ fn pool() -> Pool {
     lab.ip(&c.ns, &["-batch", &batch.display().to_string()])
         .expect("client addresses");
     let key = dir.path("pool.key");
-    std::fs::write(&key, "director-test-pool-key-0123456789").unwrap();
+    headroom_config::write_key_file(&key, b"director-test-pool-key-0123456789").unwrap();
     let mut socks = Vec::new();
     for i in 0..lab.servers.len() {
         let s = lab.servers[i].clone();
@@ -233,14 +224,17 @@ fn pool() -> Pool {
         dir,
         lab,
     };
-    // Ready: every node knows every MAC, node 1 owns the VIP and sees all
+    // Ready: every node hears every other (its director is past the static
+    // start-up view), knows every MAC, node 1 owns the VIP and sees all
     // three servers healthy.
     let mut last = String::new();
     let ok = wait_for(Duration::from_secs(20), || {
         for (i, sock) in p.socks.iter().enumerate() {
-            let d = director(sock);
-            last = format!("node {}: {d:?}", i + 1);
-            if !d.ready || d.nodes.iter().any(|n| n.mac.is_none()) {
+            let st = status(sock);
+            let live = st.exchange.as_ref().map_or(0, |e| e.live_nodes);
+            let d = st.director.expect("director status");
+            last = format!("node {}: live {live}, {d:?}", i + 1);
+            if live != 3 || !d.ready || d.nodes.iter().any(|n| n.mac.is_none()) {
                 return None;
             }
             let web = d.service("web")?;
@@ -454,9 +448,12 @@ fn same_client_address_sticks_to_one_server() {
     const ADDRS: usize = 30;
     const EACH: usize = 4;
     // Address-major order: each address connects EACH times, interleaved
-    // with the others.
+    // with the others, each time from its own fixed port. (Ports the kernel
+    // picks on bind may repeat for an address: a SYN on a 4-tuple the owner
+    // has pinned belongs to that pinned flow and is no new flow, so the
+    // counters below would come up short.)
     let res = connect_many(&client, STICKY, ADDRS * EACH, |i| {
-        (client_addr(i % ADDRS), 0)
+        (client_addr(i % ADDRS), 45000 + (i / ADDRS) as u16)
     });
     let bad = failures(&res);
     assert!(bad.is_empty(), "failures: {bad:?}");
@@ -474,12 +471,28 @@ fn same_client_address_sticks_to_one_server() {
         seen.extend(servers);
     }
     assert!(seen.len() >= 2, "all clients on {seen:?}");
+    // The owner placed every connection, once; the first of each address
+    // by Maglev, the others by its sticky entry.
     let sticky = wait_for(Duration::from_secs(5), || {
         let d = director(&p.socks[0]);
         let s = d.service("sticky")?.clone();
         (s.new_flows >= (ADDRS * EACH) as u64).then_some(s)
     })
-    .expect("sticky counters");
+    .unwrap_or_else(|| {
+        panic!(
+            "sticky counters: {:?}",
+            p.socks
+                .iter()
+                .map(|s| director(s).service("sticky").cloned())
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(sticky.new_flows, (ADDRS * EACH) as u64, "{sticky:?}");
+    assert_eq!(
+        sticky.placed_local + sticky.placed_remote,
+        sticky.new_flows,
+        "{sticky:?}"
+    );
     assert!(
         sticky.sticky_hits >= (ADDRS * (EACH - 1)) as u64,
         "sticky hits {}",
@@ -555,6 +568,11 @@ fn unhealthy_server_receives_no_new_flows() {
 /// One line over an echo connection: the server id that answered.
 fn echo(s: &mut TcpStream) -> Result<u16, String> {
     s.write_all(b"ping\n").map_err(|e| e.to_string())?;
+    echo_reply(s)
+}
+
+/// The answer to a line sent over an echo connection.
+fn echo_reply(s: &mut TcpStream) -> Result<u16, String> {
     let mut buf = [0u8; 64];
     let mut got = Vec::new();
     while !got.contains(&b'\n') {
@@ -596,8 +614,8 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     let res = connect_many(&c.ns, WEB, 30, numbered(40000));
     assert!(failures(&res).is_empty(), "{:?}", failures(&res));
     assert_eq!(client_neighbour(&p.lab, &c.ns), Some(mac1));
-    // Long-lived connections, open across the failover.
-    let held = run_in_ns(&c.ns, || {
+    // Long-lived idle connections, open across the failover.
+    let mut held = run_in_ns(&c.ns, || {
         (0..24)
             .map(|i| {
                 let (src, sport) = numbered(42000)(i);
@@ -615,6 +633,19 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     d1.kill().expect("kill headroomd 1");
     let t0 = Instant::now();
     let _ = d1.wait();
+    // A line sent to a surviving server inside the failover window goes to
+    // the dead owner's MAC: its fail-open bridge must drop it (the VIP
+    // guard), not hand it to its host, which would reset the connection.
+    // The client retransmits; the new owner places it mid-flow.
+    let (window, window_id) = {
+        let i = held
+            .iter()
+            .position(|(_, id)| *id != 1)
+            .expect("a connection to a survivor");
+        held.swap_remove(i)
+    };
+    let mut window = window;
+    window.write_all(b"ping\n").expect("send in the window");
     let answered = wait_for(Duration::from_secs(2), || {
         let r = arp_probe(&c.ns, c.ip, VIP, Duration::from_millis(100)).expect("ARP probe");
         (!r.is_empty()).then_some(r)
@@ -658,6 +689,28 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
         survivors += 1;
     }
     assert!(survivors > 0);
+    assert_eq!(
+        echo_reply(&mut window),
+        Ok(window_id),
+        "a line sent to server {window_id} while the owner was dead\n{}",
+        p.logs()
+    );
+    let guard = sh(
+        &p.lab,
+        &p.lab.servers[0].host_ns,
+        "nft list table bridge headroom",
+    );
+    let dropped: u64 = guard
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no guard counter in {guard}"));
+    assert!(
+        dropped >= 1,
+        "the dead owner's guard dropped nothing: {guard}"
+    );
+    eprintln!("owner failover: the dead owner's VIP guard dropped {dropped} frames");
     let midflow = wait_for(Duration::from_secs(3), || {
         let m = director(&p.socks[1]).counter("midflow_placed");
         (m >= survivors).then_some(m)

@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::*;
-use headroom::lab::{
+use headroom_lab::{
     run_in_ns,
     traffic::{arrival_log, udp_flood, wire_rate, ArrivalLog},
     Lab,
@@ -29,7 +29,7 @@ fn pipe_config(peers: &str, key: &std::path::Path) -> String {
 [exchange]
 key_file = "{key}"
 peers = [{peers}]
-failure_timeout_ms = 1500
+failure_timeout = "1500ms"
 
 [[pipe]]
 name = "uplink"
@@ -63,7 +63,7 @@ fn three_servers_share_a_pipe_by_booking() {
     let mut lab = Lab::up(3, 1).expect("lab");
     let dir = TempDir::new(&format!("{}-pipes", lab.tag));
     let key = dir.path("pool.key");
-    std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    headroom_config::write_key_file(&key, b"0123456789abcdef0123456789abcdef").unwrap();
     let peers: Vec<String> = lab
         .servers
         .iter()
@@ -165,8 +165,10 @@ fn three_servers_share_a_pipe_by_booking() {
         |p, _| p == 9001,
     );
     eprintln!("phase 2: gold alone {:.2} Mbit/s", gold2 / 1e6);
+    // Bronze's idle booking is given away: gold alone well above its 60%
+    // (the lower bound leaves room for a loaded machine's scheduling).
     assert!(
-        (0.95 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&gold2),
+        (0.90 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&gold2),
         "gold alone got {gold2} bit/s"
     );
 
@@ -215,7 +217,7 @@ fn three_servers_share_a_pipe_by_booking() {
         let me = SocketAddr::from((Ipv4Addr::new(10, 200, 2, 1), 7946));
         let mut cfg = ExchangeConfig::new(99, 1, me);
         cfg.seeds = vec![node1];
-        let now = Instant::now();
+        let now = headroom_clock::Timestamp::now();
         let mut ex = Exchange::new(cfg, b"not-the-pool-key-at-all-00000000", now);
         for k in 0..50u32 {
             ex.handle_timeout(now + Duration::from_millis(20 * k as u64));
@@ -251,4 +253,100 @@ fn three_servers_share_a_pipe_by_booking() {
     for h in sinks {
         let _ = h.join();
     }
+}
+
+/// A TCP transfer of `bytes` from `from_ns` to a sink in `to_ns` at `to`:
+/// goodput in bit/s, timed at the receiver (the sender's socket buffer would
+/// hide the pace), and whether every byte arrived intact.
+fn timed_tcp(from_ns: &str, to_ns: &str, to: SocketAddr, bytes: u64) -> f64 {
+    let sink = headroom_lab::traffic::tcp_sink_checked(to_ns, to.port(), 1).expect("sink");
+    let t0 = Instant::now();
+    let sent = headroom_lab::traffic::tcp_send(from_ns, to, bytes)
+        .expect("namespace")
+        .expect("TCP transfer");
+    let got = sink.join().expect("sink thread");
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(sent, bytes);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].bytes == bytes && got[0].corrupt == 0, "{got:?}");
+    bytes as f64 * 8.0 / secs
+}
+
+#[test]
+fn an_inbound_pipe_holds_a_tcp_download_to_its_booked_rate() {
+    const DOWNLINK_BPS: f64 = 10e6;
+    let mut lab = Lab::up(1, 1).expect("lab");
+    let dir = TempDir::new(&format!("{}-inbound", lab.tag));
+    let key = dir.path("pool.key");
+    headroom_config::write_key_file(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    let s = lab.servers[0].clone();
+    let c = lab.clients[0].clone();
+    let extra = format!(
+        r#"
+[exchange]
+key_file = "{key}"
+peers = ["{id}@{ip}:7946"]
+
+[[pipe]]
+name = "downlink"
+capacity = "10Mbit"
+remote = "10.200.2.0/24"
+direction = "in"
+
+[[job]]
+name = "transfers"
+[[job.flow]]
+protocol = "tcp"
+local_port = "5201"
+[[job.booking]]
+pipe = "downlink"
+rate = "100%"
+"#,
+        key = key.display(),
+        id = s.id,
+        ip = s.node_ip
+    );
+    let sock = dir.path(&format!("s{}.sock", s.id));
+    let sock = start_headroomd(&mut lab, &dir, 0, &server_config(&s, &sock, &extra));
+
+    // Download (client to host: inbound) through the pipe: held to the
+    // booked rate. 4 MiB take about 3.4 s at 10 Mbit/s.
+    let out_before = tcp_sent(&c.ns);
+    let down = timed_tcp(
+        &c.ns,
+        &s.host_ns,
+        SocketAddr::from((s.host_ip, 5201)),
+        4 << 20,
+    );
+    let out_after = tcp_sent(&c.ns);
+    // Upload (host to client: outbound) is not on the pipe.
+    let up = timed_tcp(&s.host_ns, &c.ns, SocketAddr::from((c.ip, 5201)), 16 << 20);
+    let st = status(&sock);
+    eprintln!(
+        "download {:.2} Mbit/s (pipe {:.0} Mbit/s, client sent {} segments incl. retransmits), upload {:.1} Mbit/s; pipes {:?}",
+        down / 1e6,
+        DOWNLINK_BPS / 1e6,
+        out_after - out_before,
+        up / 1e6,
+        st.pipes
+    );
+    // Goodput is below the wire rate the pipe counts (headers), and the
+    // bucket's burst is 1 ms worth: never above the capacity.
+    assert!(
+        down <= 1.02 * DOWNLINK_BPS,
+        "download {down} bit/s over the pipe"
+    );
+    assert!(down >= 0.6 * DOWNLINK_BPS, "download starved: {down} bit/s");
+    assert!(
+        up >= 3.0 * DOWNLINK_BPS,
+        "upload {up} bit/s: outbound traffic paced by an inbound pipe"
+    );
+    let drops: u64 = st
+        .workers
+        .iter()
+        .flat_map(|w| &w.drops)
+        .filter(|(r, _)| r == "pacer_queue_full")
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("pacer queue drops {drops}");
 }

@@ -5,15 +5,25 @@
 //! parts land) pipes, peers, VIPs and CPU policies. `config/headroom.toml`
 //! documents every key. Errors name the file, the line and the field.
 
+mod changes;
+mod deprecated;
 mod error;
 mod locate;
 mod schema;
+mod validate;
 
+pub use changes::{ConfigChanges, JobChange};
 pub use error::ConfigError;
 pub use schema::*;
 
+pub mod cron;
+pub mod deploy;
+pub mod fuzz;
+pub mod goal;
+pub mod history;
 pub mod net;
 pub mod process;
+pub mod triggers;
 pub mod vip;
 
 #[cfg(test)]

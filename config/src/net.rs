@@ -10,7 +10,7 @@
 //! them into its rule tables and match them on the packet path.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -59,6 +59,12 @@ pub enum NetParseError {
         /// The text as written.
         input: String,
     },
+    /// Not a direction a pipe can carry.
+    #[error("invalid pipe direction {input:?}: expected \"in\", \"out\" or \"both\"")]
+    BadPipeDirection {
+        /// The text as written.
+        input: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -78,117 +84,102 @@ pub enum NetParseError {
 /// Families never mix: an IPv4 prefix (even `0.0.0.0/0`) matches only IPv4 addresses and
 /// an IPv6 prefix (even `::/0`) only IPv6 addresses. IPv4-mapped IPv6 addresses
 /// (`::ffff:a.b.c.d`) are IPv6 addresses here.
+///
+/// Parsing and normalisation are `ipnet`'s; the prefix also keeps its network and mask as
+/// one number each so that the classifier's per-packet test is a mask and a compare.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpPrefix {
+    net: ipnet::IpNet,
     /// The network address as a number: an IPv4 address is in the low 32 bits.
     bits: u128,
     /// The mask for `bits`, in the same representation.
     mask: u128,
-    len: u8,
-    v6: bool,
 }
 
 impl IpPrefix {
     /// A prefix from an address and a length; host bits are cleared.
     /// Fails if `len` is over 32 (IPv4) or 128 (IPv6).
     pub fn new(addr: IpAddr, len: u8) -> Result<Self, NetParseError> {
-        let (v6, max, value) = match addr {
-            IpAddr::V4(a) => (false, 32u8, u32::from(a) as u128),
-            IpAddr::V6(a) => (true, 128u8, u128::from(a)),
-        };
-        if len > max {
-            return Err(NetParseError::BadPrefixLength {
+        let net = ipnet::IpNet::new(addr, len)
+            .map_err(|_| NetParseError::BadPrefixLength {
                 input: format!("{addr}/{len}"),
-            });
-        }
-        let mask = Self::mask_for(max, len);
-        Ok(Self {
-            bits: value & mask,
-            mask,
-            len,
-            v6,
-        })
+            })?
+            .trunc();
+        Ok(Self::from_net(net))
+    }
+
+    /// The prefix of an `ipnet` network (host bits cleared).
+    pub fn from_net(net: ipnet::IpNet) -> Self {
+        let net = net.trunc();
+        let (bits, mask) = match net {
+            ipnet::IpNet::V4(n) => (
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.netmask())),
+            ),
+            ipnet::IpNet::V6(n) => (u128::from(n.network()), u128::from(n.netmask())),
+        };
+        Self { net, bits, mask }
     }
 
     /// The prefix that matches exactly one address.
     pub fn host(addr: IpAddr) -> Self {
-        match addr {
-            IpAddr::V4(_) => Self::new(addr, 32),
-            IpAddr::V6(_) => Self::new(addr, 128),
-        }
-        .expect("a host length is always valid")
+        Self::from_net(ipnet::IpNet::from(addr))
     }
 
-    fn mask_for(max: u8, len: u8) -> u128 {
-        if len == 0 {
-            0
-        } else {
-            let all: u128 = if max == 32 {
-                u32::MAX as u128
-            } else {
-                u128::MAX
-            };
-            // len in 1..=max, so the shift is in 0..max.
-            all & (all << (max - len))
-        }
+    /// The prefix as an `ipnet` network.
+    pub fn net(&self) -> ipnet::IpNet {
+        self.net
     }
 
     /// The network address (host bits cleared).
     pub fn addr(&self) -> IpAddr {
-        if self.v6 {
-            IpAddr::V6(Ipv6Addr::from(self.bits))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(self.bits as u32))
-        }
+        self.net.network()
     }
 
     /// The prefix length in bits.
     pub fn len(&self) -> u8 {
-        self.len
+        self.net.prefix_len()
     }
 
     /// True for a zero-length prefix (`0.0.0.0/0` or `::/0`), which matches every address
     /// of its family.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// True if this is an IPv6 prefix.
     pub fn is_ipv6(&self) -> bool {
-        self.v6
+        matches!(self.net, ipnet::IpNet::V6(_))
     }
 
     /// True if `addr` is inside this prefix (and of the same family).
     pub fn contains(&self, addr: &IpAddr) -> bool {
-        match addr {
-            IpAddr::V4(a) => self.contains_v4(u32::from(*a)),
-            IpAddr::V6(a) => self.contains_v6(u128::from(*a)),
-        }
+        self.net.contains(addr)
     }
 
     /// Fast path: true if the IPv4 address (as a host-order number) is inside this prefix.
     #[inline]
     pub fn contains_v4(&self, addr: u32) -> bool {
-        !self.v6 && (addr as u128 & self.mask) == self.bits
+        !self.is_ipv6() && (addr as u128 & self.mask) == self.bits
     }
 
     /// Fast path: true if the IPv6 address (as a host-order number) is inside this prefix.
     #[inline]
     pub fn contains_v6(&self, addr: u128) -> bool {
-        self.v6 && (addr & self.mask) == self.bits
+        self.is_ipv6() && (addr & self.mask) == self.bits
     }
 
     /// Fast path on the classifier's address representation: `v6` tells the family, and an
     /// IPv4 address is the low 32 bits of `addr`.
     #[inline]
     pub fn contains_raw(&self, v6: bool, addr: u128) -> bool {
-        self.v6 == v6 && (addr & self.mask) == self.bits
+        self.is_ipv6() == v6 && (addr & self.mask) == self.bits
     }
 }
 
 impl fmt::Display for IpPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr(), self.len)
+        write!(f, "{}/{}", self.addr(), self.len())
     }
 }
 
@@ -582,6 +573,89 @@ impl Serialize for Direction {
     }
 }
 
+/// The directions a pipe carries: one [`Direction`] or both (the two directions then share
+/// the pipe's capacity; a full-duplex link with a limit each way is two pipes).
+///
+/// Accepted forms: those of [`Direction`], and `"both"`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum PipeDirection {
+    /// From the network to the host.
+    Inbound,
+    /// From the host to the network (the default: what pipes always carried).
+    #[default]
+    Outbound,
+    /// Both directions.
+    Both,
+}
+
+impl PipeDirection {
+    /// Whether traffic travelling in `dir` belongs on the pipe.
+    pub const fn carries(self, dir: Direction) -> bool {
+        matches!(
+            (self, dir),
+            (PipeDirection::Both, _)
+                | (PipeDirection::Inbound, Direction::Inbound)
+                | (PipeDirection::Outbound, Direction::Outbound)
+        )
+    }
+}
+
+impl From<Direction> for PipeDirection {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::Inbound => PipeDirection::Inbound,
+            Direction::Outbound => PipeDirection::Outbound,
+        }
+    }
+}
+
+impl fmt::Display for PipeDirection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipeDirection::Inbound => Direction::Inbound.fmt(f),
+            PipeDirection::Outbound => Direction::Outbound.fmt(f),
+            PipeDirection::Both => f.write_str("both"),
+        }
+    }
+}
+
+impl FromStr for PipeDirection {
+    type Err = NetParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("both") {
+            return Ok(PipeDirection::Both);
+        }
+        s.parse::<Direction>()
+            .map(PipeDirection::from)
+            .map_err(|_| NetParseError::BadPipeDirection {
+                input: s.to_string(),
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for PipeDirection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PipeDirection;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"in\", \"out\" or \"both\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PipeDirection, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for PipeDirection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // FlowRule
 // ---------------------------------------------------------------------------------------
@@ -652,6 +726,7 @@ impl FlowRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn p(s: &str) -> IpPrefix {
         s.parse().unwrap()
@@ -822,6 +897,16 @@ mod tests {
             "sideways".parse::<Direction>(),
             Err(NetParseError::BadDirection { .. })
         ));
+        assert_eq!("both".parse(), Ok(PipeDirection::Both));
+        assert_eq!("IN".parse(), Ok(PipeDirection::Inbound));
+        assert_eq!("outbound".parse(), Ok(PipeDirection::Outbound));
+        assert!(matches!(
+            "sideways".parse::<PipeDirection>(),
+            Err(NetParseError::BadPipeDirection { .. })
+        ));
+        assert!(PipeDirection::Both.carries(Direction::Inbound));
+        assert!(!PipeDirection::Outbound.carries(Direction::Inbound));
+        assert!(PipeDirection::Inbound.carries(Direction::Inbound));
         assert_eq!(Direction::Inbound.reverse(), Direction::Outbound);
     }
 

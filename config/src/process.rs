@@ -315,23 +315,25 @@ pub fn validate_jobs(jobs: &[ProcessJob]) -> Result<(), ProcessConfigError> {
     Ok(())
 }
 
-/// One element of a compiled glob.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Lit(char),
-    Any,
-    Star,
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
+/// A compiled glob pattern (see the module documentation for the syntax),
+/// matched by `globset`. The pattern is translated first so the syntax stays
+/// the documented one: runs of `*` are one `*` (globset gives `**` a path
+/// meaning), `{` and `}` are literal (globset alternation), and `*` crosses
+/// `/` (command lines are not paths).
+#[derive(Debug, Clone)]
+pub struct Glob {
+    pattern: String,
+    literal: bool,
+    matcher: globset::GlobMatcher,
 }
 
-/// A compiled glob pattern (see the module documentation for the syntax).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob {
-    toks: Vec<Tok>,
+impl PartialEq for Glob {
+    fn eq(&self, other: &Glob) -> bool {
+        self.pattern == other.pattern
+    }
 }
+
+impl Eq for Glob {}
 
 impl Glob {
     /// Compiles a pattern.
@@ -341,100 +343,80 @@ impl Glob {
             reason,
         };
         let chars: Vec<char> = pattern.chars().collect();
-        let mut toks = Vec::new();
+        let mut out = String::with_capacity(pattern.len() + 4);
+        let mut literal = true;
         let mut i = 0;
         while i < chars.len() {
-            let c = chars[i];
-            match c {
+            match chars[i] {
                 '*' => {
-                    if toks.last() != Some(&Tok::Star) {
-                        toks.push(Tok::Star);
+                    literal = false;
+                    if !out.ends_with('*') || out.ends_with("\\*") {
+                        out.push('*');
                     }
                 }
-                '?' => toks.push(Tok::Any),
+                '?' => {
+                    literal = false;
+                    out.push('?');
+                }
                 '\\' => {
                     i += 1;
-                    let lit = *chars.get(i).ok_or_else(|| err("trailing backslash"))?;
-                    toks.push(Tok::Lit(lit));
+                    let c = *chars.get(i).ok_or_else(|| err("trailing backslash"))?;
+                    out.push('\\');
+                    out.push(c);
+                }
+                '{' | '}' => {
+                    out.push('\\');
+                    out.push(chars[i]);
                 }
                 '[' => {
+                    literal = false;
+                    // Copied as is up to its `]` (a `]` right after `[`,
+                    // `[!` or `[^` is a member).
                     let mut j = i + 1;
-                    let negated = matches!(chars.get(j), Some('!') | Some('^'));
-                    if negated {
+                    if matches!(chars.get(j), Some('!') | Some('^')) {
                         j += 1;
                     }
-                    let mut ranges = Vec::new();
-                    let mut first = true;
-                    loop {
-                        let Some(&c) = chars.get(j) else {
-                            return Err(err("unterminated character class"));
-                        };
-                        if c == ']' && !first {
-                            break;
-                        }
-                        first = false;
-                        if chars.get(j + 1) == Some(&'-')
-                            && chars.get(j + 2).is_some_and(|&e| e != ']')
-                        {
-                            let end = chars[j + 2];
-                            if end < c {
-                                return Err(err("reversed range in character class"));
-                            }
-                            ranges.push((c, end));
-                            j += 3;
-                        } else {
-                            ranges.push((c, c));
-                            j += 1;
-                        }
+                    j += 1;
+                    while chars.get(j).is_some_and(|&c| c != ']') {
+                        j += 1;
                     }
-                    toks.push(Tok::Class { negated, ranges });
+                    if j >= chars.len() {
+                        return Err(err("unterminated character class"));
+                    }
+                    out.extend(&chars[i..=j]);
                     i = j;
                 }
-                c => toks.push(Tok::Lit(c)),
+                c => out.push(c),
             }
             i += 1;
         }
-        Ok(Glob { toks })
+        let glob = globset::GlobBuilder::new(&out)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| {
+                err(match e.kind() {
+                    globset::ErrorKind::InvalidRange(..) => "reversed range in character class",
+                    globset::ErrorKind::UnclosedClass => "unterminated character class",
+                    globset::ErrorKind::DanglingEscape => "trailing backslash",
+                    _ => "malformed pattern",
+                })
+            })?;
+        Ok(Glob {
+            pattern: pattern.to_string(),
+            literal,
+            matcher: glob.compile_matcher(),
+        })
     }
 
     /// True when the pattern has no wildcard (it is an exact match).
     pub fn is_literal(&self) -> bool {
-        self.toks.iter().all(|t| matches!(t, Tok::Lit(_)))
+        self.literal
     }
 
     /// Matches the whole of `text` against the pattern.
     pub fn matches(&self, text: &str) -> bool {
-        let s: Vec<char> = text.chars().collect();
-        let (mut p, mut t) = (0usize, 0usize);
-        // Backtrack point: position of the last star and the text position
-        // it currently absorbs up to.
-        let mut star: Option<(usize, usize)> = None;
-        while t < s.len() {
-            let step = match self.toks.get(p) {
-                Some(Tok::Star) => {
-                    star = Some((p, t));
-                    p += 1;
-                    continue;
-                }
-                Some(Tok::Lit(c)) => *c == s[t],
-                Some(Tok::Any) => true,
-                Some(Tok::Class { negated, ranges }) => {
-                    ranges.iter().any(|&(a, b)| a <= s[t] && s[t] <= b) != *negated
-                }
-                None => false,
-            };
-            if step {
-                p += 1;
-                t += 1;
-            } else if let Some((sp, st)) = star {
-                p = sp + 1;
-                t = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
-        }
-        self.toks[p..].iter().all(|t| *t == Tok::Star)
+        self.matcher.is_match(text)
     }
 }
 
@@ -550,5 +532,13 @@ mod tests {
         assert!(Glob::new("ab\\").is_err());
         assert!(Glob::new("[a").is_err());
         assert!(Glob::new("[z-a]").is_err());
+        // Not globset's syntax: braces are literal, `*` crosses `/`.
+        assert!(m("a{b,c}", "a{b,c}") && !m("a{b,c}", "ab"));
+        assert!(m(
+            "/usr/bin/python3 -m web.app*",
+            "/usr/bin/python3 -m web.app --port 80"
+        ));
+        assert!(m("*--serve*", "/opt/app/bin/app --serve"));
+        assert!(m("\\**", "*abc") && !m("\\**", "abc"));
     }
 }

@@ -2,14 +2,15 @@
 //! `config/headroom.toml`; defaults live next to the fields here.
 
 use std::{
-    collections::HashSet,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
 
 use crate::{
+    deprecated,
     error::ConfigError,
     locate::{line_of, render, Seg},
     net::FlowRule,
@@ -47,6 +48,9 @@ pub struct Config {
     /// Process detection and CPU-share enforcement.
     #[serde(default)]
     pub cpu: CpuConfig,
+    /// Embedded monitoring history.
+    #[serde(default)]
+    pub history: crate::history::HistoryConfig,
     // --- flow director (VIP services) ---
     /// Load-balanced VIP services (`[[vip]]`).
     #[serde(default, rename = "vip")]
@@ -55,6 +59,30 @@ pub struct Config {
     #[serde(default)]
     pub director: crate::vip::DirectorSettings,
     // --- end flow director ---
+    /// Putting the host stack behind headroomd on a real server.
+    #[serde(default)]
+    pub deploy: crate::deploy::DeployConfig,
+    // --- triggers, schedules, variants (config/src/triggers.rs) ---
+    /// Pool-wide settings of the policy (`[pool]`: time zone of schedules).
+    #[serde(default)]
+    pub pool: crate::triggers::PoolSettings,
+    /// Triggers (`[[trigger]]`).
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<crate::triggers::TriggerConfig>,
+    /// Schedules (`[[schedule]]`).
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<crate::triggers::ScheduleConfig>,
+    /// Policy variants (`[[variant]]`).
+    #[serde(default, rename = "variant")]
+    pub variants: Vec<crate::triggers::VariantConfig>,
+    /// Node file: what triggers may run here (`[actions]`).
+    #[serde(default)]
+    pub actions: crate::triggers::ActionsConfig,
+    // --- end triggers ---
+    /// Deprecation warnings of the file this was read from (`file:line:
+    /// field: ...`), for the daemon to log.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[node]`
@@ -66,9 +94,27 @@ pub struct NodeConfig {
     /// Human-readable name (defaults to `node-<id>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// The server's own IPv4 address on the outer network: gossip and
-    /// management traffic to it bypasses the workers.
+    /// The server's own IPv4 address on the outer network: the information
+    /// exchange runs on it and its datagrams bypass the workers.
     pub address: Ipv4Addr,
+    /// Which traffic of the node address bypasses the workers.
+    #[serde(default)]
+    pub bypass: Bypass,
+}
+
+/// Which traffic to and from `[node] address` the XDP program hands to the
+/// kernel instead of the workers.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Bypass {
+    /// Only the information exchange's UDP (address:exchange.port): the node
+    /// address may be the host stack's own address, whose other traffic is
+    /// classified, paced and directed like any other.
+    #[default]
+    Exchange,
+    /// Everything to or from the address: a dedicated node (management)
+    /// address that the host stack behind `inner` does not own.
+    Address,
 }
 
 /// How the XDP program is attached.
@@ -97,6 +143,22 @@ pub enum ZeroCopy {
     Off,
 }
 
+/// Whether decided flows take the XDP fast path.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPath {
+    /// On towards each interface that is known to take XDP frames (a NIC, or
+    /// a veth whose peer in this namespace has GRO or XDP on); off otherwise.
+    #[default]
+    Auto,
+    /// On in both directions (the operator vouches that both interfaces'
+    /// peers take XDP frames; headroomd still turns a direction off if the
+    /// kernel counts redirect errors on it).
+    On,
+    /// Every frame goes through the workers.
+    Off,
+}
+
 /// `[interfaces]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -116,8 +178,13 @@ pub struct InterfacesConfig {
 pub struct WorkersConfig {
     /// CPU cores to pin one worker each to.
     pub cores: Vec<usize>,
-    /// Receive queue each worker serves on both interfaces (default: 0, 1, ...).
+    /// Receive queues served on both interfaces, spread over the workers
+    /// (default: every queue each interface has).
     pub queues: Option<Vec<u32>>,
+    /// Start even if the listed `queues` leave some receive queue of an
+    /// interface without a worker (its frames then pass to the kernel path,
+    /// unclassified; status shows the share).
+    pub allow_unserved_queues: bool,
     /// Frames moved per ring operation.
     pub batch_size: u32,
     /// Descriptors in each RX and TX ring (power of two).
@@ -130,16 +197,24 @@ pub struct WorkersConfig {
     pub frame_count: u32,
     /// Zero-copy policy.
     pub zero_copy: ZeroCopy,
-    /// How long an idle worker sleeps in poll() before re-checking, in ms.
-    pub poll_timeout_ms: u32,
-    /// How often workers publish accounting to the control thread, in ms.
-    pub publish_interval_ms: u32,
-    /// Largest burst a paced job may send at once, as time at its rate, in µs
+    /// XDP fast path for decided flows.
+    pub fast_path: FastPath,
+    /// Decided flows the fast path holds per interface (an LRU table).
+    pub fast_path_flows: u32,
+    /// How long an idle worker sleeps in poll() before re-checking.
+    #[serde(with = "humantime_serde")]
+    pub poll_timeout: Duration,
+    /// How often workers publish accounting to the control thread.
+    #[serde(with = "humantime_serde")]
+    pub publish_interval: Duration,
+    /// Largest burst a paced job may send at once, as time at its rate
     /// (credit beyond it is not carried over within an interval).
-    pub pacer_burst_us: u32,
+    #[serde(with = "humantime_serde")]
+    pub pacer_burst: Duration,
     /// Longest a frame may wait in a pacer queue before new frames of its job
-    /// are dropped instead of queued, in ms.
-    pub pacer_max_queue_delay_ms: u32,
+    /// are dropped instead of queued.
+    #[serde(with = "humantime_serde")]
+    pub pacer_max_queue_delay: Duration,
 }
 
 impl Default for WorkersConfig {
@@ -147,27 +222,42 @@ impl Default for WorkersConfig {
         Self {
             cores: vec![0],
             queues: None,
+            allow_unserved_queues: false,
             batch_size: 64,
             ring_size: 2048,
             fill_size: 4096,
             frame_size: 4096,
             frame_count: 8192,
             zero_copy: ZeroCopy::Auto,
-            poll_timeout_ms: 50,
-            publish_interval_ms: 100,
-            pacer_burst_us: 2000,
-            pacer_max_queue_delay_ms: 10,
+            fast_path: FastPath::Auto,
+            fast_path_flows: 65536,
+            poll_timeout: Duration::from_millis(50),
+            publish_interval: Duration::from_millis(100),
+            pacer_burst: Duration::from_millis(2),
+            pacer_max_queue_delay: Duration::from_millis(10),
         }
     }
 }
 
 impl WorkersConfig {
-    /// The queue served by worker `i`.
-    pub fn queue_of(&self, i: usize) -> u32 {
-        self.queues
-            .as_ref()
-            .and_then(|q| q.get(i).copied())
-            .unwrap_or(i as u32)
+    /// Assigns the receive queues of an interface with `available` queues to
+    /// the workers: queue q goes to worker (position of q) mod workers. With
+    /// no `queues` list every queue is served.
+    pub fn assign_queues(&self, available: u32) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); self.cores.len().max(1)];
+        let served: Vec<u32> = match &self.queues {
+            Some(q) => {
+                let mut q: Vec<u32> = q.iter().copied().filter(|&q| q < available).collect();
+                q.sort_unstable();
+                q
+            }
+            None => (0..available).collect(),
+        };
+        let n = out.len();
+        for (i, q) in served.into_iter().enumerate() {
+            out[i % n].push(q);
+        }
+        out
     }
 }
 
@@ -177,15 +267,16 @@ impl WorkersConfig {
 pub struct ClassifierConfig {
     /// Flow-table capacity per worker; flows beyond it are still counted per job.
     pub flow_capacity: usize,
-    /// A flow idle this long (seconds) is expired.
-    pub idle_timeout_secs: u64,
+    /// A flow idle this long is expired.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClassifierConfig {
     fn default() -> Self {
         Self {
             flow_capacity: 65536,
-            idle_timeout_secs: 60,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -196,18 +287,20 @@ impl Default for ClassifierConfig {
 pub struct ControlConfig {
     /// Unix socket `headroomctl` talks to.
     pub socket: PathBuf,
-    /// High-frequency interval (exchange + allocation), ms, 10..=100.
-    pub high_freq_ms: u32,
-    /// Low-frequency interval (membership, process scan, sampling), ms.
-    pub low_freq_ms: u32,
+    /// High-frequency interval (exchange + allocation), 10ms..=100ms.
+    #[serde(with = "humantime_serde")]
+    pub high_freq_interval: Duration,
+    /// Low-frequency interval (membership, process scan, sampling).
+    #[serde(with = "humantime_serde")]
+    pub low_freq_interval: Duration,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from("/run/headroom/headroomd.sock"),
-            high_freq_ms: 20,
-            low_freq_ms: 2000,
+            high_freq_interval: Duration::from_millis(20),
+            low_freq_interval: Duration::from_secs(2),
         }
     }
 }
@@ -216,7 +309,7 @@ impl Default for ControlConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Address of the Prometheus endpoint, e.g. "127.0.0.1:9100"; none = disabled.
+    /// Address of the Prometheus endpoint, e.g. "127.0.0.1:7947"; none = disabled.
     pub listen: Option<SocketAddr>,
 }
 
@@ -230,8 +323,12 @@ pub struct ExchangeConfig {
     pub peers: Vec<String>,
     /// File holding the pool key (at least 16 bytes); none = exchange disabled.
     pub key_file: Option<PathBuf>,
-    /// A peer silent this long is declared failed, ms.
-    pub failure_timeout_ms: u32,
+    /// During a key rotation, a second pool key accepted but never signed
+    /// with (the next key, or the previous one).
+    pub rotation_key_file: Option<PathBuf>,
+    /// A peer silent this long is declared failed.
+    #[serde(with = "humantime_serde")]
+    pub failure_timeout: Duration,
     /// Largest datagram payload, bytes.
     pub mtu: u16,
 }
@@ -242,7 +339,8 @@ impl Default for ExchangeConfig {
             port: 7946,
             peers: Vec::new(),
             key_file: None,
-            failure_timeout_ms: 2000,
+            rotation_key_file: None,
+            failure_timeout: Duration::from_secs(2),
             mtu: 1400,
         }
     }
@@ -260,9 +358,14 @@ pub struct PipeConfig {
     /// 100 = always take a chance).
     #[serde(default = "default_immediate_share")]
     pub immediate_share: u8,
-    /// Traffic this pipe carries: outbound frames whose remote address is in this prefix.
+    /// Traffic this pipe carries: frames whose remote address (the destination of outbound
+    /// frames, the source of inbound ones) is in this prefix; none: every remote address.
     #[serde(default)]
     pub remote: Option<crate::net::IpPrefix>,
+    /// Which directions the pipe paces: "out" (host to network, the default), "in" (network
+    /// to host: downloads) or "both" (the two share the capacity).
+    #[serde(default)]
+    pub direction: crate::net::PipeDirection,
 }
 
 fn default_immediate_share() -> u8 {
@@ -284,6 +387,16 @@ impl Rate {
         match *self {
             Rate::Bps(b) => b,
             Rate::Percent(p) => (of_capacity as f64 * p / 100.0).round() as u64,
+        }
+    }
+}
+
+/// As written in the file: "40%", "100Mbit", "1.5Gbit".
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Rate::Bps(b) => f.write_str(&crate::validate::human_bps(b)),
+            Rate::Percent(p) => write!(f, "{p}%"),
         }
     }
 }
@@ -366,6 +479,18 @@ pub struct JobConfig {
     /// CPU policy (share of each server, or of the pool), optionally capped.
     #[serde(default)]
     pub cpu: Option<crate::process::CpuPolicy>,
+    /// Its policy while the pool has lost nodes (`on_node_failure`).
+    #[serde(default)]
+    pub on_node_failure: Option<crate::triggers::FailurePolicy>,
+    /// Response-time goal (see [`crate::goal`]).
+    #[serde(default)]
+    pub goal: Option<crate::goal::Goal>,
+    /// Importance of the goal, 1 (least) ..= 5 (most).
+    #[serde(default = "crate::goal::default_importance")]
+    pub importance: u8,
+    /// Booked (the policy, exactly) or goal (resources follow the goal).
+    #[serde(default)]
+    pub mode: crate::goal::Mode,
 }
 
 fn default_true() -> bool {
@@ -373,6 +498,16 @@ fn default_true() -> bool {
 }
 
 impl JobConfig {
+    /// The goal-mode view of this job.
+    pub(crate) fn goal_fields(&self) -> crate::goal::JobGoal<'_> {
+        crate::goal::JobGoal {
+            goal: self.goal.as_ref(),
+            importance: self.importance,
+            mode: self.mode,
+            cpu: self.cpu.as_ref(),
+        }
+    }
+
     /// The process-detection view of this job.
     pub fn process_job(&self) -> crate::process::ProcessJob {
         crate::process::ProcessJob {
@@ -406,10 +541,24 @@ pub struct CpuConfig {
     /// Enforcement backend.
     pub backend: CpuBackendChoice,
     /// Name of the cgroup Headroom creates (under the cpu hierarchy's root)
-    /// to hold one child cgroup per job. Must not exist when headroomd starts.
+    /// to hold one child cgroup per job. Must not exist when headroomd
+    /// starts, unless the state file records that a previous headroomd of
+    /// this boot left it (then it is taken over).
     pub cgroup_parent: String,
     /// Whether process detection and CPU enforcement run at all.
     pub enabled: bool,
+    /// Directory of the record of the cgroups headroomd created and the
+    /// processes it moved (`cpu-<cgroup_parent>.json`), read at the next
+    /// start after a crash.
+    pub state_dir: PathBuf,
+}
+
+impl CpuConfig {
+    /// The cgroup backend's state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir
+            .join(format!("cpu-{}.json", self.cgroup_parent))
+    }
 }
 
 impl Default for CpuConfig {
@@ -418,6 +567,7 @@ impl Default for CpuConfig {
             backend: CpuBackendChoice::Auto,
             cgroup_parent: "headroom".into(),
             enabled: true,
+            state_dir: "/var/lib/headroom".into(),
         }
     }
 }
@@ -437,7 +587,17 @@ impl Config {
 
     /// Parses and validates `src`; `file` is used in error messages.
     pub fn parse(src: &str, file: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(src).map_err(|e| {
+        // Keys of earlier releases are rewritten first, line for line, so
+        // every position below is still one of the file the user wrote.
+        let upgraded =
+            deprecated::upgrade(src).map_err(|(line, field, message)| ConfigError::Invalid {
+                file: file.to_owned(),
+                line,
+                field,
+                message,
+            })?;
+        let src = upgraded.src.as_str();
+        let mut cfg: Config = toml::from_str(src).map_err(|e| {
             let (line, column) = e
                 .span()
                 .map(|s| {
@@ -458,34 +618,46 @@ impl Config {
             .map_err(|(path, message)| ConfigError::Invalid {
                 file: file.to_owned(),
                 line: line_of(src, &path),
-                field: render(&path),
+                field: upgraded.as_written(render(&path)),
                 message,
             })?;
+        cfg.warnings = upgraded
+            .warnings
+            .iter()
+            .map(|w| format!("{}:{w}", file.display()))
+            .collect();
         Ok(cfg)
     }
 
-    /// Checks the files the configuration names (the pool key), which
-    /// validation alone does not touch. `file`/`src` locate the error.
+    /// Reads and validates `path` and checks the files it names: what
+    /// `--check-config`, start and reload all accept.
+    pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
+        let cfg = Config::load(path)?;
+        cfg.check_files(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks the files the configuration names (the pool key: readable, at
+    /// least 16 bytes, private to its owner), which validation alone does not
+    /// touch. `file` locates the error.
     pub fn check_files(&self, file: &Path) -> Result<(), ConfigError> {
-        let Some(k) = &self.exchange.key_file else {
-            return Ok(());
-        };
+        let keys = [
+            ("key_file", &self.exchange.key_file),
+            ("rotation_key_file", &self.exchange.rotation_key_file),
+        ];
         let src = std::fs::read_to_string(file).unwrap_or_default();
-        let path = [Seg::Key("exchange"), Seg::Key("key_file")];
-        let invalid = |message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            line: line_of(&src, &path),
-            field: render(&path),
-            message,
-        };
-        match std::fs::read(k) {
-            Ok(b) if b.len() >= 16 => Ok(()),
-            Ok(_) => Err(invalid(format!(
-                "{} holds fewer than 16 bytes",
-                k.display()
-            ))),
-            Err(e) => Err(invalid(format!("cannot read {}: {e}", k.display()))),
+        for (field, k) in keys {
+            let Some(k) = k else { continue };
+            let path = [Seg::Key("exchange"), Seg::Key(field)];
+            let invalid = |message: String| ConfigError::Invalid {
+                file: file.to_owned(),
+                line: line_of(&src, &path),
+                field: render(&path),
+                message,
+            };
+            check_key_file(k).map_err(invalid)?;
         }
+        Ok(())
     }
 
     /// The node's display name.
@@ -502,305 +674,51 @@ impl Config {
             .chain(self.jobs.iter().map(|j| j.name.clone()))
             .collect()
     }
-
-    fn validate(&self) -> Result<(), (Vec<Seg>, String)> {
-        use Seg::{Index as I, Key as K};
-        let err = |p: Vec<Seg>, m: String| Err((p, m));
-        if self.node.id == 0 {
-            return err(
-                vec![K("node"), K("id")],
-                "must be 1..=65535 (0 is reserved)".into(),
-            );
-        }
-        if self.interfaces.outer.is_empty() || self.interfaces.outer.len() > 15 {
-            return err(
-                vec![K("interfaces"), K("outer")],
-                "must be an interface name (1-15 chars)".into(),
-            );
-        }
-        if self.interfaces.inner.is_empty() || self.interfaces.inner.len() > 15 {
-            return err(
-                vec![K("interfaces"), K("inner")],
-                "must be an interface name (1-15 chars)".into(),
-            );
-        }
-        if self.interfaces.inner == self.interfaces.outer {
-            return err(
-                vec![K("interfaces"), K("inner")],
-                "must differ from interfaces.outer".into(),
-            );
-        }
-        let w = &self.workers;
-        if w.cores.is_empty() {
-            return err(
-                vec![K("workers"), K("cores")],
-                "at least one core is needed".into(),
-            );
-        }
-        let mut seen = HashSet::new();
-        for (i, c) in w.cores.iter().enumerate() {
-            if !seen.insert(c) {
-                return err(
-                    vec![K("workers"), K("cores"), I(i)],
-                    format!("core {c} is listed twice"),
-                );
-            }
-        }
-        if let Some(q) = &w.queues {
-            if q.len() != w.cores.len() {
-                return err(
-                    vec![K("workers"), K("queues")],
-                    format!(
-                        "{} queues for {} cores: give one queue per core",
-                        q.len(),
-                        w.cores.len()
-                    ),
-                );
-            }
-        }
-        if !(1..=1024).contains(&w.batch_size) {
-            return err(
-                vec![K("workers"), K("batch_size")],
-                "must be 1..=1024".into(),
-            );
-        }
-        for (name, v) in [("ring_size", w.ring_size), ("fill_size", w.fill_size)] {
-            if !v.is_power_of_two() || !(64..=65536).contains(&v) {
-                return err(
-                    vec![K("workers"), K(name)],
-                    format!("{v} must be a power of two in 64..=65536"),
-                );
-            }
-        }
-        if w.batch_size > w.ring_size {
-            return err(
-                vec![K("workers"), K("batch_size")],
-                "must not exceed workers.ring_size".into(),
-            );
-        }
-        if w.frame_size != 2048 && w.frame_size != 4096 {
-            return err(
-                vec![K("workers"), K("frame_size")],
-                "must be 2048 or 4096".into(),
-            );
-        }
-        if w.frame_count < 2 * w.fill_size || !w.frame_count.is_power_of_two() {
-            return err(
-                vec![K("workers"), K("frame_count")],
-                format!(
-                    "must be a power of two and at least 2 x fill_size ({})",
-                    2 * w.fill_size
-                ),
-            );
-        }
-        if w.poll_timeout_ms == 0 || w.poll_timeout_ms > 1000 {
-            return err(
-                vec![K("workers"), K("poll_timeout_ms")],
-                "must be 1..=1000".into(),
-            );
-        }
-        if w.publish_interval_ms < 10 {
-            return err(
-                vec![K("workers"), K("publish_interval_ms")],
-                "must be at least 10".into(),
-            );
-        }
-        if !(100..=100_000).contains(&w.pacer_burst_us) {
-            return err(
-                vec![K("workers"), K("pacer_burst_us")],
-                "must be 100..=100000".into(),
-            );
-        }
-        if !(1..=1000).contains(&w.pacer_max_queue_delay_ms) {
-            return err(
-                vec![K("workers"), K("pacer_max_queue_delay_ms")],
-                "must be 1..=1000".into(),
-            );
-        }
-        if self.classifier.flow_capacity == 0 {
-            return err(
-                vec![K("classifier"), K("flow_capacity")],
-                "must be at least 1".into(),
-            );
-        }
-        if self.classifier.idle_timeout_secs == 0 {
-            return err(
-                vec![K("classifier"), K("idle_timeout_secs")],
-                "must be at least 1".into(),
-            );
-        }
-        let c = &self.control;
-        if !(10..=100).contains(&c.high_freq_ms) {
-            return err(
-                vec![K("control"), K("high_freq_ms")],
-                "must be 10..=100".into(),
-            );
-        }
-        if c.low_freq_ms < c.high_freq_ms || c.low_freq_ms > 60_000 {
-            return err(
-                vec![K("control"), K("low_freq_ms")],
-                "must be high_freq_ms..=60000".into(),
-            );
-        }
-        for (i, p) in self.exchange.peers.iter().enumerate() {
-            if let Err(m) = parse_peer(p) {
-                return err(vec![K("exchange"), K("peers"), I(i)], m);
-            }
-        }
-        if self.exchange.failure_timeout_ms < 100 {
-            return err(
-                vec![K("exchange"), K("failure_timeout_ms")],
-                "must be at least 100".into(),
-            );
-        }
-        if !(512..=9000).contains(&self.exchange.mtu) {
-            return err(vec![K("exchange"), K("mtu")], "must be 512..=9000".into());
-        }
-        if self.cpu.cgroup_parent.is_empty()
-            || self.cpu.cgroup_parent.contains('/')
-            || self.cpu.cgroup_parent.starts_with('.')
-        {
-            return err(
-                vec![K("cpu"), K("cgroup_parent")],
-                "must be a plain directory name".into(),
-            );
-        }
-        // --- flow director (VIP services) ---
-        if let Err(e) = crate::vip::validate_services(&self.vips) {
-            return err(vec![K("vip")], e.to_string());
-        }
-        if let Err(e) = self.director.validate() {
-            return err(vec![K("director")], e.to_string());
-        }
-        if !self.vips.is_empty() && self.director.host_of(u32::from(self.node.id)).is_none() {
-            return err(
-                vec![K("director"), K("hosts")],
-                format!(
-                    "VIP services need this node's host address (an entry for node {})",
-                    self.node.id
-                ),
-            );
-        }
-        // --- end flow director ---
-        let mut pipes = HashSet::new();
-        for (i, p) in self.pipes.iter().enumerate() {
-            if p.name.is_empty() || !pipes.insert(p.name.as_str()) {
-                return err(
-                    vec![K("pipe"), I(i), K("name")],
-                    format!("pipe name {:?} is empty or not unique", p.name),
-                );
-            }
-            match p.capacity {
-                Rate::Bps(b) if b >= 8000 => {}
-                Rate::Bps(_) => {
-                    return err(
-                        vec![K("pipe"), I(i), K("capacity")],
-                        "must be at least 8kbit".into(),
-                    )
-                }
-                Rate::Percent(_) => {
-                    return err(
-                        vec![K("pipe"), I(i), K("capacity")],
-                        "must be an absolute rate, not a percentage".into(),
-                    )
-                }
-            }
-            if p.immediate_share > 100 {
-                return err(
-                    vec![K("pipe"), I(i), K("immediate_share")],
-                    "must be 0..=100".into(),
-                );
-            }
-        }
-        let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        if self.jobs.len() > 1000 {
-            return err(vec![K("job")], "at most 1000 jobs".into());
-        }
-        for (i, j) in self.jobs.iter().enumerate() {
-            if j.name.is_empty() {
-                return err(vec![K("job"), I(i), K("name")], "must not be empty".into());
-            }
-            if j.name == DEFAULT_JOB {
-                return err(
-                    vec![K("job"), I(i), K("name")],
-                    format!("{DEFAULT_JOB:?} is reserved for traffic no rule matches"),
-                );
-            }
-            if let Some(first) = names.insert(j.name.as_str(), i) {
-                return err(
-                    vec![K("job"), I(i), K("name")],
-                    format!(
-                        "duplicate job name {:?} (first used by job[{first}])",
-                        j.name
-                    ),
-                );
-            }
-            if let Err(e) = j.process_job().validate() {
-                return err(vec![K("job"), I(i), K("process")], e.to_string());
-            }
-            for (b, bk) in j.bookings.iter().enumerate() {
-                let Some(pipe) = self.pipes.iter().find(|p| p.name == bk.pipe) else {
-                    return err(
-                        vec![K("job"), I(i), K("booking"), I(b), K("pipe")],
-                        format!("no pipe named {:?}", bk.pipe),
-                    );
-                };
-                let cap = pipe.capacity.bps(0);
-                if let Some(c) = bk.cap {
-                    if c.bps(cap) < bk.rate.bps(cap) {
-                        return err(
-                            vec![K("job"), I(i), K("booking"), I(b), K("cap")],
-                            "cap is below the booked rate".into(),
-                        );
-                    }
-                }
-            }
-        }
-        for (pi, p) in self.pipes.iter().enumerate() {
-            let cap = p.capacity.bps(0);
-            let booked: u64 = self
-                .jobs
-                .iter()
-                .flat_map(|j| j.bookings.iter())
-                .filter(|b| b.pipe == p.name)
-                .map(|b| b.rate.bps(cap))
-                .sum();
-            if booked > cap {
-                let parts: Vec<String> = self
-                    .jobs
-                    .iter()
-                    .flat_map(|j| j.bookings.iter().map(move |b| (j, b)))
-                    .filter(|(_, b)| b.pipe == p.name)
-                    .map(|(j, b)| format!("{} {}", j.name, human_bps(b.rate.bps(cap))))
-                    .collect();
-                return err(
-                    vec![K("pipe"), I(pi), K("capacity")],
-                    format!(
-                        "bookings on pipe {:?} add up to {} ({}), more than its capacity {}",
-                        p.name,
-                        human_bps(booked),
-                        parts.join(" + "),
-                        human_bps(cap)
-                    ),
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
-/// A rate for messages: "130Mbit", "1.5Gbit", "800kbit".
-fn human_bps(b: u64) -> String {
-    let f = b as f64;
-    if f >= 1e9 {
-        format!("{}Gbit", (f / 1e7).round() / 100.0)
-    } else if f >= 1e6 {
-        format!("{}Mbit", (f / 1e4).round() / 100.0)
-    } else if f >= 1e3 {
-        format!("{}kbit", (f / 10.0).round() / 100.0)
-    } else {
-        format!("{b}bit")
+/// A pool key file as [`Config::check_files`] accepts it: readable, private
+/// to its owner, at least 16 bytes. The error says how to fix it.
+fn check_key_file(k: &Path) -> Result<(), String> {
+    let key = match std::fs::read(k) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "cannot read {k}: {e}; create the pool key once with \
+                 `(umask 077; head -c 32 /dev/urandom > {k})` and copy it to every server",
+                k = k.display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", k.display())),
+    };
+    let mode = std::fs::metadata(k)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+        .map_err(|e| format!("cannot read {}: {e}", k.display()))?;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{k} has mode {:04o}: group or others may read or change the pool key; \
+             make it private with `chmod 600 {k}`",
+            mode & 0o7777,
+            k = k.display()
+        ));
     }
+    if key.len() < 16 {
+        return Err(format!("{} holds fewer than 16 bytes", k.display()));
+    }
+    Ok(())
+}
+
+/// Writes a pool key file the way [`Config::check_files`] accepts it: created
+/// with mode 600 (not from the umask), replacing any previous file.
+pub fn write_key_file(path: &Path, key: &[u8]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(key)?;
+    f.sync_all()
 }
 
 /// A seed peer: `id@ip:port`.

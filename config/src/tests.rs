@@ -44,25 +44,24 @@ fn reference_file_parses() {
 }
 
 #[test]
-fn demo_template_parses() {
-    let src = include_str!("../demo.toml")
-        .replace("@ID@", "2")
-        .replace("@ADDRESS@", "10.200.0.2")
-        .replace("@SOCKET@", "/tmp/x.sock")
-        .replace("@KEYFILE@", "/tmp/pool.key")
-        .replace("@PEERS@", "\"1@10.200.0.1:7946\"");
-    let cfg = parse(&src).expect("config/demo.toml must be valid");
-    assert_eq!(cfg.job_names(), vec!["default", "web", "bulk", "export"]);
-    assert_eq!(cfg.pipes.len(), 1);
-}
-
-#[test]
 fn minimal_file_gets_defaults() {
     let cfg = parse(MIN).unwrap();
     assert_eq!(cfg.workers.batch_size, 64);
-    assert_eq!(cfg.control.high_freq_ms, 20);
+    assert_eq!(
+        cfg.control.high_freq_interval,
+        std::time::Duration::from_millis(20)
+    );
     assert_eq!(cfg.node_name(), "node-1");
     assert!(cfg.exchange.key_file.is_none());
+    // No metrics endpoint unless configured.
+    assert!(cfg.metrics.listen.is_none());
+    // The reference's endpoint is on loopback, on Headroom's own port
+    // (not node_exporter's 9100).
+    let reference = parse(include_str!("../headroom.toml")).unwrap();
+    assert_eq!(
+        reference.metrics.listen,
+        Some("127.0.0.1:7947".parse().unwrap())
+    );
 }
 
 #[test]
@@ -101,7 +100,9 @@ fn every_validation_rule() {
     let cases: &[(&str, &str)] = &[
         ("[workers]\ncores = []\n", "workers.cores"),
         ("[workers]\ncores = [1, 1]\n", "workers.cores[1]"),
-        ("[workers]\ncores = [0]\nqueues = [0, 1]\n", "workers.queues"),
+        ("[workers]\ncores = [0, 1]\nqueues = [0]\n", "workers.queues"),
+        ("[workers]\ncores = [0]\nqueues = [0, 0]\n", "workers.queues[1]"),
+        ("[workers]\ncores = [0]\nqueues = [64]\n", "workers.queues[0]"),
         ("[workers]\nbatch_size = 0\n", "workers.batch_size"),
         ("[workers]\nring_size = 1000\n", "workers.ring_size"),
         ("[workers]\nfill_size = 32\n", "workers.fill_size"),
@@ -127,6 +128,11 @@ fn every_validation_rule() {
         ("[[job]]\nname = \"default\"\n", "job[0].name"),
         ("[[job]]\nname = \"a\"\n[[job.booking]]\npipe = \"nope\"\nrate = \"1Mbit\"\n", "job[0].booking[0].pipe"),
         ("[[job]]\nname = \"a\"\n[[job.process]]\n", "job[0].process"),
+        ("[deploy]\nhost = \"eth1\"\n", "deploy.host"),
+        ("[deploy]\nbridge = \"a-name-far-too-long\"\n", "deploy.bridge"),
+        ("[deploy]\nbridge = \"hr-host\"\n", "deploy.bridge"),
+        ("[deploy]\nmtu = 100\n", "deploy.mtu"),
+        ("[deploy]\ninner_queues = 0\n", "deploy.inner_queues"),
     ];
     for (extra, field) in cases {
         let (line, f, msg) = invalid(extra);
@@ -176,10 +182,9 @@ fn rates_parse() {
 
 #[test]
 fn key_file_is_checked_separately() {
-    let dir = std::env::temp_dir().join(format!("hr-cfg-key-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("pool.key");
-    let file = dir.join("c.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("pool.key");
+    let file = dir.path().join("c.toml");
     let src = format!("{MIN}\n[exchange]\nkey_file = \"{}\"\n", key.display());
     std::fs::write(&file, &src).unwrap();
     // Validation does not touch the file system ...
@@ -192,15 +197,63 @@ fn key_file_is_checked_separately() {
         }
         other => panic!("{other:?}"),
     }
-    std::fs::write(&key, b"short").unwrap();
+    let missing = cfg.check_files(&file).unwrap_err().to_string();
+    assert!(missing.contains("umask 077"), "{missing}");
+    crate::write_key_file(&key, b"short").unwrap();
     assert!(cfg
         .check_files(&file)
         .unwrap_err()
         .to_string()
         .contains("fewer than 16 bytes"));
-    std::fs::write(&key, [7u8; 32]).unwrap();
+    crate::write_key_file(&key, &[7u8; 32]).unwrap();
     assert!(cfg.check_files(&file).is_ok());
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(Config::load_checked(&file).is_ok());
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("pool.key");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!("{MIN}\n[exchange]\nkey_file = \"{}\"\n", key.display()),
+    )
+    .unwrap();
+    crate::write_key_file(&key, &[7u8; 32]).unwrap();
+    let mode = |m: u32| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(m)).unwrap();
+    // Private modes pass, whatever the owner's own bits.
+    for ok in [0o600, 0o400] {
+        mode(ok);
+        assert!(Config::load_checked(&file).is_ok(), "{ok:o}");
+    }
+    // Any access for group or others is refused, naming the file, its mode
+    // and the fix.
+    for bad in [0o644, 0o640, 0o604, 0o620, 0o602, 0o666] {
+        mode(bad);
+        let e = Config::load_checked(&file).unwrap_err();
+        assert_eq!(e.field(), Some("exchange.key_file"));
+        let msg = e.to_string();
+        let k = key.display();
+        assert!(
+            msg.contains(&format!("{k} has mode 0{bad:o}"))
+                && msg.contains(&format!("chmod 600 {k}")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn key_files_are_written_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("pool.key");
+    std::fs::write(&key, b"an old world-readable key").unwrap();
+    crate::write_key_file(&key, &[1u8; 32]).unwrap();
+    let m = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(m & 0o777, 0o600);
+    assert_eq!(std::fs::read(&key).unwrap(), [1u8; 32]);
 }
 
 #[test]

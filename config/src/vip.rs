@@ -16,12 +16,13 @@
 //! ports = [80, "8000-8099"]
 //! members = [1, 2, 3]
 //! weights = [{ node = 3, weight = 2 }]
-//! sticky_secs = 300
+//! sticky_timeout = "5m"
 //! health_check = { kind = "http", port = 80, path = "/healthz" }
 //! ```
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -167,12 +168,12 @@ pub struct HealthCheck {
     /// HTTP path (only for `kind = "http"`), must start with `/`.
     #[serde(default = "default_path")]
     pub path: String,
-    /// Time between probe starts, milliseconds.
-    #[serde(default = "default_interval_ms")]
-    pub interval_ms: u64,
-    /// Probe timeout, milliseconds; must be below `interval_ms`.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+    /// Time between probe starts.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Probe timeout; must be below `interval`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
     /// Consecutive successes that turn an unhealthy instance healthy.
     #[serde(default = "default_rise")]
     pub rise: u32,
@@ -184,11 +185,11 @@ pub struct HealthCheck {
 fn default_path() -> String {
     "/".to_string()
 }
-fn default_interval_ms() -> u64 {
-    1000
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
 }
-fn default_timeout_ms() -> u64 {
-    500
+fn default_timeout() -> Duration {
+    Duration::from_millis(500)
 }
 fn default_rise() -> u32 {
     2
@@ -222,10 +223,10 @@ pub struct VipService {
     /// Placement algorithm.
     #[serde(default)]
     pub placement: Placement,
-    /// Source-IP stickiness period in seconds: a client IP keeps going to the
-    /// same server for this long after its last new flow (0 disables).
-    #[serde(default)]
-    pub sticky_secs: u64,
+    /// Source-IP stickiness period: a client IP keeps going to the same
+    /// server for this long after its last new flow (0s disables).
+    #[serde(default, with = "humantime_serde")]
+    pub sticky_timeout: Duration,
     /// Number of gratuitous ARPs the new owner sends for the VIP.
     #[serde(default = "default_gratuitous_arp_count")]
     pub gratuitous_arp_count: u32,
@@ -384,11 +385,11 @@ impl VipService {
             if hc.port == 0 {
                 return bad("port 0");
             }
-            if hc.interval_ms == 0 || hc.timeout_ms == 0 {
-                return bad("interval_ms and timeout_ms must be positive");
+            if hc.interval.is_zero() || hc.timeout.is_zero() {
+                return bad("interval and timeout must be positive");
             }
-            if hc.timeout_ms >= hc.interval_ms {
-                return bad("timeout_ms must be below interval_ms");
+            if hc.timeout >= hc.interval {
+                return bad("timeout must be below interval");
             }
             if hc.rise == 0 || hc.fall == 0 {
                 return bad("rise and fall must be at least 1");
@@ -454,15 +455,15 @@ pub struct DirectorSettings {
     /// Source-IP stickiness entries per worker.
     #[serde(default = "default_sticky_capacity")]
     pub sticky_capacity: usize,
-    /// Idle lifetime of an established TCP flow, seconds.
-    #[serde(default = "default_tcp_idle_secs")]
-    pub tcp_idle_secs: u64,
-    /// Idle lifetime of a UDP flow, seconds.
-    #[serde(default = "default_udp_idle_secs")]
-    pub udp_idle_secs: u64,
-    /// Spacing of the gratuitous ARPs a new owner sends, milliseconds.
-    #[serde(default = "default_garp_interval_ms")]
-    pub gratuitous_arp_interval_ms: u64,
+    /// Idle lifetime of an established TCP flow.
+    #[serde(default = "default_tcp_idle", with = "humantime_serde")]
+    pub tcp_idle: Duration,
+    /// Idle lifetime of a UDP flow.
+    #[serde(default = "default_udp_idle", with = "humantime_serde")]
+    pub udp_idle: Duration,
+    /// Spacing of the gratuitous ARPs a new owner sends.
+    #[serde(default = "default_garp_interval", with = "humantime_serde")]
+    pub gratuitous_arp_interval: Duration,
     /// Host-stack address of every pool node (this one included): the
     /// encapsulation endpoints. Frames to a node's own address go to its
     /// kernel, not to its workers, so forwarded flows are addressed to the
@@ -512,14 +513,14 @@ fn default_conntrack_capacity() -> usize {
 fn default_sticky_capacity() -> usize {
     1 << 16
 }
-fn default_tcp_idle_secs() -> u64 {
-    300
+fn default_tcp_idle() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_udp_idle_secs() -> u64 {
-    30
+fn default_udp_idle() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_garp_interval_ms() -> u64 {
-    200
+fn default_garp_interval() -> Duration {
+    Duration::from_millis(200)
 }
 
 impl Default for DirectorSettings {
@@ -530,9 +531,9 @@ impl Default for DirectorSettings {
             maglev_table_size: default_table_size(),
             conntrack_capacity: default_conntrack_capacity(),
             sticky_capacity: default_sticky_capacity(),
-            tcp_idle_secs: default_tcp_idle_secs(),
-            udp_idle_secs: default_udp_idle_secs(),
-            gratuitous_arp_interval_ms: default_garp_interval_ms(),
+            tcp_idle: default_tcp_idle(),
+            udp_idle: default_udp_idle(),
+            gratuitous_arp_interval: default_garp_interval(),
             hosts: Vec::new(),
         }
     }
@@ -591,14 +592,11 @@ impl DirectorSettings {
             }
         }
         for (name, v) in [
-            ("tcp_idle_secs", self.tcp_idle_secs),
-            ("udp_idle_secs", self.udp_idle_secs),
-            (
-                "gratuitous_arp_interval_ms",
-                self.gratuitous_arp_interval_ms,
-            ),
+            ("tcp_idle", self.tcp_idle),
+            ("udp_idle", self.udp_idle),
+            ("gratuitous_arp_interval", self.gratuitous_arp_interval),
         ] {
-            if v == 0 {
+            if v.is_zero() {
                 return Err(E::ZeroDuration(name));
             }
         }
@@ -640,7 +638,7 @@ protocol = "tcp"
 ports = [80, "8000-8099"]
 members = [1, 2, 3]
 weights = [{ node = 3, weight = 2 }]
-sticky_secs = 300
+sticky_timeout = "300s"
 health_check = { kind = "http", port = 80, path = "/healthz" }
 
 [[vip]]
@@ -676,8 +674,13 @@ ports = ["53"]
         assert_eq!(web.gratuitous_arp_count, DEFAULT_GRATUITOUS_ARP_COUNT);
         let hc = web.health_check.as_ref().unwrap();
         assert_eq!(
-            (hc.rise, hc.fall, hc.interval_ms, hc.timeout_ms),
-            (2, 3, 1000, 500)
+            (hc.rise, hc.fall, hc.interval, hc.timeout),
+            (
+                2,
+                3,
+                Duration::from_millis(1000),
+                Duration::from_millis(500)
+            )
         );
         let dns = &v[1];
         assert!(dns.members.is_empty() && dns.has_member(42));
@@ -688,7 +691,7 @@ ports = ["53"]
                 last: 53
             }]
         );
-        assert_eq!(dns.sticky_secs, 0);
+        assert_eq!(dns.sticky_timeout, Duration::ZERO);
         assert!(dns.health_check.is_none());
     }
 
@@ -706,12 +709,12 @@ ports = ["53"]
 
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
-        let unknown = GOOD.replace("sticky_secs", "stickyness");
+        let unknown = GOOD.replace("sticky_timeout", "stickyness");
         assert!(parse(&unknown).is_err());
         assert!(parse(&GOOD.replace("\"tcp\"", "\"sctp\"")).is_err());
         assert!(parse(&GOOD.replace("\"8000-8099\"", "\"8099-8000\"")).is_err());
         assert!(parse(&GOOD.replace("\"8000-8099\"", "\"80a\"")).is_err());
-        let bad_placement = GOOD.replace("sticky_secs = 300", "placement = \"random\"");
+        let bad_placement = GOOD.replace("sticky_timeout = \"300s\"", "placement = \"random\"");
         assert!(parse(&bad_placement).is_err());
     }
 
@@ -765,7 +768,7 @@ ports = ["53"]
         ));
 
         for f in [
-            |h: &mut HealthCheck| h.timeout_ms = h.interval_ms,
+            |h: &mut HealthCheck| h.timeout = h.interval,
             |h: &mut HealthCheck| h.rise = 0,
             |h: &mut HealthCheck| h.path = "healthz".into(),
             |h: &mut HealthCheck| h.port = 0,
@@ -841,8 +844,8 @@ ports = ["53"]
             DirectorSettingsError::BadCapacity("conntrack_capacity")
         );
         assert_eq!(
-            bad(|d| d.udp_idle_secs = 0),
-            DirectorSettingsError::ZeroDuration("udp_idle_secs")
+            bad(|d| d.udp_idle = Duration::ZERO),
+            DirectorSettingsError::ZeroDuration("udp_idle")
         );
     }
 }

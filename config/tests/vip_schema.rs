@@ -1,6 +1,6 @@
 //! `[[vip]]` and `[director]` in the server configuration.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use headroom_config::{vip::parse_mac, Config, ConfigError};
 
@@ -53,7 +53,15 @@ mac = "02:00:00:00:00:02"
     .unwrap();
     assert_eq!(c.vips.len(), 1);
     assert_eq!(c.vips[0].weight_of(2), 2);
-    assert_eq!(c.director.gratuitous_arp_interval_ms, 50);
+    assert_eq!(
+        c.director.gratuitous_arp_interval,
+        Duration::from_millis(50)
+    );
+    // Written in the deprecated form: accepted, with a warning naming the line.
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("director.gratuitous_arp_interval_ms: deprecated")));
     let h2 = c.director.host_of(2).unwrap();
     assert_eq!(
         parse_mac(h2.mac.as_deref().unwrap()),
@@ -104,14 +112,14 @@ fn reference_file_documents_the_director() {
     let src = include_str!("../headroom.toml");
     let c = Config::parse(src, Path::new("headroom.toml")).expect("reference file");
     assert_eq!(c.vips.len(), 1);
-    assert_eq!(c.vips[0].sticky_secs, 300);
+    assert_eq!(c.vips[0].sticky_timeout, Duration::from_secs(300));
     assert_eq!(c.director.hosts.len(), 2);
     assert_eq!(c.director, {
         let mut d = headroom_config::vip::DirectorSettings {
             hosts: c.director.hosts.clone(),
             ..Default::default()
         };
-        d.gratuitous_arp_interval_ms = 200;
+        d.gratuitous_arp_interval = Duration::from_millis(200);
         d
     });
 }

@@ -2,6 +2,9 @@
 
 pub mod allocator;
 pub mod exchange;
+pub mod goal;
 pub mod health;
+pub mod policy;
 pub mod procsched;
 pub mod sim;
+pub mod triggers;

@@ -6,6 +6,7 @@
 //! `HEADROOM_SKIP_CGROUP_TESTS=1` is set, in which case they are skipped
 //! with a note on stderr.
 
+use headroom_clock::Timestamp;
 use headroom_config::process::{CpuPolicy, CpuShare, ProcessJob, ProcessRule};
 use headroom_control::procsched::backend::parse_proc_cgroup;
 use headroom_control::procsched::scan::parse_stat;
@@ -18,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
 const SKIP_VAR: &str = "HEADROOM_SKIP_CGROUP_TESTS";
@@ -33,8 +34,7 @@ fn preflight(test: &str) -> bool {
         eprintln!("{test}: SKIPPED because {SKIP_VAR}=1");
         return false;
     }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     assert!(
         root,
         "{test}: needs root to create cgroups under {CPU_MOUNT} (set {SKIP_VAR}=1 to skip)"
@@ -60,17 +60,15 @@ impl Burner {
     /// Runs `script` under `/bin/sh -c` with `tag` as `$0` (so the tag
     /// appears in the command line), pinned to `pinned_core()`.
     fn spawn(script: &str, tag: &str) -> Burner {
-        let mut set = nix::sched::CpuSet::new();
-        set.set(pinned_core()).unwrap();
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(script).arg(tag).process_group(0);
-        // SAFETY: the closure only makes the sched_setaffinity system call
-        // on a CpuSet prepared before fork; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
-            });
-        }
+        // taskset pins itself, then execs the shell (same pid).
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(pinned_core().to_string())
+            .arg("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .arg(tag)
+            .process_group(0);
         Burner {
             child: cmd.spawn().expect("spawn /bin/sh burner"),
         }
@@ -100,17 +98,19 @@ fn ticks_of(pid: u32) -> u64 {
 }
 
 fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
 }
 
 /// CPU seconds used by each group of pids over `secs` seconds.
 fn measure(groups: &[&[u32]], secs: f64) -> (Vec<f64>, f64) {
     let sum = |g: &[u32]| g.iter().map(|p| ticks_of(*p)).sum::<u64>();
     let before: Vec<u64> = groups.iter().map(|g| sum(g)).collect();
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let wall = t0.elapsed().as_secs_f64();
+    let wall = (Timestamp::now() - t0).as_secs_f64();
     let used = groups
         .iter()
         .zip(before)
@@ -152,7 +152,7 @@ fn cmdline(pid: u32) -> String {
 /// Waits until `parent` has a child that has exec'd (its command line no
 /// longer carries `tag`), and returns it.
 fn exec_child(parent: u32, tag: &str) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Timestamp::now() + Duration::from_secs(10);
     loop {
         if let Some(c) = children_of(parent).into_iter().find(|c| {
             let cl = cmdline(*c);
@@ -161,7 +161,7 @@ fn exec_child(parent: u32, tag: &str) -> u32 {
             return c;
         }
         assert!(
-            Instant::now() < deadline,
+            Timestamp::now() < deadline,
             "child of {parent} never appeared"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -253,7 +253,7 @@ fn cpu_shares_split_75_25_and_idle_job_yields() {
     let mut s = scheduler(&jobs, &parent);
     assert_eq!(s.backend_kind(), BackendKind::CgroupV1);
 
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     let r = s.tick(t0, &[]).expect("tick");
     assert_eq!(r.moved, 2, "both burners moved");
     assert_eq!(procs_of(&parent, "high"), vec![a.pid()]);
@@ -340,7 +340,7 @@ fn cpu_children_join_their_parents_job() {
         job("nokids", &tag_n, 30.0, false),
     ];
     let mut s = scheduler(&jobs, &parent);
-    s.tick(Instant::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
 
     let mut in_kids = procs_of(&parent, "kids");
     in_kids.sort_unstable();
@@ -374,12 +374,12 @@ fn cpu_children_join_their_parents_job() {
     let late_orig = cpu_cgroup(late.pid());
     // Its `sleep` child carries the parent's command line until it execs:
     // tick only once it has, so the rule cannot match it in between.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Timestamp::now() + Duration::from_secs(15);
     while !children_of(late.pid())
         .into_iter()
         .any(|c| cmdline(c).starts_with("sleep"))
     {
-        assert!(Instant::now() < deadline, "sleep child never exec'd");
+        assert!(Timestamp::now() < deadline, "sleep child never exec'd");
         std::thread::sleep(Duration::from_millis(10));
     }
     s.reload(&[
@@ -388,9 +388,9 @@ fn cpu_children_join_their_parents_job() {
         job("late", &tag_l, 10.0, false),
     ])
     .expect("reload");
-    s.tick(Instant::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
     assert_eq!(procs_of(&parent, "late"), vec![late.pid()]);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Timestamp::now() + Duration::from_secs(15);
     let late_child = loop {
         if let Some(c) = children_of(late.pid())
             .into_iter()
@@ -400,7 +400,7 @@ fn cpu_children_join_their_parents_job() {
         {
             break c;
         }
-        assert!(Instant::now() < deadline, "late child never appeared");
+        assert!(Timestamp::now() < deadline, "late child never appeared");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(
@@ -410,8 +410,8 @@ fn cpu_children_join_their_parents_job() {
     );
     // Detection settles within one more tick after an exec (a process seen
     // between fork and exec is re-read while young).
-    s.tick(Instant::now(), &[]).expect("tick");
-    s.tick(Instant::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
     assert_eq!(
         s.job_of(late_child),
         None,
@@ -457,7 +457,7 @@ fn cpu_reload_moves_processes_and_removes_jobs() {
         &[job("x", &t1, 60.0, true), job("y", &t2, 40.0, true)],
         &parent,
     );
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     s.tick(t0, &[]).expect("tick");
     assert_eq!(procs_of(&parent, "x"), vec![p1.pid()]);
     assert_eq!(procs_of(&parent, "y"), vec![p2.pid()]);
@@ -528,7 +528,7 @@ fn cpu_cap_limits_a_job_below_a_free_core() {
         cap_percent: Some(50.0 / cores),
     });
     let mut s = scheduler(&[j], &parent).with_local_cores(cores);
-    s.tick(Instant::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
     assert_eq!(read_cg(&parent, "capped/cpu.cfs_quota_us"), "50000");
     assert_eq!(read_cg(&parent, "capped/cpu.cfs_period_us"), "100000");
     std::thread::sleep(Duration::from_millis(300));
@@ -563,7 +563,7 @@ fn cpu_booked_share_holds_against_an_unmanaged_process() {
     ];
     let parent = parent_name("booked");
     let mut s = scheduler(&[job("booked", &tag_j, 25.0, true)], &parent);
-    s.tick(Instant::now(), &[]).expect("tick");
+    s.tick(Timestamp::now(), &[]).expect("tick");
     assert_eq!(procs_of(&parent, "booked"), vec![j.pid()]);
     assert_eq!(
         cpu_cgroup(u.pid()),

@@ -8,7 +8,7 @@ use headroom_config::net::{Direction, FlowRule};
 use headroom_dataplane::{
     classifier::{Classifier, FlowKey, JobId, RuleSet},
     pacer::{bench_fixture, Admit},
-    packet::{build, parse_frame},
+    packet::{build, parse_frame, partial_checksum, segment::TcpSegmenter},
 };
 
 fn rules() -> Arc<RuleSet> {
@@ -94,5 +94,63 @@ fn pacer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parser, classifier, pacer);
+/// Completing a partial checksum (a full-size TCP segment from a stack with
+/// checksum offload on) and cutting a 64 KB aggregate into MTU segments.
+fn offload(c: &mut Criterion) {
+    let seg = build::tcp4(
+        Ipv4Addr::new(10, 0, 0, 1),
+        40000,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+        0x10,
+        &[7u8; 1448],
+    );
+    let info = parse_frame(&seg).expect("parses");
+    let l4 = info.l4_offset.expect("tcp") as usize;
+    let mut g = c.benchmark_group("partial_checksum");
+    g.throughput(Throughput::Bytes(seg.len() as u64));
+    g.bench_function("complete_1448", |b| {
+        let mut f = seg.clone();
+        b.iter(|| {
+            // Reset the field to a pseudo-header-only value each time.
+            f[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+            let pseudo = headroom_dataplane::packet::checksum::pseudo_header_v4(
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                6,
+                (f.len() - l4) as u16,
+            );
+            let p = headroom_dataplane::packet::checksum::fold(pseudo);
+            f[l4 + 16..l4 + 18].copy_from_slice(&p.to_be_bytes());
+            partial_checksum::complete(black_box(&mut f), &[], &info)
+        })
+    });
+    g.bench_function("check_only_1448", |b| {
+        b.iter(|| partial_checksum::is_partial(black_box(&seg), &info))
+    });
+    g.finish();
+    let agg = build::tcp4(
+        Ipv4Addr::new(10, 0, 0, 1),
+        40000,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+        0x10,
+        &vec![7u8; 64_000],
+    );
+    let ainfo = parse_frame(&agg).expect("parses");
+    let mut g = c.benchmark_group("segment");
+    g.throughput(Throughput::Bytes(agg.len() as u64));
+    g.bench_function("tcp4_64k_to_1500", |b| {
+        let mut out = vec![0u8; 3840];
+        b.iter(|| {
+            let s = TcpSegmenter::new(&agg, &ainfo, 1500, 3840).expect("tcp");
+            for i in 0..s.count() {
+                black_box(s.write(i, &agg, &[], &mut out));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parser, classifier, pacer, offload);
 criterion_main!(benches);

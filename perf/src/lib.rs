@@ -13,6 +13,7 @@ pub mod plot;
 pub mod sched;
 pub mod signal;
 pub mod sink;
+pub mod slowhttp;
 pub mod topo;
 pub mod xdpfwd;
 pub mod xsk;

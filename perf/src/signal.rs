@@ -1,37 +1,30 @@
-//! SIGINT/SIGTERM handling: a flag the run loops poll.
+//! SIGINT/SIGTERM handling: a flag the run loops poll (set by
+//! `signal-hook`'s handler).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, OnceLock,
+};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+fn flag() -> &'static Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
 /// Installs handlers that set the stop flag on SIGINT and SIGTERM.
 pub fn install() {
-    let action = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_signal),
-        nix::sys::signal::SaFlags::empty(),
-        nix::sys::signal::SigSet::empty(),
-    );
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-    ] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(flag()));
     }
 }
 
 /// Whether a stop was requested.
 #[inline]
 pub fn stopped() -> bool {
-    STOP.load(Ordering::Relaxed)
+    flag().load(Ordering::Relaxed)
 }
 
 /// Requests a stop (e.g. from another thread).
 pub fn request_stop() {
-    STOP.store(true, Ordering::Relaxed);
+    flag().store(true, Ordering::Relaxed);
 }

@@ -338,18 +338,9 @@ fn run_xdp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
 
 fn run_udp(cfg: &SinkConfig) -> Result<SinkReport, SinkError> {
     let sock = UdpSocket::bind(cfg.bind).map_err(|e| SinkError::Io("binding the UDP socket", e))?;
-    let size: libc::c_int = 32 << 20;
-    // SAFETY: valid socket fd, option value points at a live c_int of the
-    // given size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        );
-    }
+    // Best effort: without CAP_NET_ADMIN the default buffer stays.
+    let _ =
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20));
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| SinkError::Io("setting a read timeout", e))?;
     ready(&cfg.bind.to_string());

@@ -3,17 +3,13 @@
 //!
 //! Addressing (RFC 2544 benchmark range): generator 198.18.0.1/24 (and the
 //! source range above it), DUT in 198.18.0.254/24, DUT out 198.19.0.254/24,
-//! sink 198.19.0.2/24. Neighbours are static, so no ARP is needed.
+//! sink 198.19.0.2/24. Neighbours are static, so no ARP is needed. The
+//! command runner and the MAC lookup are the lab's (`headroom-lab`).
 
-use std::{
-    fs,
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{fs, path::Path};
 
-use crate::packet::parse_mac;
-
-/// CPU placement (see LAB-NOTES).
+/// CPU placement of the device under test and its veth NAPI processing
+/// (perf/README.md compares the two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
@@ -39,24 +35,14 @@ pub enum TopoError {
     Mac(String, String),
 }
 
-/// Runs a command, failing with its stderr.
+/// Runs a command, failing with its stderr (the lab's runner).
 pub fn sh(args: &[&str]) -> Result<String, TopoError> {
-    let cmd = args.join(" ");
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
+    headroom_lab::run(args)
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
         .map_err(|e| TopoError::Cmd {
-            cmd: cmd.clone(),
+            cmd: args.join(" "),
             msg: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(TopoError::Cmd {
-            cmd,
-            msg: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        })
 }
 
 /// Generator, DUT and sink namespaces joined by two veth pairs.
@@ -139,15 +125,7 @@ impl Topology {
     }
 
     fn mac(&self, ns: &str, dev: &str) -> Result<[u8; 6], TopoError> {
-        let out = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "cat",
-            &format!("/sys/class/net/{dev}/address"),
-        ])?;
-        parse_mac(out.trim()).map_err(|e| TopoError::Mac(dev.to_owned(), e))
+        headroom_lab::mac_of(ns, dev).map_err(|e| TopoError::Mac(dev.to_owned(), e.to_string()))
     }
 
     /// Adds IPv4 addresses and static neighbours and enables forwarding in

@@ -1,37 +1,24 @@
 //! `headroomd`: the Headroom daemon.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Headroom dataplane daemon: steers traffic between the outer and inner
-/// interfaces through pinned AF_XDP workers and enforces pool-wide policies.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Configuration file.
-    #[arg(short, long, default_value = "/etc/headroom/headroom.toml")]
-    config: PathBuf,
-    /// Only parse and validate the configuration file, then exit.
-    #[arg(long, value_name = "FILE")]
-    check_config: Option<PathBuf>,
-}
+use headroom::{
+    cli::{HeadroomdArgs, LogFormat},
+    error_report::one_line,
+    service::Service,
+};
+use headroom_buildinfo::{COMMIT, VERSION};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let args = Args::parse();
+    let args = HeadroomdArgs::parse();
+    headroom::logging::init(args.log_format);
     if let Some(path) = args.check_config {
-        return match headroom_config::Config::load(&path)
-            .and_then(|c| c.check_files(&path).map(|()| c))
-        {
+        return match headroom_config::Config::load_checked(&path) {
             Ok(cfg) => {
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: OK (node {}, {} jobs, {} pipes)",
                     path.display(),
@@ -47,10 +34,22 @@ fn main() -> ExitCode {
             }
         };
     }
-    match headroom::daemon::run(&args.config) {
+    tracing::info!(
+        version = VERSION,
+        commit = COMMIT,
+        config = %args.config.display(),
+        "headroomd starting"
+    );
+    let mut service = Service::from_env(headroom_clock::Timestamp::now());
+    match headroom::daemon::run(&args.config, &mut service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("headroomd: {e:#}");
+            // Said once: as a JSON line when logs are JSON, else plainly.
+            let msg = one_line(&e);
+            match args.log_format {
+                LogFormat::Json => tracing::error!(error = %msg, "headroomd failed"),
+                LogFormat::Text => eprintln!("headroomd: {msg}"),
+            }
             ExitCode::FAILURE
         }
     }

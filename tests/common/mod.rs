@@ -10,9 +10,9 @@ use std::{
 
 use headroom::{
     ctl::{call, Request, Response},
-    lab::{Lab, Server},
     status::Status,
 };
+use headroom_lab::{Lab, Server, ServerConfig};
 
 /// Path of the daemon binary built for these tests.
 pub const HEADROOMD: &str = env!("CARGO_BIN_EXE_headroomd");
@@ -38,34 +38,24 @@ impl Drop for TempDir {
     }
 }
 
-/// The minimal config of a lab server; `extra` is appended verbatim.
+/// The fast-path setting the system tests run with: `HEADROOM_TEST_FAST_PATH`
+/// (`on`, `off` or `auto`; default `off`). The test suite runs the traffic,
+/// pipes, director and real-server tests once with each of `off` and `on`.
+pub fn fast_path_mode() -> String {
+    std::env::var("HEADROOM_TEST_FAST_PATH").unwrap_or_else(|_| "off".into())
+}
+
+/// The lab's server configuration, with the fast-path mode of this run and
+/// `extra` merged in.
 pub fn server_config(s: &Server, socket: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"
-[node]
-id = {id}
-address = "{ip}"
-
-[interfaces]
-outer = "outer"
-inner = "inner"
-
-[workers]
-cores = [1]
-frame_count = 4096
-fill_size = 1024
-ring_size = 1024
-
-[control]
-socket = "{sock}"
-high_freq_ms = 20
-low_freq_ms = 500
-{extra}
-"#,
-        id = s.id,
-        ip = s.node_ip,
-        sock = socket.display(),
-    )
+    ServerConfig::new(s, socket)
+        .merge(&format!(
+            "[workers]\nfast_path = \"{}\"\n",
+            fast_path_mode()
+        ))
+        .and_then(|c| c.merge(extra))
+        .unwrap_or_else(|e| panic!("test configuration: {e}"))
+        .render()
 }
 
 /// Starts headroomd for server `idx` (0-based) with `config`; waits until
@@ -124,4 +114,12 @@ pub fn sh(lab: &Lab, ns: &str, script: &str) -> String {
 /// `Command` for a program in `ns`.
 pub fn in_ns(lab: &Lab, ns: &str, program: &str) -> Command {
     lab.command(ns, program)
+}
+
+/// TCP segments `ns` put on the wire: OutSegs + RetransSegs. (A receiver's
+/// InSegs is no reference: with GRO on, as the fast path needs at the host
+/// side, it counts aggregated skbs, not segments.)
+pub fn tcp_sent(ns: &str) -> u64 {
+    let c = headroom_lab::traffic::tcp_counters(ns).expect("read the TCP MIB");
+    c.out_segs + c.retrans_segs
 }

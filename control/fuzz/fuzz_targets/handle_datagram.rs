@@ -2,7 +2,8 @@
 //! exercises the parser and the state machine: must never panic.
 #![no_main]
 
-use std::time::{Duration, Instant};
+use headroom_clock::Timestamp;
+use std::time::Duration;
 
 use headroom_control::exchange::wire::Authenticator;
 use headroom_control::exchange::{Exchange, ExchangeConfig, Registration, NEEDS_SNAPSHOT};
@@ -11,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 const KEY: &[u8] = b"fuzz key";
 
 fuzz_target!(|data: &[u8]| {
-    let now = Instant::now();
+    let now = Timestamp::now();
     let mut ex = Exchange::new(
         ExchangeConfig::new(5, 1, "127.0.0.1:7000".parse().unwrap()),
         KEY,

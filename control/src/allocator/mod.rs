@@ -645,6 +645,3 @@ pub fn mul_div(x: u64, y: u64, z: u64) -> u64 {
 #[cfg(test)]
 mod tests;
 pub mod wire;
-
-#[cfg(test)]
-mod sim;

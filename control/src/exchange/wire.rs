@@ -4,6 +4,7 @@
 //! header (29 bytes, big endian)
 //!   magic u16 = 0x4858 ("HX") | version u8 | flags u8 | sender u32 | epoch u32
 //!   | seq u64 | timestamp_ms u64 | entry_count u8
+//! flags: FLAG_SNAPSHOT (0x01) or FLAG_DIRECT (0x02), never both
 //! snapshot sub-header (7 bytes, only when flags & FLAG_SNAPSHOT)
 //!   snapshot_id u32 | code u8 | part u8 | parts u8
 //! entry_count entries (20 bytes + data each)
@@ -13,6 +14,10 @@
 //!
 //! The decoder never panics: every length is checked before it is used, and
 //! the MAC is verified (in constant time) before any entry is parsed.
+//!
+//! During a key rotation an [`Authenticator`] holds a second key that it
+//! accepts but never signs with, so servers can move from one pool key to
+//! the next one at a time (see [`Authenticator::with_rotation`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -35,7 +40,10 @@ pub const MAX_ENTRIES: usize = 255;
 
 /// Datagram carries (a part of) a frozen snapshot sent by the master.
 pub const FLAG_SNAPSHOT: u8 = 0x01;
-const KNOWN_FLAGS: u8 = FLAG_SNAPSHOT;
+/// Datagram carries one direct message (see `exchange::direct`): not stored,
+/// not relayed, queued for the module.
+pub const FLAG_DIRECT: u8 = 0x02;
+const KNOWN_FLAGS: u8 = FLAG_SNAPSHOT | FLAG_DIRECT;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -114,18 +122,55 @@ pub struct Datagram<'a> {
     pub snapshot: Option<SnapshotHeader>,
     /// Entries in wire order.
     pub entries: Vec<WireEntry<'a>>,
+    /// The MAC verified under the rotation key, not the signing key.
+    pub rotation_key: bool,
 }
 
-/// Keyed MAC over datagrams.
+/// Keyed MAC over datagrams: signs with the pool key, accepts the pool key
+/// and, during a rotation, a second key.
 #[derive(Clone)]
 pub struct Authenticator {
     mac: HmacSha256,
+    rotation: Option<HmacSha256>,
+    key_id: KeyId,
+    rotation_id: Option<KeyId>,
+}
+
+/// A short public name of a key (the first 4 bytes of a domain-separated
+/// SHA-256 of it, in hex), so operators can compare which key each server
+/// signs with without showing the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 4]);
+
+impl KeyId {
+    /// The id of `key`.
+    pub fn of(key: &[u8]) -> KeyId {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(b"headroom pool key id\0");
+        h.update(key);
+        let d = h.finalize();
+        KeyId([d[0], d[1], d[2], d[3]])
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print key material.
-        f.write_str("Authenticator(..)")
+        // Never print key material; the ids are public.
+        write!(f, "Authenticator(key {}", self.key_id)?;
+        if let Some(r) = self.rotation_id {
+            write!(f, ", rotation key {r}")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -133,9 +178,30 @@ impl Authenticator {
     /// Builds an authenticator from the pool key (any length; HMAC hashes
     /// long keys down).
     pub fn new(key: &[u8]) -> Self {
+        Self::with_rotation(key, None)
+    }
+
+    /// Signs with `key`; accepts `key` and `rotation` (a key rotation: the
+    /// next key before this server signs with it, or the previous one after).
+    pub fn with_rotation(key: &[u8], rotation: Option<&[u8]>) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-        Self { mac }
+        let hmac = |k: &[u8]| HmacSha256::new_from_slice(k).expect("HMAC accepts any key length");
+        Self {
+            mac: hmac(key),
+            rotation: rotation.filter(|r| *r != key).map(hmac),
+            key_id: KeyId::of(key),
+            rotation_id: rotation.filter(|r| *r != key).map(KeyId::of),
+        }
+    }
+
+    /// The id of the key it signs with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The id of the rotation key, when one is accepted.
+    pub fn rotation_id(&self) -> Option<KeyId> {
+        self.rotation_id
     }
 
     /// Truncated MAC of `bytes` (what [`Builder::finish`] appends). Public so
@@ -149,10 +215,21 @@ impl Authenticator {
         out
     }
 
-    fn verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
-        let mut m = self.mac.clone();
-        m.update(bytes);
-        m.verify_truncated_left(tag).is_ok()
+    /// `Some(false)`: verified under the signing key, `Some(true)`: under
+    /// the rotation key, `None`: under neither.
+    fn verify(&self, bytes: &[u8], tag: &[u8]) -> Option<bool> {
+        let ok = |mac: &HmacSha256| {
+            let mut m = mac.clone();
+            m.update(bytes);
+            m.verify_truncated_left(tag).is_ok()
+        };
+        if ok(&self.mac) {
+            Some(false)
+        } else if self.rotation.as_ref().is_some_and(ok) {
+            Some(true)
+        } else {
+            None
+        }
     }
 }
 
@@ -284,11 +361,11 @@ pub fn decode<'a>(bytes: &'a [u8], auth: &Authenticator) -> Result<Datagram<'a>,
     if version != VERSION {
         return Err(WireError::UnknownVersion(version));
     }
-    if !auth.verify(body, tag) {
+    let Some(rotation_key) = auth.verify(body, tag) else {
         return Err(WireError::BadMac);
-    }
+    };
     let flags = r.u8()?;
-    if flags & !KNOWN_FLAGS != 0 {
+    if flags & !KNOWN_FLAGS != 0 || flags & KNOWN_FLAGS == KNOWN_FLAGS {
         return Err(WireError::Malformed);
     }
     let header = Header {
@@ -338,6 +415,7 @@ pub fn decode<'a>(bytes: &'a [u8], auth: &Authenticator) -> Result<Datagram<'a>,
         header,
         snapshot,
         entries,
+        rotation_key,
     })
 }
 

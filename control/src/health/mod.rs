@@ -5,21 +5,24 @@
 //! leaves unhealthy (service, node) pairs out of its Maglev tables.
 //!
 //! * [`HealthTracker`]: rise/fall state machine, time as a parameter.
-//! * [`probe::Prober`]: runs blocking probes on helper threads so the control
-//!   loop never blocks.
-//! * [`HealthMonitor`]: ties trackers and the prober together for the
-//!   control loop.
+//! * [`HealthMonitor`]: the trackers of one node's checks, sans-IO: it says
+//!   which probes to start ([`HealthMonitor::poll_probe`]) and takes their
+//!   results ([`HealthMonitor::handle_result`]).
+//! * [`probe::Prober`]: the I/O side, run by the daemon: blocking probes on
+//!   helper threads so the control loop never blocks.
 //! * [`encode_entries`] / [`decode_entries`]: the gossiped per-node entry.
 
 pub mod probe;
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use headroom_clock::Timestamp;
 use headroom_config::vip::{HealthCheck, HealthKind, VipService};
 use thiserror::Error;
 
-use probe::{ProbeKind, ProbeRequest, Prober};
+use probe::{ProbeKind, ProbeRequest, ProbeResult};
 
 /// Index of a VIP service in the configured list.
 pub type ServiceIdx = u16;
@@ -32,10 +35,10 @@ pub struct HealthParams {
     /// Consecutive failures to become unhealthy.
     pub fall: u32,
     /// Time between probe starts.
-    pub interval_ns: u64,
+    pub interval: Duration,
     /// Probe timeout; a probe whose result has not arrived by then (plus one
     /// interval of grace) counts as failed.
-    pub timeout_ns: u64,
+    pub timeout: Duration,
 }
 
 impl From<&HealthCheck> for HealthParams {
@@ -43,8 +46,8 @@ impl From<&HealthCheck> for HealthParams {
         HealthParams {
             rise: h.rise.max(1),
             fall: h.fall.max(1),
-            interval_ns: h.interval_ms.saturating_mul(1_000_000),
-            timeout_ns: h.timeout_ms.saturating_mul(1_000_000),
+            interval: h.interval,
+            timeout: h.timeout,
         }
     }
 }
@@ -77,19 +80,19 @@ pub struct HealthTracker {
     healthy: bool,
     ok_run: u32,
     fail_run: u32,
-    next_probe_ns: u64,
-    in_flight_since: Option<u64>,
+    next_probe: Timestamp,
+    in_flight_since: Option<Timestamp>,
 }
 
 impl HealthTracker {
-    /// Tracker whose first probe is due at `now_ns`.
-    pub fn new(params: HealthParams, now_ns: u64) -> Self {
+    /// Tracker whose first probe is due at `now`.
+    pub fn new(params: HealthParams, now: Timestamp) -> Self {
         HealthTracker {
             params,
             healthy: false,
             ok_run: 0,
             fail_run: 0,
-            next_probe_ns: now_ns,
+            next_probe: now,
             in_flight_since: None,
         }
     }
@@ -105,47 +108,45 @@ impl HealthTracker {
     }
 
     /// Earliest time [`HealthTracker::poll`] can have something to do.
-    pub fn next_event_ns(&self) -> u64 {
+    pub fn next_event(&self) -> Timestamp {
         match self.in_flight_since {
             Some(t) => self.lost_deadline(t),
-            None => self.next_probe_ns,
+            None => self.next_probe,
         }
     }
 
-    fn lost_deadline(&self, started: u64) -> u64 {
-        started
-            .saturating_add(self.params.timeout_ns)
-            .saturating_add(self.params.interval_ns)
+    fn lost_deadline(&self, started: Timestamp) -> Timestamp {
+        started + self.params.timeout + self.params.interval
     }
 
     /// Advances time: reports whether a probe must be started now (the
     /// tracker then considers it in flight) and whether an outstanding probe
     /// was declared lost (its result never arrived; counted as a failure).
-    pub fn poll(&mut self, now_ns: u64) -> PollOutcome {
+    pub fn poll(&mut self, now: Timestamp) -> PollOutcome {
         let mut out = PollOutcome::default();
         if let Some(started) = self.in_flight_since {
-            if now_ns < self.lost_deadline(started) {
+            if now < self.lost_deadline(started) {
                 return out;
             }
             out.lost = true;
-            out.transition = self.record(now_ns, false);
+            out.transition = self.record(false);
         }
-        if now_ns >= self.next_probe_ns {
-            self.in_flight_since = Some(now_ns);
-            self.next_probe_ns = now_ns.saturating_add(self.params.interval_ns);
+        if now >= self.next_probe {
+            self.in_flight_since = Some(now);
+            self.next_probe = now + self.params.interval;
             out.start_probe = true;
         }
         out
     }
 
     /// Records the result of the outstanding probe.
-    pub fn on_result(&mut self, now_ns: u64, ok: bool) -> Option<Transition> {
+    pub fn on_result(&mut self, _now: Timestamp, ok: bool) -> Option<Transition> {
         // A late result of a probe already counted as lost is ignored.
         self.in_flight_since?;
-        self.record(now_ns, ok)
+        self.record(ok)
     }
 
-    fn record(&mut self, _now_ns: u64, ok: bool) -> Option<Transition> {
+    fn record(&mut self, ok: bool) -> Option<Transition> {
         self.in_flight_since = None;
         if ok {
             self.fail_run = 0;
@@ -281,20 +282,23 @@ struct Check {
     pending: Option<u64>,
 }
 
-/// Health checks of the local node's instances, driven by the control loop.
+/// Health checks of one node's instances, driven by the control loop
+/// (sans-IO: the caller runs the probes it asks for and hands back their
+/// results).
 #[derive(Debug)]
 pub struct HealthMonitor {
     checks: Vec<Check>,
     services: usize,
-    prober: Prober,
     seq: u64,
     stats: HealthStats,
+    /// Probes to start, oldest first.
+    due: VecDeque<ProbeRequest>,
 }
 
 impl HealthMonitor {
     /// Monitor for every service with a health check; probes target
-    /// `target_ip:port` (normally 127.0.0.1).
-    pub fn new(services: &[VipService], target_ip: Ipv4Addr, prober: Prober, now_ns: u64) -> Self {
+    /// `target_ip:port` (normally 127.0.0.1). The first probes are due at `now`.
+    pub fn new(services: &[VipService], target_ip: Ipv4Addr, now: Timestamp) -> Self {
         let checks = services
             .iter()
             .enumerate()
@@ -315,9 +319,9 @@ impl HealthMonitor {
                         token: u64::from(service),
                         addr,
                         kind,
-                        timeout: Duration::from_millis(hc.timeout_ms),
+                        timeout: hc.timeout,
                     },
-                    tracker: HealthTracker::new(HealthParams::from(hc), now_ns),
+                    tracker: HealthTracker::new(HealthParams::from(hc), now),
                     pending: None,
                 })
             })
@@ -325,9 +329,9 @@ impl HealthMonitor {
         HealthMonitor {
             checks,
             services: services.len(),
-            prober,
             seq: 0,
             stats: HealthStats::default(),
+            due: VecDeque::new(),
         }
     }
 
@@ -336,32 +340,13 @@ impl HealthMonitor {
         &self.stats
     }
 
-    /// Collects finished probes and starts due ones; call from the control
-    /// loop. Returns the state changes.
-    pub fn tick(&mut self, now_ns: u64) -> Vec<HealthChange> {
+    /// Advances time: declares overdue probes lost and queues the probes that
+    /// are due (taken with [`HealthMonitor::poll_probe`]). Returns the state
+    /// changes.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<HealthChange> {
         let mut changes = Vec::new();
-        while let Some(r) = self.prober.try_recv() {
-            if let Some(c) = self
-                .checks
-                .iter_mut()
-                .find(|c| c.pending.is_some() && c.pending == Some(r.token))
-            {
-                c.pending = None;
-                if r.outcome.is_ok() {
-                    self.stats.probes_ok += 1;
-                } else {
-                    self.stats.probes_failed += 1;
-                }
-                if let Some(t) = c.tracker.on_result(now_ns, r.outcome.is_ok()) {
-                    changes.push(HealthChange {
-                        service: c.service,
-                        transition: t,
-                    });
-                }
-            }
-        }
         for c in &mut self.checks {
-            let p = c.tracker.poll(now_ns);
+            let p = c.tracker.poll(now);
             if p.lost {
                 self.stats.probes_lost += 1;
             }
@@ -375,20 +360,43 @@ impl HealthMonitor {
                 self.seq += 1;
                 c.request.token = (self.seq << 16) | u64::from(c.service);
                 c.pending = Some(c.request.token);
-                if self.prober.submit(c.request.clone()).is_ok() {
-                    self.stats.probes_started += 1;
-                } else {
-                    self.stats.submit_failures += 1;
-                    if let Some(t) = c.tracker.on_result(now_ns, false) {
-                        changes.push(HealthChange {
-                            service: c.service,
-                            transition: t,
-                        });
-                    }
-                }
+                self.due.push_back(c.request.clone());
             }
         }
         changes
+    }
+
+    /// The next probe to start, if one is due.
+    pub fn poll_probe(&mut self) -> Option<ProbeRequest> {
+        let r = self.due.pop_front()?;
+        self.stats.probes_started += 1;
+        Some(r)
+    }
+
+    /// The result of a probe [`HealthMonitor::poll_probe`] handed out.
+    /// [`probe::ProbeFailure::NotStarted`] (the prober refused it) counts as
+    /// a failed probe and as a submit failure. Results of unknown or lost
+    /// probes are ignored.
+    pub fn handle_result(&mut self, now: Timestamp, r: &ProbeResult) -> Option<HealthChange> {
+        let c = self
+            .checks
+            .iter_mut()
+            .find(|c| c.pending.is_some() && c.pending == Some(r.token))?;
+        c.pending = None;
+        match r.outcome {
+            Ok(()) => self.stats.probes_ok += 1,
+            Err(probe::ProbeFailure::NotStarted) => {
+                self.stats.probes_started = self.stats.probes_started.saturating_sub(1);
+                self.stats.submit_failures += 1;
+            }
+            Err(_) => self.stats.probes_failed += 1,
+        }
+        c.tracker
+            .on_result(now, r.outcome.is_ok())
+            .map(|transition| HealthChange {
+                service: c.service,
+                transition,
+            })
     }
 
     /// Whether `service` is healthy locally (no check configured: healthy).
@@ -412,9 +420,9 @@ impl HealthMonitor {
             .collect()
     }
 
-    /// Earliest time `tick` has timed work to do.
-    pub fn next_event_ns(&self) -> Option<u64> {
-        self.checks.iter().map(|c| c.tracker.next_event_ns()).min()
+    /// Earliest time `handle_timeout` has timed work to do.
+    pub fn next_event(&self) -> Option<Timestamp> {
+        self.checks.iter().map(|c| c.tracker.next_event()).min()
     }
 }
 

@@ -5,12 +5,13 @@
 //! (each bounded by the probe's timeout), so one hanging instance cannot
 //! delay the others' probes beyond the pool size.
 
+use headroom_clock::Timestamp;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -59,6 +60,10 @@ pub enum ProbeFailure {
     /// HTTP status outside 2xx.
     #[error("HTTP status {0}")]
     Status(u16),
+    /// The probe never ran: the prober's queue was full or its threads are
+    /// gone (reported by the caller that tried to submit it).
+    #[error("probe not started (prober busy or stopped)")]
+    NotStarted,
 }
 
 /// Result of a probe.
@@ -112,10 +117,10 @@ fn io_failure(e: &std::io::Error) -> ProbeFailure {
 
 /// Runs one probe on the calling thread (blocking, bounded by its timeout).
 pub fn run_probe(req: &ProbeRequest) -> Result<(), ProbeFailure> {
-    let deadline = Instant::now() + req.timeout;
+    let deadline = Timestamp::now() + req.timeout;
     let remaining = || {
         deadline
-            .checked_duration_since(Instant::now())
+            .checked_duration_since(Timestamp::now())
             .filter(|d| !d.is_zero())
             .ok_or(ProbeFailure::Timeout)
     };

@@ -2,34 +2,41 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
+
+use headroom_clock::Timestamp;
 
 use headroom_config::vip::{PortRange, VipProtocol};
 
-use super::probe::{parse_status_line, run_probe, ProbeFailure};
+use super::probe::{parse_status_line, run_probe, ProbeFailure, ProbeResult, Prober};
 use super::*;
 
 const MS: u64 = 1_000_000;
+
+/// The simulated time `ns` after start.
+fn at(ns: u64) -> Timestamp {
+    Timestamp::from_nanos(ns)
+}
 
 fn params() -> HealthParams {
     HealthParams {
         rise: 2,
         fall: 3,
-        interval_ns: 1000 * MS,
-        timeout_ns: 500 * MS,
+        interval: Duration::from_millis(1000),
+        timeout: Duration::from_millis(500),
     }
 }
 
 /// Drives one probe cycle at `t`: poll must ask for a probe, then the result.
 fn cycle(tr: &mut HealthTracker, t: u64, ok: bool) -> Option<Transition> {
-    let p = tr.poll(t);
+    let p = tr.poll(at(t));
     assert!(p.start_probe, "probe due at {t}");
-    tr.on_result(t + 10 * MS, ok)
+    tr.on_result(at(t + 10 * MS), ok)
 }
 
 #[test]
 fn rise_and_fall() {
-    let mut tr = HealthTracker::new(params(), 0);
+    let mut tr = HealthTracker::new(params(), Timestamp::ZERO);
     assert!(!tr.is_healthy(), "starts unhealthy");
     assert_eq!(cycle(&mut tr, 0, true), None);
     assert_eq!(
@@ -51,15 +58,15 @@ fn rise_and_fall() {
 
 #[test]
 fn probes_follow_interval() {
-    let mut tr = HealthTracker::new(params(), 100);
-    assert!(!tr.poll(99).start_probe);
-    assert!(tr.poll(100).start_probe);
+    let mut tr = HealthTracker::new(params(), at(100));
+    assert!(!tr.poll(at(99)).start_probe);
+    assert!(tr.poll(at(100)).start_probe);
     assert!(tr.in_flight());
-    assert!(!tr.poll(500).start_probe, "one probe at a time");
-    tr.on_result(600, true);
-    assert!(!tr.poll(1000 * MS).start_probe);
-    assert_eq!(tr.next_event_ns(), 1000 * MS + 100);
-    assert!(tr.poll(1000 * MS + 100).start_probe);
+    assert!(!tr.poll(at(500)).start_probe, "one probe at a time");
+    tr.on_result(at(600), true);
+    assert!(!tr.poll(at(1000 * MS)).start_probe);
+    assert_eq!(tr.next_event(), at(1000 * MS + 100));
+    assert!(tr.poll(at(1000 * MS + 100)).start_probe);
 }
 
 #[test]
@@ -69,20 +76,24 @@ fn lost_probe_counts_as_failure_and_late_result_is_ignored() {
         rise: 1,
         ..params()
     };
-    let mut tr = HealthTracker::new(p, 0);
+    let mut tr = HealthTracker::new(p, Timestamp::ZERO);
     assert_eq!(cycle(&mut tr, 0, true), Some(Transition::Up));
-    assert!(tr.poll(1000 * MS).start_probe);
+    assert!(tr.poll(at(1000 * MS)).start_probe);
     // Result never comes; deadline = start + timeout + interval.
-    assert_eq!(tr.next_event_ns(), 2500 * MS);
-    let out = tr.poll(2499 * MS);
+    assert_eq!(tr.next_event(), at(2500 * MS));
+    let out = tr.poll(at(2499 * MS));
     assert!(!out.lost && !out.start_probe);
-    let out = tr.poll(2500 * MS);
+    let out = tr.poll(at(2500 * MS));
     assert!(out.lost);
     assert_eq!(out.transition, Some(Transition::Down));
     assert!(out.start_probe, "next probe overdue, started at once");
-    tr.on_result(2600 * MS, true);
+    tr.on_result(at(2600 * MS), true);
     assert!(tr.is_healthy());
-    assert_eq!(tr.on_result(2700 * MS, true), None, "no probe outstanding");
+    assert_eq!(
+        tr.on_result(at(2700 * MS), true),
+        None,
+        "no probe outstanding"
+    );
 }
 
 #[test]
@@ -238,9 +249,9 @@ fn real_http_probe_statuses_and_timeout() {
     // A listener that never answers: the probe gives up at its deadline.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let sport = silent.local_addr().unwrap().port();
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     assert_eq!(run_probe(&req(sport, http())), Err(ProbeFailure::Timeout));
-    let took = t0.elapsed();
+    let took = Timestamp::now() - t0;
     assert!(
         took >= Duration::from_millis(250) && took < Duration::from_secs(3),
         "{took:?}"
@@ -282,14 +293,14 @@ fn service_with_check(port: u16) -> VipService {
         members: vec![],
         weights: vec![],
         placement: Default::default(),
-        sticky_secs: 0,
+        sticky_timeout: Duration::ZERO,
         gratuitous_arp_count: 3,
         health_check: Some(HealthCheck {
             kind: HealthKind::Http,
             port,
             path: "/healthz".into(),
-            interval_ms: 40,
-            timeout_ms: 30,
+            interval: Duration::from_millis(40),
+            timeout: Duration::from_millis(30),
             rise: 2,
             fall: 2,
         }),
@@ -304,19 +315,28 @@ fn monitor_end_to_end() {
     no_check.name = "nocheck".into();
     no_check.health_check = None;
     let services = [no_check, service_with_check(port)];
-    let t0 = Instant::now();
-    let now = || t0.elapsed().as_nanos() as u64;
-    let mut m = HealthMonitor::new(
-        &services,
-        Ipv4Addr::LOCALHOST,
-        Prober::spawn(1, 4).unwrap(),
-        now(),
-    );
+    let mut m = HealthMonitor::new(&services, Ipv4Addr::LOCALHOST, Timestamp::now());
+    let prober = Prober::spawn(1, 4).unwrap();
     assert!(m.is_healthy(0) && !m.is_healthy(1));
+    // The daemon's part: start the probes the monitor asks for on the real
+    // prober, hand back what finished.
     let wait_for = |m: &mut HealthMonitor, want: Transition| {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            let ch = m.tick(now());
+        let start = Timestamp::now();
+        while Timestamp::now() - start < Duration::from_secs(5) {
+            let now = Timestamp::now();
+            let mut ch = m.handle_timeout(now);
+            while let Some(req) = m.poll_probe() {
+                if prober.submit(req.clone()).is_err() {
+                    let r = ProbeResult {
+                        token: req.token,
+                        outcome: Err(ProbeFailure::NotStarted),
+                    };
+                    ch.extend(m.handle_result(now, &r));
+                }
+            }
+            while let Some(r) = prober.try_recv() {
+                ch.extend(m.handle_result(Timestamp::now(), &r));
+            }
             if ch.contains(&HealthChange {
                 service: 1,
                 transition: want,
@@ -347,5 +367,5 @@ fn monitor_end_to_end() {
     assert!(wait_for(&mut m, Transition::Down));
     assert!(!m.is_healthy(1));
     assert!(m.stats().probes_ok >= 2 && m.stats().probes_failed >= 2);
-    assert!(m.next_event_ns().is_some());
+    assert!(m.next_event().is_some());
 }

@@ -16,18 +16,25 @@
 //! its original cgroup when it leaves its job, when its job disappears on
 //! [`ProcessScheduler::reload`] and on [`ProcessScheduler::shutdown`].
 //!
+//! What the cgroup backend created and moved is recorded in a state file
+//! ([`backend::state`]), so that after a headroomd that died without
+//! shutting down, [`ProcessScheduler::recover`] at the next start takes its
+//! cgroups over instead of refusing them or losing where processes came
+//! from.
+//!
 //! # Driving it from the daemon
 //!
 //! ```text
 //! let backend = detect_backend(&BackendChoice::Auto, "headroom")?; // log backend.describe()
 //! let mut ps = ProcessScheduler::new(&jobs, backend)?;
+//! ps.recover(Path::new("/var/lib/headroom/cpu-headroom.json"))?; // before the first tick
 //! // every low-frequency tick (a few seconds), on the control thread:
 //! let peers: Vec<PoolCpuState> = live_peer_entries      // bytes gossiped by the *other* live nodes
 //!     .iter()
 //!     .filter_map(|b| ps.decode_peer_entry(b))
 //!     .collect();
-//! if let Err(e) = ps.tick(Instant::now(), &peers) { tracing::warn!(%e, "process scheduler") }
-//! ps.publish_metrics();
+//! if let Err(e) = ps.tick(Timestamp::now(), &peers) { tracing::warn!(%e, "process scheduler") }
+//! publish(ps.snapshot());                            // metrics, status
 //! registration.cpu_entry = ps.local_pool_entry();      // gossip this node's entry
 //! // on configuration reload: ps.reload(&new_jobs)?;  on exit: ps.shutdown()?;
 //! ```
@@ -40,16 +47,17 @@ pub mod scan;
 
 pub use backend::{
     detect_backend, BackendChoice, BackendError, BackendKind, CgroupBackend, CgroupVersion,
-    CpuBackend, JobSettings, NiceBackend,
+    CpuBackend, JobSettings, NiceBackend, Recovery,
 };
 pub use entry::{EntryError, JobDemand, PoolCpuState};
 
 use detect::{classify, Assignment, CompiledJob, Via};
+use headroom_clock::Timestamp;
 use headroom_config::process::{CpuPolicy, ProcessConfigError, ProcessJob};
+use nix::unistd::SysconfVar;
 use policy::{JobInput, PolicyOutcome};
 use scan::{ScanStats, Scanner};
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 use thiserror::Error;
 
 /// Errors of the process scheduler.
@@ -70,6 +78,9 @@ pub enum ProcSchedError {
         /// The first failure.
         first: BackendError,
     },
+    /// What a previous headroomd left could not be taken over.
+    #[error("{0}")]
+    Recover(BackendError),
     /// The scheduler was shut down.
     #[error("process scheduler is shut down")]
     ShutDown,
@@ -104,6 +115,9 @@ pub struct ProcSchedStats {
     pub reload_errors: u64,
     /// Peer pool entries that could not be decoded.
     pub entry_decode_errors: u64,
+    /// Processes found in the job cgroups of a previous headroomd that did
+    /// not shut down, and left there ([`ProcessScheduler::recover`]).
+    pub recovered_processes: u64,
 }
 
 /// Per-job monitoring and enforcement state.
@@ -209,7 +223,7 @@ pub struct ProcessScheduler {
     clk_tck: f64,
     page_size: u64,
     self_pid: u32,
-    last_tick: Option<Instant>,
+    last_tick: Option<Timestamp>,
     usage: Vec<Usage>,
     unmanaged: Usage,
     outcome: Option<PolicyOutcome>,
@@ -218,13 +232,11 @@ pub struct ProcessScheduler {
     shut_down: bool,
 }
 
-fn sysconf(name: libc::c_int, default: i64) -> i64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(name) };
-    if v > 0 {
-        v
-    } else {
-        default
+/// A positive `sysconf` value, or `default`.
+pub(crate) fn sysconf(var: nix::unistd::SysconfVar, default: i64) -> i64 {
+    match nix::unistd::sysconf(var) {
+        Ok(Some(v)) if v > 0 => v,
+        _ => default,
     }
 }
 
@@ -244,9 +256,9 @@ impl ProcessScheduler {
             backend,
             scanner: Scanner::new(),
             assign: HashMap::new(),
-            local_cores: sysconf(libc::_SC_NPROCESSORS_ONLN, 1) as f64,
-            clk_tck: sysconf(libc::_SC_CLK_TCK, 100) as f64,
-            page_size: sysconf(libc::_SC_PAGESIZE, 4096) as u64,
+            local_cores: sysconf(SysconfVar::_NPROCESSORS_ONLN, 1) as f64,
+            clk_tck: sysconf(SysconfVar::CLK_TCK, 100) as f64,
+            page_size: sysconf(SysconfVar::PAGE_SIZE, 4096) as u64,
             self_pid: std::process::id(),
             last_tick: None,
             unmanaged: Usage::default(),
@@ -304,7 +316,7 @@ impl ProcessScheduler {
     /// caller logs it and keeps ticking.
     pub fn tick(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         pool_view: &[PoolCpuState],
     ) -> Result<TickReport, ProcSchedError> {
         if self.shut_down {
@@ -489,6 +501,9 @@ impl ProcessScheduler {
         self.unmanaged = unmanaged;
         self.outcome = Some(outcome);
         self.stats.scan = self.scanner.stats().clone();
+        if let Err(e) = self.backend.save_state() {
+            errors.push(e);
+        }
         self.finish(errors).map(|()| report)
     }
 
@@ -556,7 +571,35 @@ impl ProcessScheduler {
         self.outcome = None;
         self.stats.reloads += 1;
         tracing::info!(jobs = self.jobs.len(), "process jobs reloaded");
+        if let Err(e) = self.backend.save_state() {
+            errors.push(e);
+        }
         self.finish(errors)
+    }
+
+    /// Called once at start, before the first tick: records what the backend
+    /// creates and moves in `state_file` from now on, and takes over what a
+    /// previous headroomd that did not shut down left there (see
+    /// [`CpuBackend::recover`]): the cgroups of jobs that still have a CPU
+    /// policy are kept with their processes (the first tick re-applies
+    /// their settings and releases processes that no longer match), the
+    /// others are removed and their processes restored. Fails when another
+    /// headroomd runs with the same cgroups, or when the parent cgroup
+    /// exists with no record of a previous run.
+    pub fn recover(&mut self, state_file: &std::path::Path) -> Result<Recovery, ProcSchedError> {
+        let keep: Vec<&str> = self
+            .jobs
+            .iter()
+            .filter(|j| j.config.cpu.is_some())
+            .map(|j| j.config.name.as_str())
+            .collect();
+        let r = self
+            .backend
+            .recover(state_file, &keep)
+            .map_err(ProcSchedError::Recover)?;
+        self.stats.recovered_processes += r.processes_adopted as u64;
+        self.stats.releases += r.processes_restored as u64;
+        Ok(r)
     }
 
     /// Restores every process and removes every Headroom cgroup. Further
@@ -617,72 +660,6 @@ impl ProcessScheduler {
     /// This node's entry for the exchange, encoded (see [`entry`]).
     pub fn local_pool_entry(&self) -> Vec<u8> {
         self.local_pool_state().encode()
-    }
-
-    /// Publishes the snapshot through the `metrics` facade: per job
-    /// (label `job`) `headroom_procsched_job_cores_used`,
-    /// `headroom_procsched_job_target_percent`, `headroom_procsched_job_rss_bytes`,
-    /// `headroom_procsched_job_processes`; `headroom_procsched_insufficient_resources`
-    /// (0/1), `headroom_procsched_unmanaged_processes`; and the counters of
-    /// [`ProcSchedStats`] as `headroom_procsched_<name>_total`.
-    pub fn publish_metrics(&self) {
-        let snap = self.snapshot();
-        for j in &snap.jobs {
-            let job = j.name.clone();
-            metrics::gauge!("headroom_procsched_job_cores_used", "job" => job.clone())
-                .set(j.cores_used);
-            metrics::gauge!("headroom_procsched_job_target_percent", "job" => job.clone())
-                .set(j.target_percent);
-            metrics::gauge!("headroom_procsched_job_rss_bytes", "job" => job.clone())
-                .set(j.rss_bytes as f64);
-            metrics::gauge!("headroom_procsched_job_processes", "job" => job)
-                .set(j.pids.len() as f64);
-        }
-        metrics::gauge!("headroom_procsched_insufficient_resources").set(
-            if snap.insufficient_resources {
-                1.0
-            } else {
-                0.0
-            },
-        );
-        metrics::gauge!("headroom_procsched_unmanaged_processes")
-            .set(snap.unmanaged.processes as f64);
-        let st = &snap.stats;
-        for (name, v) in [
-            ("headroom_procsched_ticks_total", st.ticks),
-            (
-                "headroom_procsched_new_processes_total",
-                st.scan.new_processes,
-            ),
-            (
-                "headroom_procsched_exited_processes_total",
-                st.scan.exited_processes,
-            ),
-            ("headroom_procsched_scan_races_total", st.scan.races),
-            (
-                "headroom_procsched_scan_parse_errors_total",
-                st.scan.parse_errors,
-            ),
-            ("headroom_procsched_moves_total", st.moves),
-            ("headroom_procsched_releases_total", st.releases),
-            (
-                "headroom_procsched_strays_released_total",
-                st.strays_released,
-            ),
-            ("headroom_procsched_move_races_total", st.move_races),
-            ("headroom_procsched_backend_errors_total", st.backend_errors),
-            (
-                "headroom_procsched_insufficient_alarms_total",
-                st.insufficient_alarms,
-            ),
-            ("headroom_procsched_reload_errors_total", st.reload_errors),
-            (
-                "headroom_procsched_entry_decode_errors_total",
-                st.entry_decode_errors,
-            ),
-        ] {
-            metrics::counter!(name).absolute(v);
-        }
     }
 
     /// Monitoring snapshot.

@@ -225,9 +225,7 @@ impl Scanner {
     fn young_threshold(&self) -> Option<u64> {
         let up = fs::read_to_string(self.root.join("uptime")).ok()?;
         let secs: f64 = up.split_whitespace().next()?.parse().ok()?;
-        // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = if hz > 0 { hz as f64 } else { 100.0 };
+        let hz = super::sysconf(nix::unistd::SysconfVar::CLK_TCK, 100) as f64;
         Some(((secs - YOUNG_SECS as f64).max(0.0) * hz) as u64)
     }
 
@@ -403,15 +401,19 @@ pub(crate) mod tests {
     /// A fake `/proc` in a temp dir, removed on drop.
     pub(crate) struct FakeProc {
         pub root: PathBuf,
+        _dir: tempfile::TempDir,
     }
 
     impl FakeProc {
         pub fn new(tag: &str) -> FakeProc {
-            let root = std::env::temp_dir()
-                .join(format!("headroom-fakeproc-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&root);
-            fs::create_dir_all(&root).unwrap();
-            FakeProc { root }
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("headroom-fakeproc-{tag}-"))
+                .tempdir()
+                .unwrap();
+            FakeProc {
+                root: dir.path().to_path_buf(),
+                _dir: dir,
+            }
         }
 
         #[allow(clippy::too_many_arguments)]
@@ -444,12 +446,6 @@ pub(crate) mod tests {
 
         pub fn remove(&self, pid: u32) {
             fs::remove_dir_all(self.root.join(pid.to_string())).unwrap();
-        }
-    }
-
-    impl Drop for FakeProc {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.root);
         }
     }
 

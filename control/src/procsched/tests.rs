@@ -74,7 +74,7 @@ fn end_to_end_on_fake_system() {
         job("mon", "sshd", None),
     ];
     let mut s = f.scheduler(&jobs);
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     let r = s.tick(t0, &[]).unwrap();
     assert_eq!(r.new_processes, 5);
     assert_eq!(r.moved, 3);
@@ -97,7 +97,7 @@ fn end_to_end_on_fake_system() {
     let snap = s.snapshot();
     let web = &snap.jobs[0];
     assert_eq!(web.pids, vec![100, 101]);
-    let hz = sysconf(libc::_SC_CLK_TCK, 100) as f64;
+    let hz = sysconf(nix::unistd::SysconfVar::CLK_TCK, 100) as f64;
     assert!(
         (web.cores_used - 100.0 / hz).abs() < 1e-9,
         "{}",
@@ -157,7 +157,7 @@ fn end_to_end_on_fake_system() {
         );
     }
     assert!(matches!(
-        s.tick(Instant::now(), &[]),
+        s.tick(Timestamp::now(), &[]),
         Err(ProcSchedError::ShutDown)
     ));
 }
@@ -172,7 +172,7 @@ fn insufficient_resources_alarm_raised_retried_and_cleared() {
         job("b", "b", Some(CpuShare::ServerPercent(60.0))),
     ];
     let mut s = f.scheduler(&jobs);
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     assert!(s.tick(t0, &[]).unwrap().insufficient);
     assert!(
         s.tick(t0 + Duration::from_secs(1), &[])
@@ -204,7 +204,7 @@ fn pool_policy_uses_peer_demand() {
     f.add(10, "a", 1, 10, 0);
     let jobs = vec![job("a", "a", Some(CpuShare::PoolCores(1.0)))];
     let mut s = f.scheduler(&jobs);
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     f.add(10, "a", 1, 10, 0);
     s.tick(t0, &[]).unwrap();
     // Alone in the pool: the whole core here = 50 % of 2 cores.
@@ -235,7 +235,7 @@ fn stray_child_forked_inside_job_cgroup_is_returned() {
     let mut solo = job("solo", "solo", Some(CpuShare::ServerPercent(30.0)));
     solo.include_children = false;
     let mut s = f.scheduler(&[solo]);
-    let t0 = Instant::now();
+    let t0 = Timestamp::now();
     assert_eq!(s.tick(t0, &[]).unwrap().moved, 1);
     // The child is forked after the move: the kernel put it in the job's
     // cgroup, but it belongs to no job.

@@ -19,15 +19,16 @@
 //! "busy" = every node changes its value every tick (MTU-bound at 128).
 //! No false failure in any run.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::{Duration, Instant};
+pub mod net;
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use headroom_clock::Timestamp;
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use crate::exchange::wire::{Authenticator, Builder, Header, WireEntry};
 use crate::exchange::{Event, Exchange, ExchangeConfig, NodeId, Registration};
+pub use net::{addr_of, id_of};
+use net::{Network, Step};
 
 /// Pool key used by simulated nodes.
 pub const SIM_KEY: &[u8] = b"simulated pool key";
@@ -35,6 +36,82 @@ pub const SIM_KEY: &[u8] = b"simulated pool key";
 pub const DEMAND: u8 = 1;
 /// Registration code used for snapshot tests.
 pub const FROZEN: u8 = 2;
+
+/// A well-formed datagram signed with `key`, claiming `sender` in boot
+/// epoch `epoch` (for tests and fuzzing that forge or inject traffic).
+pub fn forge(
+    key: &[u8],
+    flags: u8,
+    sender: NodeId,
+    epoch: u32,
+    seq: u64,
+    entries: &[WireEntry<'_>],
+) -> Vec<u8> {
+    let h = Header {
+        flags,
+        sender,
+        epoch,
+        seq,
+        timestamp_ms: 0,
+    };
+    let mut b = Builder::new(&h, None, 65_000);
+    for e in entries {
+        assert!(b.push(e), "forged entries fit in one datagram");
+    }
+    b.finish(&Authenticator::new(key))
+}
+
+/// Simulated node `id`'s heartbeat (epoch 1, incarnation 1, address
+/// [`addr_of`]) signed with `key`: makes `id` a live member to the receiver.
+pub fn heartbeat(key: &[u8], id: NodeId, seq: u64) -> Vec<u8> {
+    let member = crate::exchange::encode_member(addr_of(id), false);
+    let entry = WireEntry {
+        code: crate::exchange::MEMBERSHIP_CODE,
+        origin: id,
+        incarnation: 1,
+        version: 1,
+        ttl: 0,
+        data: &member,
+    };
+    forge(key, 0, id, 1, seq, &[entry])
+}
+
+/// Simulated time, shared by the simulations of this crate: only
+/// [`Simulation::run_until`] advances it.
+pub trait Simulation {
+    /// Simulated time since the start.
+    fn now(&self) -> Duration;
+
+    /// Runs until simulated time `until`.
+    fn run_until(&mut self, until: Duration);
+
+    /// Runs for `d` more simulated time.
+    fn run_for(&mut self, d: Duration) {
+        let t = self.now() + d;
+        self.run_until(t);
+    }
+
+    /// Runs in steps of `step` until `pred` holds or `limit` elapses; returns
+    /// the time it took, or `None` on timeout.
+    fn run_until_pred(
+        &mut self,
+        step: Duration,
+        limit: Duration,
+        mut pred: impl FnMut(&Self) -> bool,
+    ) -> Option<Duration>
+    where
+        Self: Sized,
+    {
+        let start = self.now();
+        while self.now() - start <= limit {
+            if pred(self) {
+                return Some(self.now() - start);
+            }
+            self.run_for(step);
+        }
+        None
+    }
+}
 
 /// Network and pool parameters.
 #[derive(Debug, Clone)]
@@ -70,31 +147,6 @@ impl SimConfig {
     }
 }
 
-/// Address of simulated node `id`.
-pub fn addr_of(id: NodeId) -> SocketAddr {
-    let [_, _, hi, lo] = id.to_be_bytes();
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, hi, lo), 7000))
-}
-
-fn id_of(addr: SocketAddr) -> Option<NodeId> {
-    match addr {
-        SocketAddr::V4(a) if a.port() == 7000 => {
-            let o = a.ip().octets();
-            Some(u32::from(o[2]) << 8 | u32::from(o[3]))
-        }
-        _ => None,
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct InFlight {
-    at: Duration,
-    order: u64,
-    from: SocketAddr,
-    to: NodeId,
-    bytes: Vec<u8>,
-}
-
 /// A datagram captured on the simulated wire.
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -111,15 +163,11 @@ pub struct Captured {
 pub struct Sim {
     /// Parameters.
     pub cfg: SimConfig,
-    base: Instant,
+    base: Timestamp,
     now: Duration,
-    rng: SmallRng,
+    net: Network,
     nodes: Vec<Option<Exchange>>,
     epochs: Vec<u32>,
-    /// Partition group per node; datagrams cross only within a group.
-    groups: Vec<u8>,
-    queue: BinaryHeap<Reverse<InFlight>>,
-    order: u64,
     /// Events per node (index id-1) with the simulated time they surfaced.
     pub events: Vec<Vec<(Duration, Event)>>,
     /// When set, every delivered datagram is recorded here.
@@ -141,14 +189,11 @@ impl Sim {
     pub fn with_tweak(cfg: SimConfig, tweak: fn(&mut ExchangeConfig)) -> Self {
         let n = cfg.nodes;
         let mut sim = Self {
-            base: Instant::now(),
+            base: Timestamp::ZERO,
             now: Duration::ZERO,
-            rng: SmallRng::seed_from_u64(cfg.seed),
+            net: Network::new(&cfg, cfg.seed),
             nodes: (0..n).map(|_| None).collect(),
             epochs: vec![1; n],
-            groups: vec![0; n],
-            queue: BinaryHeap::new(),
-            order: 0,
             events: vec![Vec::new(); n],
             capture: None,
             tweak,
@@ -190,13 +235,8 @@ impl Sim {
         self.nodes[i] = Some(ex);
     }
 
-    /// Current simulated time since start.
-    pub fn now(&self) -> Duration {
-        self.now
-    }
-
-    /// Current simulated time as an `Instant`.
-    pub fn instant(&self) -> Instant {
+    /// Current simulated time as a `Timestamp`.
+    pub fn instant(&self) -> Timestamp {
         self.base + self.now
     }
 
@@ -236,6 +276,14 @@ impl Sim {
         })
     }
 
+    /// Replaces node `id`'s pool keys, as a reload does
+    /// ([`Exchange::set_keys`]).
+    pub fn set_keys(&mut self, id: NodeId, key: &[u8], rotation: Option<&[u8]>) {
+        if let Some(ex) = self.nodes[(id - 1) as usize].as_mut() {
+            ex.set_keys(key, rotation);
+        }
+    }
+
     /// Kills node `id` abruptly (no leave).
     pub fn kill(&mut self, id: NodeId) {
         self.nodes[(id - 1) as usize] = None;
@@ -259,13 +307,12 @@ impl Sim {
 
     /// Assigns partition groups (index id-1). All zeros = healed.
     pub fn partition(&mut self, groups: Vec<u8>) {
-        assert_eq!(groups.len(), self.cfg.nodes);
-        self.groups = groups;
+        self.net.partition(groups);
     }
 
     /// Heals all partitions.
     pub fn heal(&mut self) {
-        self.groups = vec![0; self.cfg.nodes];
+        self.net.heal();
     }
 
     /// Delivers `bytes` to node `to` as if sent from `from`, at the current time.
@@ -288,23 +335,7 @@ impl Sim {
         }
         let from = addr_of(id);
         while let Some(t) = ex.poll_transmit() {
-            let Some(to) = id_of(t.dst) else { continue };
-            if to == 0 || to as usize > self.cfg.nodes {
-                continue;
-            }
-            if self.rng.gen_bool(self.cfg.loss) {
-                continue;
-            }
-            let span = self.cfg.max_delay.saturating_sub(self.cfg.min_delay);
-            let delay = self.cfg.min_delay + span.mul_f64(self.rng.gen::<f64>());
-            self.order += 1;
-            self.queue.push(Reverse(InFlight {
-                at: self.now + delay,
-                order: self.order,
-                from,
-                to,
-                bytes: t.bytes,
-            }));
+            self.net.send(self.now, from, t.dst, t.bytes);
         }
     }
 
@@ -318,76 +349,6 @@ impl Sim {
                     .map(|t| (t.saturating_duration_since(self.base), i as NodeId + 1))
             })
             .min()
-    }
-
-    /// Runs until simulated time `until`.
-    pub fn run_until(&mut self, until: Duration) {
-        loop {
-            let pkt = self.queue.peek().map(|Reverse(p)| p.at);
-            let tmo = self.next_timeout();
-            let next = match (pkt, tmo) {
-                (Some(p), Some((t, _))) => p.min(t),
-                (Some(p), None) => p,
-                (None, Some((t, _))) => t,
-                (None, None) => break,
-            };
-            if next > until {
-                break;
-            }
-            self.now = self.now.max(next);
-            if pkt == Some(next) {
-                let Reverse(p) = self.queue.pop().expect("peeked");
-                let i = (p.to - 1) as usize;
-                let from_id = id_of(p.from).unwrap_or(0);
-                let same_side =
-                    from_id == 0 || self.groups[(from_id - 1) as usize] == self.groups[i];
-                if same_side && self.nodes[i].is_some() {
-                    if let Some(c) = self.capture.as_mut() {
-                        c.push(Captured {
-                            from: p.from,
-                            to: p.to,
-                            bytes: p.bytes.clone(),
-                        });
-                    }
-                    let now = self.instant();
-                    if let Some(ex) = self.nodes[i].as_mut() {
-                        let _ = ex.handle_datagram(now, p.from, &p.bytes);
-                    }
-                    self.drain(p.to);
-                }
-            } else if let Some((_, id)) = tmo {
-                let now = self.instant();
-                if let Some(ex) = self.nodes[(id - 1) as usize].as_mut() {
-                    ex.handle_timeout(now);
-                }
-                self.drain(id);
-            }
-        }
-        self.now = self.now.max(until);
-    }
-
-    /// Runs for `d` more simulated time.
-    pub fn run_for(&mut self, d: Duration) {
-        let t = self.now + d;
-        self.run_until(t);
-    }
-
-    /// Runs in steps of `step` until `pred` holds or `limit` elapses; returns
-    /// the time it took, or `None` on timeout.
-    pub fn run_until_pred(
-        &mut self,
-        step: Duration,
-        limit: Duration,
-        mut pred: impl FnMut(&Sim) -> bool,
-    ) -> Option<Duration> {
-        let start = self.now;
-        while self.now - start <= limit {
-            if pred(self) {
-                return Some(self.now - start);
-            }
-            self.run_for(step);
-        }
-        None
     }
 
     /// True when every running node sees exactly the running nodes as live.
@@ -431,6 +392,48 @@ impl Sim {
             .flatten()
             .map(|ex| ex.stats().bytes_sent)
             .sum()
+    }
+}
+
+impl Simulation for Sim {
+    /// Current simulated time since start.
+    fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Runs until simulated time `until`.
+    fn run_until(&mut self, until: Duration) {
+        while let Some((at, step)) = self.net.next_step(self.next_timeout(), until) {
+            self.now = self.now.max(at);
+            match step {
+                Step::Deliver(p) => {
+                    let i = (p.to - 1) as usize;
+                    if self.nodes[i].is_none() {
+                        continue;
+                    }
+                    if let Some(c) = self.capture.as_mut() {
+                        c.push(Captured {
+                            from: p.from,
+                            to: p.to,
+                            bytes: p.bytes.clone(),
+                        });
+                    }
+                    let now = self.instant();
+                    if let Some(ex) = self.nodes[i].as_mut() {
+                        let _ = ex.handle_datagram(now, p.from, &p.bytes);
+                    }
+                    self.drain(p.to);
+                }
+                Step::Timeout(id) => {
+                    let now = self.instant();
+                    if let Some(ex) = self.nodes[(id - 1) as usize].as_mut() {
+                        ex.handle_timeout(now);
+                    }
+                    self.drain(id);
+                }
+            }
+        }
+        self.now = self.now.max(until);
     }
 }
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::exchange::wire::{Authenticator, Builder, Header, WireEntry};
+use crate::exchange::wire::{KeyId, WireEntry};
 use crate::exchange::{Event, MemberState};
 
 const STEP: Duration = Duration::from_millis(10);
@@ -244,22 +244,6 @@ fn master_snapshot_is_identical_everywhere() {
     );
 }
 
-/// Builds a well-formed datagram with `key`, claiming `sender`.
-fn forge(key: &[u8], sender: NodeId, epoch: u32, seq: u64, entries: &[WireEntry<'_>]) -> Vec<u8> {
-    let h = Header {
-        flags: 0,
-        sender,
-        epoch,
-        seq,
-        timestamp_ms: 0,
-    };
-    let mut b = Builder::new(&h, None, 1400);
-    for e in entries {
-        assert!(b.push(e));
-    }
-    b.finish(&Authenticator::new(key))
-}
-
 #[test]
 fn spoofed_datagrams_are_counted_and_change_nothing() {
     let mut sim = converged_pool(SimConfig::new(6, 16));
@@ -277,6 +261,7 @@ fn spoofed_datagrams_are_counted_and_change_nothing() {
     let val = u64::MAX.to_be_bytes();
     let bad = forge(
         b"wrong key",
+        0,
         0,
         9,
         1,
@@ -359,7 +344,7 @@ fn replayed_datagrams_are_rejected() {
     assert!(replayed_after - replayed_before >= old.len() as u64);
     assert!(sim.view_converged(DEMAND, |id| if id == 2 { 222 } else { demand(id) }));
     // A genuine datagram from an older boot epoch of node 2 is refused too.
-    let stale = forge(SIM_KEY, 2, 0, u64::MAX, &[]);
+    let stale = forge(SIM_KEY, 0, 2, 0, u64::MAX, &[]);
     sim.inject(1, addr_of(2), &stale);
     assert_eq!(sim.node(1).unwrap().stats().stale_epoch, 1);
 }
@@ -403,4 +388,119 @@ fn fast_restart_replaces_old_incarnation() {
         assert_eq!(e.incarnation, 2);
     }
     assert!(failed_events(&sim).is_empty());
+}
+
+/// Every membership change any node saw (anything but `ViewChanged` of
+/// entries): a rotation must not cause one.
+fn membership_events(sim: &Sim) -> Vec<(NodeId, Duration, Event)> {
+    let mut v = Vec::new();
+    for (i, evs) in sim.events.iter().enumerate() {
+        for (t, e) in evs {
+            if matches!(e, Event::Failed(_) | Event::Left(_) | Event::Joined(_)) {
+                v.push((i as NodeId + 1, *t, *e));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn the_pool_key_rotates_one_server_at_a_time_without_a_split() {
+    const NEXT: &[u8] = b"the next simulated pool key";
+    for (n, seed) in [(3, 31), (5, 32), (8, 33)] {
+        let mut cfg = SimConfig::new(n, seed);
+        cfg.loss = 0.02;
+        let mut sim = converged_pool(cfg);
+        let before = membership_events(&sim).len();
+        let all: Vec<NodeId> = sim.running();
+        let expect: u64 = all.iter().map(|&id| demand(id)).sum();
+        let (a, b) = (KeyId::of(SIM_KEY), KeyId::of(NEXT));
+        // After each server's reload, a few seconds of gossip (more than
+        // dead_after) in which every server must keep every other one and
+        // the pool-wide view.
+        let steady = |sim: &mut Sim, what: &str| {
+            for _ in 0..30 {
+                sim.run_for(ms(100));
+                assert!(sim.membership_converged(), "n={n} {what}: membership lost");
+            }
+            for id in sim.running() {
+                assert_eq!(
+                    sim.sum_seen(id, DEMAND),
+                    expect,
+                    "n={n} {what}: node {id}'s view"
+                );
+            }
+        };
+        // 1. Every server accepts the next key, still signing with the old.
+        for &id in &all {
+            sim.set_keys(id, SIM_KEY, Some(NEXT));
+            steady(&mut sim, &format!("node {id} accepts the next key"));
+        }
+        assert!(all
+            .iter()
+            .all(|&id| sim.node(id).unwrap().key_ids() == (a, Some(b))));
+        // 2. Every server signs with the next key, still accepting the old.
+        for (k, &id) in all.iter().enumerate() {
+            sim.set_keys(id, NEXT, Some(SIM_KEY));
+            steady(&mut sim, &format!("node {id} signs with the next key"));
+            // The servers that switched see the others on the rotation key
+            // (still signing with the old one), and the others see them.
+            let (done, todo) = all.split_at(k + 1);
+            for &x in done {
+                assert_eq!(
+                    sim.node(x).unwrap().peers_on_rotation_key(),
+                    todo,
+                    "n={n} node {x}"
+                );
+            }
+            for &x in todo {
+                assert_eq!(
+                    sim.node(x).unwrap().peers_on_rotation_key(),
+                    done,
+                    "n={n} node {x}"
+                );
+            }
+        }
+        // 3. Every server drops the old key.
+        for &id in &all {
+            sim.set_keys(id, NEXT, None);
+            steady(&mut sim, &format!("node {id} drops the old key"));
+        }
+        let bad: Vec<u64> = all
+            .iter()
+            .map(|&id| sim.node(id).unwrap().stats().bad_mac)
+            .collect();
+        assert!(
+            bad.iter().all(|&b| b == 0),
+            "n={n}: datagrams refused {bad:?}"
+        );
+        let rotated: u64 = all
+            .iter()
+            .map(|&id| sim.node(id).unwrap().stats().rotation_key_verified)
+            .sum();
+        assert!(rotated > 0, "n={n}: the rotation key was never needed");
+        assert!(all
+            .iter()
+            .all(|&id| sim.node(id).unwrap().peers_on_rotation_key().is_empty()));
+        assert_eq!(
+            membership_events(&sim).len(),
+            before,
+            "n={n}: {:?}",
+            &membership_events(&sim)[before..]
+        );
+    }
+}
+
+#[test]
+fn a_server_that_switches_keys_without_the_rotation_window_splits_the_pool() {
+    // The control: what the window prevents.
+    let mut sim = converged_pool(SimConfig::new(3, 34));
+    sim.set_keys(3, b"the next simulated pool key", None);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.node(1).unwrap().live_nodes(), [1, 2]);
+    assert_eq!(sim.node(3).unwrap().live_nodes(), [3]);
+    assert!(sim.node(1).unwrap().stats().bad_mac > 0);
+    assert!(failed_events(&sim)
+        .iter()
+        .any(|&(at, _, gone)| at == 1 && gone == 3));
 }

@@ -19,164 +19,74 @@
 //! `lo` so the kernel itself rarely emits VIP ARP in the first place.
 //!
 //! All functions are pure state machines: time is a parameter and frames are
-//! written into caller buffers. 802.1Q-tagged frames are not handled (they
-//! are forwarded unchanged).
+//! written into caller buffers. Frames are read with the shared packet views
+//! at the offset the pipeline's one parse found ([`FrameInfo`]), so
+//! 802.1Q/802.1ad-tagged ARP is handled like untagged ARP; answers carry the
+//! request's VLAN tags.
 
 use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-/// Ethernet header length.
-pub const ETH_LEN: usize = 14;
-/// ARP payload length for Ethernet/IPv4.
-pub const ARP_LEN: usize = 28;
+use crate::packet::{
+    arp::{op, ArpPacket, ArpRepr, ARP_LEN},
+    ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr},
+    FrameInfo, L3Kind, Layer, ParseError,
+};
+use crate::worker::Side;
+
 /// Length of emitted frames: minimum Ethernet frame without FCS (zero padded).
 pub const FRAME_LEN: usize = 60;
-/// ARP ethertype.
-pub const ETHERTYPE_ARP: u16 = 0x0806;
 /// ARP request opcode.
-pub const OP_REQUEST: u16 = 1;
+pub const OP_REQUEST: u16 = op::REQUEST;
 /// ARP reply opcode.
-pub const OP_REPLY: u16 = 2;
+pub const OP_REPLY: u16 = op::REPLY;
 /// Most VIP addresses one interceptor tracks.
 pub const MAX_VIPS: usize = 1024;
 /// Broadcast MAC.
 pub const BROADCAST: [u8; 6] = [0xff; 6];
 
-/// ARP parse / emit failure.
+/// Interceptor configuration errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ArpError {
-    /// Frame shorter than Ethernet + ARP.
-    #[error("truncated ARP frame")]
-    Truncated,
-    /// Ethertype is not ARP.
-    #[error("not an ARP frame")]
-    NotArp,
-    /// Not Ethernet/IPv4 ARP (hardware/protocol type or address lengths).
-    #[error("unsupported ARP hardware or protocol")]
-    Unsupported,
-    /// Opcode other than request or reply.
-    #[error("unknown ARP opcode {0}")]
-    BadOpcode(u16),
-    /// Output buffer smaller than [`FRAME_LEN`].
-    #[error("output buffer too small")]
-    BufferTooSmall,
     /// More than [`MAX_VIPS`] VIP addresses configured.
     #[error("too many VIP addresses")]
     TooManyVips,
 }
 
-/// Checked read-only view of an Ethernet/IPv4 ARP frame.
-#[derive(Debug, Clone, Copy)]
-pub struct ArpFrame<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> ArpFrame<'a> {
-    /// Validates `frame` (starting at the Ethernet header); accessors cannot
-    /// panic afterwards.
-    pub fn new_checked(frame: &'a [u8]) -> Result<Self, ArpError> {
-        if frame.len() < ETH_LEN {
-            return Err(ArpError::Truncated);
-        }
-        if u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_ARP {
-            return Err(ArpError::NotArp);
-        }
-        if frame.len() < ETH_LEN + ARP_LEN {
-            return Err(ArpError::Truncated);
-        }
-        let a = &frame[ETH_LEN..];
-        if a[0..2] != [0, 1] || a[2..4] != [0x08, 0x00] || a[4] != 6 || a[5] != 4 {
-            return Err(ArpError::Unsupported);
-        }
-        let op = u16::from_be_bytes([a[6], a[7]]);
-        if op != OP_REQUEST && op != OP_REPLY {
-            return Err(ArpError::BadOpcode(op));
-        }
-        Ok(ArpFrame { buf: frame })
-    }
-
-    fn mac(&self, at: usize) -> [u8; 6] {
-        let mut m = [0u8; 6];
-        m.copy_from_slice(&self.buf[at..at + 6]);
-        m
-    }
-
-    fn ip(&self, at: usize) -> Ipv4Addr {
-        Ipv4Addr::new(
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        )
-    }
-
-    /// Ethernet destination.
-    pub fn eth_dst(&self) -> [u8; 6] {
-        self.mac(0)
-    }
-    /// Ethernet source.
-    pub fn eth_src(&self) -> [u8; 6] {
-        self.mac(6)
-    }
-    /// Opcode ([`OP_REQUEST`] or [`OP_REPLY`]).
-    pub fn oper(&self) -> u16 {
-        u16::from_be_bytes([self.buf[ETH_LEN + 6], self.buf[ETH_LEN + 7]])
-    }
-    /// Sender hardware address.
-    pub fn sha(&self) -> [u8; 6] {
-        self.mac(ETH_LEN + 8)
-    }
-    /// Sender protocol address.
-    pub fn spa(&self) -> Ipv4Addr {
-        self.ip(ETH_LEN + 14)
-    }
-    /// Target hardware address.
-    pub fn tha(&self) -> [u8; 6] {
-        self.mac(ETH_LEN + 18)
-    }
-    /// Target protocol address.
-    pub fn tpa(&self) -> Ipv4Addr {
-        self.ip(ETH_LEN + 24)
-    }
-}
-
-/// Fields of an ARP frame to emit.
+/// An ARP frame: its Ethernet header (VLAN tags included) and message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpFields {
-    /// Ethernet destination.
-    pub eth_dst: [u8; 6],
-    /// Ethernet source.
-    pub eth_src: [u8; 6],
-    /// Opcode.
-    pub oper: u16,
-    /// Sender hardware address.
-    pub sha: [u8; 6],
-    /// Sender protocol address.
-    pub spa: Ipv4Addr,
-    /// Target hardware address.
-    pub tha: [u8; 6],
-    /// Target protocol address.
-    pub tpa: Ipv4Addr,
+pub struct ArpMessage {
+    /// The Ethernet header.
+    pub eth: EthernetRepr,
+    /// The ARP message.
+    pub arp: ArpRepr,
 }
 
-/// Writes an Ethernet/IPv4 ARP frame of [`FRAME_LEN`] bytes (zero padded).
-pub fn emit(f: &ArpFields, out: &mut [u8]) -> Result<usize, ArpError> {
-    if out.len() < FRAME_LEN {
-        return Err(ArpError::BufferTooSmall);
+impl ArpMessage {
+    /// Reads the ARP frame the parse found at `info.l3_offset`.
+    pub fn read(frame: &[u8], info: &FrameInfo) -> Option<Self> {
+        if info.kind != L3Kind::Arp {
+            return None;
+        }
+        let eth = EthernetRepr::parse(&EthernetFrame::new_checked(frame).ok()?);
+        let p = ArpPacket::new_checked(frame.get(info.l3_offset as usize..)?).ok()?;
+        Some(Self {
+            eth,
+            arp: ArpRepr::parse(&p),
+        })
     }
-    let o = &mut out[..FRAME_LEN];
-    o[0..6].copy_from_slice(&f.eth_dst);
-    o[6..12].copy_from_slice(&f.eth_src);
-    o[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    o[14..20].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-    o[20..22].copy_from_slice(&f.oper.to_be_bytes());
-    o[22..28].copy_from_slice(&f.sha);
-    o[28..32].copy_from_slice(&f.spa.octets());
-    o[32..38].copy_from_slice(&f.tha);
-    o[38..42].copy_from_slice(&f.tpa.octets());
-    o[42..].fill(0);
-    Ok(FRAME_LEN)
+
+    /// Writes the frame into `out`, zero padded to [`FRAME_LEN`]; returns
+    /// its length.
+    pub fn emit(&self, out: &mut [u8]) -> Option<usize> {
+        let h = self.eth.emit(out).ok()?;
+        let end = h + ARP_LEN;
+        self.arp.emit(out.get_mut(h..end)?).ok()?;
+        let len = end.max(FRAME_LEN);
+        out.get_mut(end..len)?.fill(0);
+        Some(len)
+    }
 }
 
 /// Why a frame was dropped.
@@ -300,36 +210,55 @@ impl ArpInterceptor {
         self.vip(vip).is_some_and(|v| v.owner)
     }
 
-    /// A frame received from the wire. `out` receives a reply when the
-    /// verdict is [`Verdict::Reply`].
-    pub fn on_outer_frame(&mut self, frame: &[u8], out: &mut [u8]) -> Verdict {
-        let arp = match ArpFrame::new_checked(frame) {
-            Ok(a) => a,
-            Err(ArpError::NotArp) => return Verdict::Forward,
-            Err(_) => {
-                // An ARP frame (or a runt) we cannot interpret: do not let the
-                // host stack guess.
-                if frame.len() >= ETH_LEN && frame[12..14] == ETHERTYPE_ARP.to_be_bytes() {
-                    self.stats.malformed += 1;
-                    return Verdict::Drop(DropReason::Malformed);
-                }
-                return Verdict::Forward;
+    /// One frame of `side` with its parse: `None` if it is not ARP (the
+    /// rest of the pipeline handles it), else what to do with it. `out`
+    /// receives the frame to send when the verdict is [`Verdict::Reply`].
+    pub fn on_frame(
+        &mut self,
+        side: Side,
+        frame: &[u8],
+        parsed: Result<&FrameInfo, &ParseError>,
+        out: &mut [u8],
+    ) -> Option<Verdict> {
+        let info = match parsed {
+            Ok(i) if i.kind == L3Kind::Arp => i,
+            Ok(_) => return None,
+            // An ARP frame (or runt) we cannot interpret: from the wire it
+            // must not let the host stack guess; from the host it goes on.
+            Err(e) if e.layer() == Layer::Arp && side == Side::Outer => {
+                self.stats.malformed += 1;
+                return Some(Verdict::Drop(DropReason::Malformed));
             }
+            Err(_) => return None,
         };
-        let (spa, tpa) = (arp.spa(), arp.tpa());
-        if arp.oper() == OP_REQUEST && spa != tpa {
+        let msg = ArpMessage::read(frame, info)?;
+        Some(match side {
+            Side::Outer => self.on_outer(&msg, out),
+            Side::Inner => self.on_inner(&msg, out),
+        })
+    }
+
+    /// An ARP message received from the wire.
+    fn on_outer(&mut self, m: &ArpMessage, out: &mut [u8]) -> Verdict {
+        let a = &m.arp;
+        if a.operation != OP_REQUEST && a.operation != OP_REPLY {
+            self.stats.malformed += 1;
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        let (spa, tpa) = (a.sender_ip, a.target_ip);
+        if a.operation == OP_REQUEST && spa != tpa {
             if let Some(v) = self.vip(tpa) {
                 if v.owner {
-                    let reply = ArpFields {
-                        eth_dst: arp.sha(),
-                        eth_src: self.cfg.mac,
-                        oper: OP_REPLY,
-                        sha: self.cfg.mac,
-                        spa: tpa,
-                        tha: arp.sha(),
-                        tpa: spa,
+                    let me = EthernetAddress(self.cfg.mac);
+                    let reply = ArpMessage {
+                        eth: EthernetRepr {
+                            dst: a.sender_hw,
+                            src: me,
+                            ..m.eth
+                        },
+                        arp: a.reply(me),
                     };
-                    if let Ok(n) = emit(&reply, out) {
+                    if let Some(n) = reply.emit(out) {
                         self.stats.answered += 1;
                         return Verdict::Reply(n);
                     }
@@ -345,29 +274,24 @@ impl ArpInterceptor {
         Verdict::Forward
     }
 
-    /// A frame the host stack is sending out. `out` receives a rewritten
-    /// request when the verdict is [`Verdict::Reply`].
-    pub fn on_inner_frame(&mut self, frame: &[u8], out: &mut [u8]) -> Verdict {
-        let Ok(arp) = ArpFrame::new_checked(frame) else {
-            return Verdict::Forward;
-        };
-        let spa = arp.spa();
+    /// An ARP message the host stack is sending out.
+    fn on_inner(&mut self, m: &ArpMessage, out: &mut [u8]) -> Verdict {
+        let a = &m.arp;
+        let spa = a.sender_ip;
         if self.vip(spa).is_none() {
             return Verdict::Forward;
         }
-        let tpa = arp.tpa();
-        if arp.oper() == OP_REQUEST && tpa != spa && self.vip(tpa).is_none() {
+        let tpa = a.target_ip;
+        if a.operation == OP_REQUEST && tpa != spa && self.vip(tpa).is_none() {
             if let Some(host_ip) = self.cfg.host_ip {
-                let req = ArpFields {
-                    eth_dst: arp.eth_dst(),
-                    eth_src: arp.eth_src(),
-                    oper: OP_REQUEST,
-                    sha: arp.sha(),
-                    spa: host_ip,
-                    tha: arp.tha(),
-                    tpa,
+                let req = ArpMessage {
+                    arp: ArpRepr {
+                        sender_ip: host_ip,
+                        ..*a
+                    },
+                    ..*m
                 };
-                if let Ok(n) = emit(&req, out) {
+                if let Some(n) = req.emit(out) {
                     self.stats.rewritten += 1;
                     return Verdict::Reply(n);
                 }
@@ -438,23 +362,28 @@ impl ArpInterceptor {
             .iter_mut()
             .find(|v| v.owner && v.remaining > 0 && v.next_ns <= now_ns)?;
         let k = v.burst - v.remaining;
-        let (oper, tha) = if k % 2 == 0 {
+        let (operation, tha) = if k % 2 == 0 {
             (OP_REQUEST, [0u8; 6])
         } else {
             (OP_REPLY, mac)
         };
-        let f = ArpFields {
-            eth_dst: BROADCAST,
-            eth_src: mac,
-            oper,
-            sha: mac,
-            spa: v.ip,
-            tha,
-            tpa: v.ip,
+        let f = ArpMessage {
+            eth: EthernetRepr::new(
+                EthernetAddress(BROADCAST),
+                EthernetAddress(mac),
+                ethertype::ARP,
+            ),
+            arp: ArpRepr {
+                operation,
+                sender_hw: EthernetAddress(mac),
+                sender_ip: v.ip,
+                target_hw: EthernetAddress(tha),
+                target_ip: v.ip,
+            },
         };
         v.remaining -= 1;
         v.next_ns = now_ns.saturating_add(spacing);
-        let n = emit(&f, out).ok()?;
+        let n = f.emit(out)?;
         self.stats.announced += 1;
         Some(n)
     }

@@ -331,6 +331,12 @@ impl Classifier {
         }
     }
 
+    /// Generation of the rules in force (0 at start, +1 per
+    /// [`Classifier::set_rules`]).
+    pub fn rules_generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Install new rules (reload). The generation is bumped; existing flows keep their job
     /// until their next packet, which re-classifies them under the new rules (with the
     /// flow's original `origin`), so traffic moves to its new job without a table flush or

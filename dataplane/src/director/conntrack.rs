@@ -47,11 +47,11 @@ impl ConntrackConfig {
     /// Table settings from the node's director configuration (SYN-only and
     /// closing lifetimes keep their defaults).
     pub fn from_settings(s: &headroom_config::vip::DirectorSettings) -> Self {
-        const S: u64 = 1_000_000_000;
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         ConntrackConfig {
             capacity: s.conntrack_capacity,
-            tcp_established_ns: s.tcp_idle_secs.saturating_mul(S),
-            udp_ns: s.udp_idle_secs.saturating_mul(S),
+            tcp_established_ns: ns(s.tcp_idle),
+            udp_ns: ns(s.udp_idle),
             ..ConntrackConfig::default()
         }
     }
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn config_from_settings() {
         let s = headroom_config::vip::DirectorSettings {
-            udp_idle_secs: 5,
+            udp_idle: std::time::Duration::from_secs(5),
             conntrack_capacity: 100,
             ..Default::default()
         };

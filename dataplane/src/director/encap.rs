@@ -5,7 +5,7 @@
 //!  0                   1                   2                   3
 //!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //! +---------------------------------------------------------------+
-//! | Ethernet: dst MAC (6) | src MAC (6) | type 0x0800 (2)           |
+//! | Ethernet: dst MAC (6) | src MAC (6) | [VLAN tags] | 0x0800 (2) |
 //! +---------------------------------------------------------------+
 //! | IPv4, 20 bytes, no options: TOS copied from the inner packet,   |
 //! | identification 0, DF set, TTL 64, protocol 17, checksum valid,  |
@@ -31,10 +31,19 @@
 //! forwarded flows over its queues, and every packet of one flow lands on the
 //! same receiving worker.
 //!
+//! The VLAN tags of the received frame are kept on the encapsulated one (it
+//! leaves on the same segment) and on the frame rebuilt for the host stack.
+//!
 //! The receiver checks everything ([`decapsulate`]: outer IPv4 header and
 //! checksum, no fragment, UDP port and length, magic and version, inner IPv4
 //! header and length) and then rebuilds an Ethernet header in front of the
 //! inner packet in place ([`restore_ethernet`]) for its host stack.
+//!
+//! Both directions work on a [`Frame`] in place: headers are pushed into the
+//! UMEM headroom in front of the packet or pulled off it, so multi-buffer
+//! (jumbo) packets are encapsulated without touching their payload buffers.
+//! Parsing is the pipeline's one parse ([`FrameInfo`]); headers are written
+//! with the packet module's `Repr`s and checksums.
 
 use std::net::Ipv4Addr;
 
@@ -42,12 +51,19 @@ use thiserror::Error;
 
 use super::maglev::NodeId;
 use super::ServiceIdx;
+use crate::frame::Frame;
+use crate::packet::{
+    ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr},
+    ipv4::{protocol, Ipv4Packet, Ipv4Repr},
+    udp::UdpRepr,
+    FrameInfo, L3Kind,
+};
 
 /// Default UDP destination port.
 pub const DEFAULT_PORT: u16 = 6080;
-/// Ethernet header length.
+/// Ethernet header length (untagged).
 pub const ETH_LEN: usize = 14;
-/// Outer IPv4 header length written by [`encapsulate`].
+/// Outer IPv4 header length.
 pub const IP_LEN: usize = 20;
 /// UDP header length.
 pub const UDP_LEN: usize = 8;
@@ -55,15 +71,12 @@ pub const UDP_LEN: usize = 8;
 pub const HR_LEN: usize = 8;
 /// Bytes added to the IP packet (outer IPv4 + UDP + Headroom header).
 pub const OVERHEAD: usize = IP_LEN + UDP_LEN + HR_LEN;
-/// Outer headers including Ethernet, in front of the inner IP packet.
+/// Outer headers of an untagged frame, in front of the inner IP packet.
 pub const OUTER_LEN: usize = ETH_LEN + OVERHEAD;
 /// First byte of the Headroom header.
 pub const MAGIC: u8 = 0x48;
 /// Format version (high nibble of the second byte).
 pub const VERSION: u8 = 1;
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const IPPROTO_UDP: u8 = 17;
 
 /// Static encapsulation settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +103,11 @@ impl EncapConfig {
             udp_port: s.encap_port,
             mtu: s.underlay_mtu,
         }
+    }
+
+    /// Largest inner IP packet that fits the underlay once encapsulated.
+    pub fn max_inner(&self) -> usize {
+        usize::from(self.mtu).saturating_sub(OVERHEAD)
     }
 }
 
@@ -153,10 +171,7 @@ pub enum EncapError {
         /// Configured MTU.
         mtu: u16,
     },
-    /// The output buffer is too small.
-    #[error("output buffer too small")]
-    BufferTooSmall,
-    /// Not enough room in front of the inner packet for in-place encapsulation.
+    /// Not enough room in front of the packet for the outer headers.
     #[error("not enough headroom in front of the packet")]
     NoHeadroom,
 }
@@ -164,7 +179,7 @@ pub enum EncapError {
 /// Result of a successful [`decapsulate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decap {
-    /// Offset of the inner IPv4 header in the frame.
+    /// Offset of the inner IPv4 header from the start of the frame.
     pub inner_offset: usize,
     /// Inner IPv4 packet length.
     pub inner_len: usize,
@@ -178,248 +193,184 @@ pub struct Decap {
     pub outer_src_mac: [u8; 6],
 }
 
-/// RFC 1071 Internet checksum of `data` (complemented).
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// UDP source port for a flow hash (range 49152..=65535).
 #[inline]
 pub fn entropy_port(flow_hash: u64) -> u16 {
     49152 + ((flow_hash >> 16) % 16384) as u16
 }
 
-#[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+/// The Ethernet header of `frame` (validated by the parse that produced
+/// its [`FrameInfo`]).
+fn ethernet_of(frame: &Frame<'_>) -> Result<EthernetRepr, EncapError> {
+    EthernetFrame::new_checked(frame.data())
+        .map(|e| EthernetRepr::parse(&e))
+        .map_err(|_| EncapError::Truncated)
 }
 
-/// Checks an IPv4 header at the start of `p`; returns (header len, total len).
-fn check_ipv4(p: &[u8]) -> Result<(usize, usize), EncapError> {
-    if p.len() < 20 {
-        return Err(EncapError::Truncated);
+/// Cuts Ethernet padding behind an IP packet ending at `end`.
+fn trim(frame: &mut Frame<'_>, end: usize) -> Result<(), EncapError> {
+    match frame.len().cmp(&end) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(EncapError::Truncated),
+        std::cmp::Ordering::Greater => frame.set_len(end).map_err(|_| EncapError::BadInner),
     }
-    if p[0] >> 4 != 4 {
-        return Err(EncapError::NotIpv4);
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(be16(p, 2));
-    if ihl < 20 || total < ihl {
-        return Err(EncapError::BadIpHeader);
-    }
-    if total > p.len() {
-        return Err(EncapError::Truncated);
-    }
-    Ok((ihl, total))
 }
 
-/// Writes Ethernet + IPv4 + UDP + Headroom header into `hdr` (exactly
-/// [`OUTER_LEN`] bytes) for an inner packet of `inner_len` bytes with TOS `tos`.
-fn write_outer(hdr: &mut [u8], inner_len: usize, tos: u8, o: &OuterParams, cfg: &EncapConfig) {
-    let ip_total = (OVERHEAD + inner_len) as u16;
-    hdr[0..6].copy_from_slice(&o.dst_mac);
-    hdr[6..12].copy_from_slice(&o.src_mac);
-    hdr[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    let ip = &mut hdr[ETH_LEN..ETH_LEN + IP_LEN];
-    ip[0] = 0x45;
-    ip[1] = tos;
-    ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
-    ip[4..6].copy_from_slice(&[0, 0]);
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-    ip[8] = 64;
-    ip[9] = IPPROTO_UDP;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&o.src_ip.octets());
-    ip[16..20].copy_from_slice(&o.dst_ip.octets());
-    let c = checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let udp = &mut hdr[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + UDP_LEN];
-    udp[0..2].copy_from_slice(&o.src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&cfg.udp_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&((UDP_LEN + HR_LEN + inner_len) as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    let hr = &mut hdr[ETH_LEN + IP_LEN + UDP_LEN..OUTER_LEN];
-    hr[0] = MAGIC;
-    hr[1] = VERSION << 4;
-    hr[2..4].copy_from_slice(&o.service.to_be_bytes());
-    hr[4..8].copy_from_slice(&o.origin.to_be_bytes());
-}
-
-/// Validates the inner packet and the MTU; returns its TOS.
-fn check_inner(inner: &[u8], cfg: &EncapConfig) -> Result<u8, EncapError> {
-    let (_, total) = check_ipv4(inner).map_err(|_| EncapError::BadInner)?;
-    if total != inner.len() {
+/// Encapsulates the IPv4 packet of `frame` (parsed as `info`) in place
+/// towards `outer`: the Ethernet header is replaced by outer Ethernet (same
+/// VLAN tags), IPv4, UDP and Headroom headers.
+pub fn encapsulate(
+    frame: &mut Frame<'_>,
+    info: &FrameInfo,
+    outer: &OuterParams,
+    cfg: &EncapConfig,
+) -> Result<(), EncapError> {
+    if info.kind != L3Kind::Ipv4 {
         return Err(EncapError::BadInner);
     }
-    let len = OVERHEAD + inner.len();
+    let l3 = usize::from(info.l3_offset);
+    let inner_len = usize::from(info.l3_len);
+    let len = OVERHEAD + inner_len;
     if len > usize::from(cfg.mtu) {
         return Err(EncapError::TooBig { len, mtu: cfg.mtu });
     }
-    Ok(inner[1])
-}
-
-/// Encapsulates `inner_ip_packet` (starting at its IPv4 header, exactly its
-/// IPv4 total length, i.e. without Ethernet padding) into `out`; returns the
-/// frame length.
-pub fn encapsulate(
-    inner_ip_packet: &[u8],
-    outer: &OuterParams,
-    cfg: &EncapConfig,
-    out: &mut [u8],
-) -> Result<usize, EncapError> {
-    let tos = check_inner(inner_ip_packet, cfg)?;
-    let n = OUTER_LEN + inner_ip_packet.len();
-    if out.len() < n {
-        return Err(EncapError::BufferTooSmall);
+    let mut eth = ethernet_of(frame)?;
+    let eth_len = eth.header_len();
+    if frame.headroom() + l3 < eth_len + OVERHEAD {
+        return Err(EncapError::NoHeadroom);
     }
-    write_outer(
-        &mut out[..OUTER_LEN],
-        inner_ip_packet.len(),
-        tos,
-        outer,
-        cfg,
-    );
-    out[OUTER_LEN..n].copy_from_slice(inner_ip_packet);
-    Ok(n)
-}
-
-/// Encapsulates in place: the inner IPv4 packet is `buf[inner_offset..
-/// inner_offset + inner_len]` and the outer headers are written into the
-/// [`OUTER_LEN`] bytes in front of it (AF_XDP frame headroom, or the old
-/// Ethernet header plus headroom). Returns the offset where the new frame
-/// starts; it ends at `inner_offset + inner_len`.
-pub fn encapsulate_in_place(
-    buf: &mut [u8],
-    inner_offset: usize,
-    inner_len: usize,
-    outer: &OuterParams,
-    cfg: &EncapConfig,
-) -> Result<usize, EncapError> {
-    let start = inner_offset
-        .checked_sub(OUTER_LEN)
-        .ok_or(EncapError::NoHeadroom)?;
-    let end = inner_offset
-        .checked_add(inner_len)
-        .ok_or(EncapError::Truncated)?;
-    if end > buf.len() {
-        return Err(EncapError::Truncated);
+    trim(frame, l3 + inner_len)?;
+    let tos = frame.data()[l3 + 1];
+    eth.dst = EthernetAddress(outer.dst_mac);
+    eth.src = EthernetAddress(outer.src_mac);
+    eth.ethertype = ethertype::IPV4;
+    frame.pull_head(l3).map_err(|_| EncapError::Truncated)?;
+    let hdr = frame
+        .push_head(eth_len + OVERHEAD)
+        .map_err(|_| EncapError::NoHeadroom)?;
+    eth.emit(hdr).map_err(|_| EncapError::NoHeadroom)?;
+    let ip = &mut hdr[eth_len..];
+    Ipv4Repr::new(
+        outer.src_ip,
+        outer.dst_ip,
+        protocol::UDP,
+        (len - IP_LEN) as u16,
+    )
+    .emit(ip)
+    .map_err(|_| EncapError::NoHeadroom)?;
+    let mut v = Ipv4Packet::new_checked_wire(&mut ip[..IP_LEN], len)
+        .map_err(|_| EncapError::BadIpHeader)?;
+    v.set_dscp_ecn(tos >> 2, tos & 3);
+    v.fill_checksum();
+    let udp = &mut hdr[eth_len + IP_LEN..];
+    UdpRepr {
+        src_port: outer.src_port,
+        dst_port: cfg.udp_port,
+        payload_len: (HR_LEN + inner_len) as u16,
     }
-    let tos = check_inner(&buf[inner_offset..end], cfg)?;
-    write_outer(&mut buf[start..inner_offset], inner_len, tos, outer, cfg);
-    Ok(start)
+    .emit(udp)
+    .map_err(|_| EncapError::NoHeadroom)?;
+    let hr = &mut hdr[eth_len + IP_LEN + UDP_LEN..eth_len + OVERHEAD];
+    hr[0] = MAGIC;
+    hr[1] = VERSION << 4;
+    hr[2..4].copy_from_slice(&outer.service.to_be_bytes());
+    hr[4..8].copy_from_slice(&outer.origin.to_be_bytes());
+    Ok(())
 }
 
-/// Checks that `frame` (starting at Ethernet) is encapsulated traffic for
+/// Checks that `frame` (parsed as `info`) is encapsulated traffic for
 /// `cfg.udp_port` and locates the inner packet. Never panics.
-pub fn decapsulate(frame: &[u8], cfg: &EncapConfig) -> Result<Decap, EncapError> {
-    if frame.len() < ETH_LEN {
-        return Err(EncapError::Truncated);
-    }
-    if be16(frame, 12) != ETHERTYPE_IPV4 {
+pub fn decapsulate(
+    frame: &Frame<'_>,
+    info: &FrameInfo,
+    cfg: &EncapConfig,
+) -> Result<Decap, EncapError> {
+    if info.kind != L3Kind::Ipv4 {
         return Err(EncapError::NotIpv4);
     }
-    let ip = &frame[ETH_LEN..];
-    let (ihl, total) = check_ipv4(ip)?;
-    if checksum(&ip[..ihl]) != 0 {
-        return Err(EncapError::BadChecksum);
-    }
-    if be16(ip, 6) & 0x3fff != 0 {
+    if info.is_fragment {
         return Err(EncapError::Fragmented);
     }
-    if ip[9] != IPPROTO_UDP {
+    let head = frame.data();
+    let l3 = usize::from(info.l3_offset);
+    let total = usize::from(info.l3_len);
+    let ip = Ipv4Packet::new_checked_wire(&head[l3..], frame.len() - l3)
+        .map_err(|_| EncapError::BadIpHeader)?;
+    if !ip.verify_checksum() {
+        return Err(EncapError::BadChecksum);
+    }
+    let ihl = ip.header_len();
+    if ip.protocol() != protocol::UDP {
         return Err(EncapError::NotEncap);
     }
-    let udp = &ip[ihl..total];
-    if udp.len() < UDP_LEN {
+    let l4 = l3 + ihl;
+    let hdrs = l4 + UDP_LEN + HR_LEN;
+    // The outer headers and the inner IPv4 header must be in the first buffer.
+    if head.len() < hdrs + IP_LEN {
         return Err(EncapError::Truncated);
     }
-    if be16(udp, 2) != cfg.udp_port {
+    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+    if be16(l4 + 2) != cfg.udp_port {
         return Err(EncapError::NotEncap);
     }
-    if usize::from(be16(udp, 4)) != udp.len() {
+    if usize::from(be16(l4 + 4)) != total - ihl {
         return Err(EncapError::BadUdpLength);
     }
-    let hr = &udp[UDP_LEN..];
-    if hr.len() < HR_LEN {
-        return Err(EncapError::Truncated);
-    }
+    let hr = &head[l4 + UDP_LEN..hdrs];
     if hr[0] != MAGIC {
         return Err(EncapError::BadMagic);
     }
     if hr[1] >> 4 != VERSION {
         return Err(EncapError::UnsupportedVersion(hr[1] >> 4));
     }
-    let inner = &hr[HR_LEN..];
-    let (_, inner_total) = check_ipv4(inner).map_err(|_| EncapError::BadInner)?;
-    if inner_total != inner.len() {
+    let inner_len = total - ihl - UDP_LEN - HR_LEN;
+    let inner =
+        Ipv4Packet::new_checked_wire(&head[hdrs..], inner_len).map_err(|_| EncapError::BadInner)?;
+    if usize::from(inner.total_len()) != inner_len {
         return Err(EncapError::BadInner);
     }
     let mut mac = [0u8; 6];
-    mac.copy_from_slice(&frame[6..12]);
+    mac.copy_from_slice(&head[6..12]);
     Ok(Decap {
-        inner_offset: ETH_LEN + ihl + UDP_LEN + HR_LEN,
-        inner_len: inner.len(),
+        inner_offset: hdrs,
+        inner_len,
         origin: u32::from_be_bytes([hr[4], hr[5], hr[6], hr[7]]),
-        service: be16(hr, 2),
-        outer_src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        service: u16::from_be_bytes([hr[2], hr[3]]),
+        outer_src: ip.src_addr(),
         outer_src_mac: mac,
     })
 }
 
-/// Writes an Ethernet header (`dst_mac`, `src_mac`, IPv4) right in front of
-/// the inner packet of a decapsulated frame and returns the offset where the
-/// frame for the host stack starts; it ends at `inner_offset + inner_len`.
-/// (If the driver needs frames at offset 0, `frame.copy_within(start..end, 0)`.)
+/// Replaces the outer headers of a decapsulated frame with an Ethernet
+/// header (`dst_mac`, `src_mac`, the outer frame's VLAN tags, IPv4) in front
+/// of the inner packet, in place, for the host stack.
 pub fn restore_ethernet(
-    frame: &mut [u8],
+    frame: &mut Frame<'_>,
     d: &Decap,
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
-) -> Result<usize, EncapError> {
-    let start = d
-        .inner_offset
-        .checked_sub(ETH_LEN)
-        .ok_or(EncapError::NoHeadroom)?;
-    if d.inner_offset.saturating_add(d.inner_len) > frame.len() {
-        return Err(EncapError::Truncated);
-    }
-    let h = &mut frame[start..d.inner_offset];
-    h[0..6].copy_from_slice(&dst_mac);
-    h[6..12].copy_from_slice(&src_mac);
-    h[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    Ok(start)
+) -> Result<(), EncapError> {
+    let mut eth = ethernet_of(frame)?;
+    trim(frame, d.inner_offset + d.inner_len)?;
+    eth.dst = EthernetAddress(dst_mac);
+    eth.src = EthernetAddress(src_mac);
+    eth.ethertype = ethertype::IPV4;
+    frame
+        .pull_head(d.inner_offset)
+        .map_err(|_| EncapError::Truncated)?;
+    let hdr = frame
+        .push_head(eth.header_len())
+        .map_err(|_| EncapError::NoHeadroom)?;
+    eth.emit(hdr).map_err(|_| EncapError::NoHeadroom)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::{build, checksum::checksum, parse_packet};
 
-    /// A TCP SYN from 192.0.2.1:40000 to 10.0.0.100:80 (IPv4 checksum filled
-    /// in by `inner`).
-    const SYN: [u8; 40] = [
-        0x45, 0x10, 0x00, 0x28, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 192, 0, 2, 1, 10,
-        0, 0, 100, // IPv4
-        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0x72, 0x10, 0, 0, 0,
-        0, // TCP
-    ];
-
-    fn inner() -> Vec<u8> {
-        let mut p = SYN.to_vec();
-        let c = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p
-    }
+    const HEADROOM: usize = 256;
 
     fn outer() -> OuterParams {
         OuterParams {
@@ -427,224 +378,238 @@ mod tests {
             dst_mac: [2, 0, 0, 0, 0, 2],
             src_ip: Ipv4Addr::new(172, 16, 0, 1),
             dst_ip: Ipv4Addr::new(172, 16, 0, 2),
-            origin: 0x0102_0304,
-            service: 7,
+            origin: 1,
+            service: 3,
             src_port: 50000,
         }
     }
 
-    #[test]
-    fn checksum_known_vector() {
-        // RFC 1071 example words.
-        assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            !0xddf2
+    /// A client frame in a 4 KiB chunk at HEADROOM.
+    fn chunk(payload: usize, vlan: Option<u16>) -> (Vec<u8>, usize, Vec<u8>) {
+        let mut f = build::ipv4_frame(
+            vlan,
+            6,
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(10, 0, 0, 100),
+            40000,
+            80,
+            0x02,
+            &vec![0xab; payload],
         );
-        // A textbook IPv4 header with checksum 0xb861.
-        let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
-        ];
-        assert_eq!(checksum(&h), 0xb861);
-        assert_eq!(checksum(&[0xff]), !0xff00);
+        let l3 = if vlan.is_some() { 18 } else { 14 };
+        f[l3 + 1] = 0x2e; // DSCP 11, ECN 2: copied to the outer header
+        f[l3 + 10] = 0;
+        f[l3 + 11] = 0;
+        let c = checksum(&f[l3..l3 + 20]);
+        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        let mut buf = vec![0u8; 4096];
+        buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(&f);
+        (buf, f.len(), f)
+    }
+
+    fn encap(buf: &mut [u8], len: usize, cfg: &EncapConfig) -> Result<(usize, usize), EncapError> {
+        let mut fr = Frame::new(buf, HEADROOM, len, &[]).unwrap();
+        let info = parse_packet(fr.data(), fr.len()).unwrap();
+        encapsulate(&mut fr, &info, &outer(), cfg)?;
+        Ok((fr.start(), fr.len()))
+    }
+
+    fn decap(
+        buf: &mut [u8],
+        len: usize,
+        cfg: &EncapConfig,
+    ) -> Result<(Decap, usize, usize), EncapError> {
+        let mut fr = Frame::new(buf, HEADROOM, len, &[]).unwrap();
+        let info = parse_packet(fr.data(), fr.len()).map_err(|_| EncapError::Truncated)?;
+        let d = decapsulate(&fr, &info, cfg)?;
+        restore_ethernet(&mut fr, &d, [0xaa; 6], d.outer_src_mac)?;
+        Ok((d, fr.start(), fr.len()))
     }
 
     #[test]
     fn encapsulated_bytes_match_spec() {
-        let p = inner();
-        let mut out = [0u8; 256];
-        let n = encapsulate(&p, &outer(), &EncapConfig::default(), &mut out).unwrap();
-        assert_eq!(n, 50 + 40);
-        #[rustfmt::skip]
-        let want: [u8; 50] = [
-            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00,
-            0x45, 0x10, 0x00, 76, 0, 0, 0x40, 0x00, 64, 17, 0, 0, 172, 16, 0, 1, 172, 16, 0, 2,
-            0xc3, 0x50, 0x17, 0xc0, 0, 56, 0, 0,
-            0x48, 0x10, 0, 7, 1, 2, 3, 4,
-        ];
-        let mut got = out[..50].to_vec();
-        // Check the IPv4 checksum separately, then compare the rest.
-        assert_eq!(checksum(&got[14..34]), 0);
-        got[24] = 0;
-        got[25] = 0;
-        assert_eq!(&got[..], &want[..]);
-        assert_eq!(&out[50..n], &p[..]);
+        let (mut buf, len, orig) = chunk(10, None);
+        let (s, n) = encap(&mut buf, len, &EncapConfig::default()).unwrap();
+        // Padding (the 60-byte minimum) is not carried.
+        let ip_len = 40 + 10;
+        assert_eq!(n, OUTER_LEN + ip_len);
+        let f = &buf[s..s + n];
+        assert_eq!(&f[0..6], &outer().dst_mac);
+        assert_eq!(&f[6..12], &outer().src_mac);
+        assert_eq!(&f[12..14], &[8, 0]);
+        let ip = &f[14..34];
+        assert_eq!(ip[0], 0x45);
+        assert_eq!(ip[1], 0x2e);
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]) as usize, 36 + ip_len);
+        assert_eq!(&ip[6..8], &[0x40, 0]);
+        assert_eq!(ip[9], 17);
+        assert_eq!(checksum(ip), 0);
+        assert_eq!(&ip[12..16], &[172, 16, 0, 1]);
+        assert_eq!(&ip[16..20], &[172, 16, 0, 2]);
+        let udp = &f[34..42];
+        assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), 50000);
+        assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), DEFAULT_PORT);
+        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, 16 + ip_len);
+        assert_eq!(&udp[6..8], &[0, 0]);
+        assert_eq!(&f[42..50], &[MAGIC, VERSION << 4, 0, 3, 0, 0, 0, 1]);
+        assert_eq!(&f[50..], &orig[14..14 + ip_len]);
     }
 
     #[test]
-    fn round_trip_and_restore() {
-        let p = inner();
-        let cfg = EncapConfig::default();
-        let mut out = [0u8; 256];
-        let n = encapsulate(&p, &outer(), &cfg, &mut out).unwrap();
-        let d = decapsulate(&out[..n], &cfg).unwrap();
-        assert_eq!(d.origin, 0x0102_0304);
-        assert_eq!(d.service, 7);
-        assert_eq!(d.outer_src, Ipv4Addr::new(172, 16, 0, 1));
-        assert_eq!(d.outer_src_mac, [2, 0, 0, 0, 0, 1]);
-        assert_eq!(&out[d.inner_offset..d.inner_offset + d.inner_len], &p[..]);
-        let start = restore_ethernet(&mut out[..n], &d, [9; 6], [8; 6]).unwrap();
-        assert_eq!(start, 36);
-        assert_eq!(&out[start..start + 6], &[9; 6]);
-        assert_eq!(&out[start + 6..start + 12], &[8; 6]);
-        assert_eq!(&out[start + 12..start + 14], &[8, 0]);
-        assert_eq!(&out[start + 14..n], &p[..]);
+    fn round_trip_keeps_the_packet_and_vlan_tags() {
+        for vlan in [None, Some(7)] {
+            let (mut buf, len, orig) = chunk(100, vlan);
+            let (s, n) = encap(&mut buf, len, &EncapConfig::default()).unwrap();
+            let mut rx = vec![0u8; 4096];
+            rx[HEADROOM..HEADROOM + n].copy_from_slice(&buf[s..s + n]);
+            let (d, s2, n2) = decap(&mut rx, n, &EncapConfig::default()).unwrap();
+            assert_eq!((d.origin, d.service), (1, 3));
+            assert_eq!(d.outer_src, Ipv4Addr::new(172, 16, 0, 1));
+            let f = &rx[s2..s2 + n2];
+            assert_eq!(&f[..6], &[0xaa; 6]);
+            assert_eq!(&f[6..12], &outer().src_mac);
+            // Tags and the IP packet come back unchanged.
+            assert_eq!(f[12..], orig[12..n2]);
+        }
     }
 
     #[test]
-    fn in_place_matches_copy() {
-        let p = inner();
-        let cfg = EncapConfig::default();
-        let mut copy = [0u8; 256];
-        let n = encapsulate(&p, &outer(), &cfg, &mut copy).unwrap();
-        let mut buf = vec![0xaa; 64 + p.len()];
-        buf[64..].copy_from_slice(&p);
-        let start = encapsulate_in_place(&mut buf, 64, p.len(), &outer(), &cfg).unwrap();
-        assert_eq!(start, 14);
-        assert_eq!(&buf[start..], &copy[..n]);
+    fn mtu_and_headroom_limits() {
+        let (mut buf, len, _) = chunk(1460, None);
         assert_eq!(
-            encapsulate_in_place(&mut buf, 49, p.len(), &outer(), &cfg),
+            encap(&mut buf, len, &EncapConfig::default()),
+            Err(EncapError::TooBig {
+                len: 1536,
+                mtu: 1500
+            })
+        );
+        let cfg = EncapConfig {
+            mtu: 9000,
+            ..EncapConfig::default()
+        };
+        assert!(encap(&mut buf, len, &cfg).is_ok());
+        let (mut buf, len, _) = chunk(10, None);
+        buf.copy_within(HEADROOM..HEADROOM + len, 20);
+        let mut fr = Frame::new(&mut buf, 20, len, &[]).unwrap();
+        let info = parse_packet(fr.data(), fr.len()).unwrap();
+        assert_eq!(
+            encapsulate(&mut fr, &info, &outer(), &EncapConfig::default()),
             Err(EncapError::NoHeadroom)
         );
     }
 
-    #[test]
-    fn mtu_and_buffer_limits() {
-        let mut big = vec![0u8; 1480];
-        big[0] = 0x45;
-        big[2..4].copy_from_slice(&1480u16.to_be_bytes());
-        let cfg = EncapConfig::default();
-        let mut out = vec![0u8; 2000];
-        assert_eq!(
-            encapsulate(&big, &outer(), &cfg, &mut out),
-            Err(EncapError::TooBig {
-                len: 1516,
-                mtu: 1500
-            })
-        );
-        let cfg9k = EncapConfig { mtu: 9000, ..cfg };
-        assert_eq!(encapsulate(&big, &outer(), &cfg9k, &mut out), Ok(1530));
-        assert_eq!(
-            encapsulate(&big, &outer(), &cfg9k, &mut out[..1529]),
-            Err(EncapError::BufferTooSmall)
-        );
-        // Largest inner packet that fits a 1500 MTU: 1464 bytes.
-        big.truncate(1464);
-        big[2..4].copy_from_slice(&1464u16.to_be_bytes());
-        assert_eq!(encapsulate(&big, &outer(), &cfg, &mut out), Ok(1514));
+    fn good(payload: usize) -> (Vec<u8>, usize) {
+        let (mut buf, len, _) = chunk(payload, None);
+        let (s, n) = encap(&mut buf, len, &EncapConfig::default()).unwrap();
+        let mut rx = vec![0u8; 4096];
+        rx[HEADROOM..HEADROOM + n].copy_from_slice(&buf[s..s + n]);
+        (rx, n)
     }
 
-    #[test]
-    fn rejects_bad_inner() {
-        let cfg = EncapConfig::default();
-        let mut out = [0u8; 256];
-        let mut p = inner();
-        p.push(0); // length mismatch (e.g. Ethernet padding left in)
-        assert_eq!(
-            encapsulate(&p, &outer(), &cfg, &mut out),
-            Err(EncapError::BadInner)
-        );
-        let mut p = inner();
-        p[0] = 0x65;
-        assert_eq!(
-            encapsulate(&p, &outer(), &cfg, &mut out),
-            Err(EncapError::BadInner)
-        );
-        assert_eq!(
-            encapsulate(&[], &outer(), &cfg, &mut out),
-            Err(EncapError::BadInner)
-        );
-    }
-
-    fn good_frame() -> Vec<u8> {
-        let mut out = vec![0u8; 256];
-        let n = encapsulate(&inner(), &outer(), &EncapConfig::default(), &mut out).unwrap();
-        out.truncate(n);
-        out
-    }
-
-    fn fix_csum(f: &mut [u8]) {
-        f[24] = 0;
-        f[25] = 0;
-        let c = checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
+    fn fix_ip_csum(rx: &mut [u8]) {
+        let ip = HEADROOM + 14;
+        rx[ip + 10] = 0;
+        rx[ip + 11] = 0;
+        let c = checksum(&rx[ip..ip + 20]);
+        rx[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
     }
 
     #[test]
     fn decap_rejections() {
         let cfg = EncapConfig::default();
-        type Case = (fn(&mut Vec<u8>), EncapError);
-        let cases: Vec<Case> = vec![
-            (|f| f[12] = 0x86, EncapError::NotIpv4),
-            (|f| f[20] ^= 1, EncapError::BadChecksum),
+        let ip = HEADROOM + 14;
+        // `None`: rejected, possibly already by the parse (a fragment, or a
+        // "UDP" header that is now read as TCP).
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(Mutation, bool, Option<EncapError>)> = vec![
             (
-                |f| {
-                    f[20] = 0x20;
-                    fix_csum(f)
-                },
-                EncapError::Fragmented,
+                Box::new(move |f| f[ip + 11] ^= 1),
+                false,
+                Some(EncapError::BadChecksum),
+            ),
+            (Box::new(move |f| f[ip + 6] = 0x20), true, None),
+            (Box::new(move |f| f[ip + 9] = 6), true, None),
+            (
+                Box::new(move |f| f[ip + 22] ^= 1),
+                false,
+                Some(EncapError::NotEncap),
             ),
             (
-                |f| {
-                    f[23] = 6;
-                    fix_csum(f)
-                },
-                EncapError::NotEncap,
+                Box::new(move |f| f[ip + 25] -= 2),
+                false,
+                Some(EncapError::BadUdpLength),
             ),
             (
-                |f| f[36..38].copy_from_slice(&4789u16.to_be_bytes()),
-                EncapError::NotEncap,
+                Box::new(move |f| f[ip + 28] = 0),
+                false,
+                Some(EncapError::BadMagic),
             ),
-            (|f| f[39] += 1, EncapError::BadUdpLength),
-            (|f| f[42] = 0x47, EncapError::BadMagic),
-            (|f| f[43] = 0x20, EncapError::UnsupportedVersion(2)),
-            (|f| f[50] = 0x55, EncapError::BadInner),
-            (|f| f[14] = 0x44, EncapError::BadIpHeader),
             (
-                |f| {
-                    f[17] += 2;
-                    fix_csum(f)
-                },
-                EncapError::Truncated,
+                Box::new(move |f| f[ip + 29] = 0x20),
+                false,
+                Some(EncapError::UnsupportedVersion(2)),
+            ),
+            (
+                Box::new(move |f| f[ip + 36] = 0x65),
+                false,
+                Some(EncapError::BadInner),
             ),
         ];
-        for (i, (mutate, want)) in cases.into_iter().enumerate() {
-            let mut f = good_frame();
-            mutate(&mut f);
-            assert_eq!(decapsulate(&f, &cfg), Err(want), "case {i}");
+        for (i, (mutate, fix, want)) in cases.into_iter().enumerate() {
+            let (mut rx, n) = good(10);
+            mutate(&mut rx);
+            if fix {
+                fix_ip_csum(&mut rx);
+            }
+            let got = decap(&mut rx, n, &cfg);
+            match want {
+                Some(w) => assert_eq!(got.map(|_| ()), Err(w), "case {i}"),
+                None => assert!(got.is_err(), "case {i}: {got:?}"),
+            }
         }
     }
 
     #[test]
     fn ethernet_padding_after_outer_packet_is_ignored() {
-        let mut f = good_frame();
-        f.extend_from_slice(&[0; 10]);
-        let d = decapsulate(&f, &EncapConfig::default()).unwrap();
-        assert_eq!(d.inner_len, 40);
+        let (mut rx, n) = good(0);
+        // Pad to a longer frame: the decapsulated frame ends with the packet.
+        let (_, s, len) = decap(&mut rx, n + 6, &EncapConfig::default()).unwrap();
+        assert_eq!(len, 14 + 40);
+        assert_eq!(s, HEADROOM + 36);
+    }
+
+    fn decap_never_panics(bytes: &[u8]) {
+        let mut buf = vec![0u8; HEADROOM + bytes.len()];
+        buf[HEADROOM..].copy_from_slice(bytes);
+        let mut fr = Frame::new(&mut buf, HEADROOM, bytes.len(), &[]).unwrap();
+        if let Ok(info) = parse_packet(fr.data(), fr.len()) {
+            if let Ok(d) = decapsulate(&fr, &info, &EncapConfig::default()) {
+                let _ = restore_ethernet(&mut fr, &d, [0; 6], [0; 6]);
+            }
+        }
     }
 
     #[test]
     fn truncated_frames_never_panic() {
-        let f = good_frame();
-        let cfg = EncapConfig::default();
-        for len in 0..f.len() {
-            assert!(decapsulate(&f[..len], &cfg).is_err(), "len {len}");
+        let (rx, n) = good(20);
+        for len in 0..n {
+            decap_never_panics(&rx[HEADROOM..HEADROOM + len]);
         }
     }
 
     proptest::proptest! {
         #[test]
         fn decap_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let _ = decapsulate(&bytes, &EncapConfig::default());
+            decap_never_panics(&bytes);
         }
 
         #[test]
         fn decap_mutated_frames_never_panic(pos in 0usize..90, val in proptest::num::u8::ANY) {
-            let mut f = good_frame();
-            f[pos] = val;
-            if let Ok(d) = decapsulate(&f, &EncapConfig::default()) {
-                proptest::prop_assert!(d.inner_offset + d.inner_len <= f.len());
+            let (mut rx, n) = good(20);
+            if HEADROOM + pos < rx.len() {
+                rx[HEADROOM + pos] = val;
             }
+            decap_never_panics(&rx[HEADROOM..HEADROOM + n]);
         }
     }
 }

@@ -45,7 +45,6 @@
 
 pub mod conntrack;
 pub mod encap;
-pub mod frame;
 pub mod hash;
 pub mod maglev;
 pub mod path;
@@ -54,7 +53,7 @@ pub mod table;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 use headroom_config::vip::{PortRange, VipService};
@@ -301,7 +300,7 @@ impl DirectorTables {
                 vip: svc.vip,
                 proto: svc.protocol.ip_proto(),
                 ports: svc.ports.clone(),
-                sticky_ns: svc.sticky_secs.saturating_mul(1_000_000_000),
+                sticky_ns: u64::try_from(svc.sticky_timeout.as_nanos()).unwrap_or(u64::MAX),
                 maglev,
                 serving,
                 degraded,
@@ -342,12 +341,12 @@ impl DirectorTables {
 }
 
 /// Publication point of the current tables: written by the control thread,
-/// polled by workers (an atomic generation check per batch; the mutex is only
-/// taken when the generation changed).
+/// polled by workers (an atomic generation check per batch; the tables are
+/// loaded, lock-free through `arc-swap`, only when the generation changed).
 #[derive(Debug)]
 pub struct TableCell {
     generation: AtomicU64,
-    current: Mutex<Arc<DirectorTables>>,
+    current: arc_swap::ArcSwap<DirectorTables>,
 }
 
 impl TableCell {
@@ -355,14 +354,13 @@ impl TableCell {
     pub fn new(tables: DirectorTables) -> Self {
         TableCell {
             generation: AtomicU64::new(1),
-            current: Mutex::new(Arc::new(tables)),
+            current: arc_swap::ArcSwap::from_pointee(tables),
         }
     }
 
     /// Publishes new tables (control thread).
     pub fn publish(&self, tables: DirectorTables) {
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        *cur = Arc::new(tables);
+        self.current.store(Arc::new(tables));
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -373,7 +371,7 @@ impl TableCell {
 
     /// Current tables.
     pub fn load(&self) -> Arc<DirectorTables> {
-        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+        self.current.load_full()
     }
 }
 
@@ -451,6 +449,11 @@ impl Director {
     pub fn install(&mut self, tables: Arc<DirectorTables>) {
         self.tables = tables;
         self.stats.table_swaps += 1;
+    }
+
+    /// Generation of the tables in use (0 without a cell).
+    pub fn generation(&self) -> u64 {
+        self.seen_generation
     }
 
     /// Picks up newly published tables; returns whether they changed. One

@@ -1,15 +1,15 @@
 //! Per-frame glue for the worker's outer interface: decapsulate frames
 //! forwarded by the VIP owner, place client frames, encapsulate remote ones
-//! in place. Uses [`super::frame`] for parsing until the shared packet views
-//! replace it.
+//! in place. Works on the pipeline's one parse of the frame ([`FrameInfo`]).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use super::encap::{self, Decap, EncapConfig, EncapError, OuterParams, ETH_LEN, OUTER_LEN};
-use super::frame::parse_frame;
+use super::encap::{self, EncapConfig, EncapError, OuterParams};
 use super::hash::flow_hash;
 use super::maglev::NodeId;
-use super::{Director, Placement, IPPROTO_UDP};
+use super::{Director, FlowFields, Placement, IPPROTO_TCP, IPPROTO_UDP};
+use crate::frame::Frame;
+use crate::packet::{FrameInfo, L3Kind};
 
 /// Underlay address of one pool node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +72,41 @@ impl Peers {
             .map(|i| &self.by_node[i])
     }
 
+    /// Every peer's underlay address.
+    pub fn underlay_ips(&self) -> Vec<Ipv4Addr> {
+        self.by_node.iter().map(|p| p.ip).collect()
+    }
+
     /// Whether `ip` is a peer's underlay address (decapsulation accepts only
     /// those, so nobody outside the pool can inject frames into host stacks).
     #[inline]
     pub fn is_peer_ip(&self, ip: Ipv4Addr) -> bool {
         self.ips.binary_search(&u32::from(ip)).is_ok()
     }
+}
+
+/// The director's flow fields of a parsed frame: IPv4 TCP or UDP with ports
+/// (not a later fragment), VLAN-tagged or not.
+pub fn flow_fields(info: &FrameInfo) -> Option<FlowFields> {
+    if info.kind != L3Kind::Ipv4 || info.l4_offset.is_none() {
+        return None;
+    }
+    let k = info.flow?;
+    let proto = k.protocol();
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return None;
+    }
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (k.src_ip(), k.dst_ip()) else {
+        return None;
+    };
+    Some(FlowFields {
+        proto,
+        src,
+        dst,
+        sport: k.src_port(),
+        dport: k.dst_port(),
+        tcp_flags: info.tcp_flags,
+    })
 }
 
 /// What the worker does with a frame from the outer interface.
@@ -87,23 +116,16 @@ pub enum OuterAction {
     /// VIP traffic, a VIP service without live member, or not IPv4 TCP/UDP:
     /// ARP goes to the ARP interceptor before this).
     Pass,
-    /// Deliver `buf[start..start + len]` to the host stack (a decapsulated
-    /// frame with a rebuilt Ethernet header).
-    ToHost {
-        /// Frame start in the buffer.
-        start: usize,
-        /// Frame length.
-        len: usize,
-    },
-    /// Transmit `buf[start..start + len]` on the outer interface (the frame,
-    /// encapsulated towards its serving node).
+    /// Deliver the rewritten frame to the host stack (decapsulated, with a
+    /// rebuilt Ethernet header).
+    ToHost,
+    /// Transmit the rewritten frame on the outer interface (encapsulated
+    /// towards its serving node).
     Transmit {
-        /// Frame start in the buffer.
-        start: usize,
-        /// Frame length.
-        len: usize,
         /// Serving node.
         node: NodeId,
+        /// The outer headers it was given.
+        outer: OuterParams,
     },
     /// Drop the frame (counted in [`PathStats`]).
     Drop,
@@ -126,6 +148,9 @@ pub struct PathStats {
     pub encap_no_headroom: u64,
     /// Remote placements to a node with no known underlay address (dropped).
     pub no_peer: u64,
+    /// VIP SYN-ACKs leaving the host whose MSS was lowered to fit the
+    /// encapsulation.
+    pub mss_clamped: u64,
 }
 
 /// Outer-interface frame handling of one worker.
@@ -147,39 +172,33 @@ impl OuterPath {
         }
     }
 
-    /// Handles the frame `buf[start..start + len]` received on the outer
-    /// interface. `buf` is the whole umem chunk: in-place encapsulation
-    /// writes the outer headers into the [`encap::OVERHEAD`] bytes in front
-    /// of `start` (AF_XDP leaves XDP_PACKET_HEADROOM there).
+    /// The encapsulation settings.
+    pub fn config(&self) -> &EncapConfig {
+        &self.cfg
+    }
+
+    /// Whether a frame with these flow fields is encapsulated traffic for
+    /// this node (it bypasses placement).
+    #[inline]
+    pub fn is_encapsulated(&self, d: &Director, f: &FlowFields) -> bool {
+        f.proto == IPPROTO_UDP && f.dport == self.cfg.udp_port && f.dst == d.tables().peers.local_ip
+    }
+
+    /// Handles a frame received on the outer interface, parsed as `info`
+    /// (its director fields `flow`). Encapsulation writes the outer headers
+    /// into the headroom in front of the frame.
     pub fn on_frame(
         &mut self,
         d: &mut Director,
         now_ns: u64,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        frame: &mut Frame<'_>,
+        info: &FrameInfo,
+        flow: &FlowFields,
     ) -> OuterAction {
-        let Some(frame) = start.checked_add(len).and_then(|end| buf.get(start..end)) else {
-            return OuterAction::Drop;
-        };
-        let Ok(p) = parse_frame(frame) else {
-            return OuterAction::Pass;
-        };
-        // Encapsulated traffic: UDP to the encapsulation port of our own
-        // underlay address. It bypasses placement.
-        if p.flow.proto == IPPROTO_UDP
-            && p.flow.dport == self.cfg.udp_port
-            && p.flow.dst == d.tables().peers.local_ip
-        {
-            return match encap::decapsulate(frame, &self.cfg) {
-                Ok(dc) => self.deliver_decapsulated(d, buf, start, &dc),
-                Err(_) => {
-                    self.stats.decap_errors += 1;
-                    OuterAction::Drop
-                }
-            };
+        if self.is_encapsulated(d, flow) {
+            return self.deliver_decapsulated(d, frame, info);
         }
-        match d.decide(now_ns, &p.flow) {
+        match d.decide(now_ns, flow) {
             Placement::Local | Placement::NotVip | Placement::NoBackend => OuterAction::Pass,
             Placement::Remote(node, service) => {
                 let peers = &d.tables().peers;
@@ -187,7 +206,7 @@ impl OuterPath {
                     self.stats.no_peer += 1;
                     return OuterAction::Drop;
                 };
-                let f = &p.flow;
+                let f = flow;
                 let outer = OuterParams {
                     src_mac: peers.local_mac,
                     dst_mac: peer.mac,
@@ -199,15 +218,10 @@ impl OuterPath {
                         f.proto, f.src, f.dst, f.sport, f.dport,
                     )),
                 };
-                let ip_at = start + p.ip_offset;
-                match encap::encapsulate_in_place(buf, ip_at, p.ip_len, &outer, &self.cfg) {
-                    Ok(s) => {
+                match encap::encapsulate(frame, info, &outer, &self.cfg) {
+                    Ok(()) => {
                         self.stats.encapsulated += 1;
-                        OuterAction::Transmit {
-                            start: s,
-                            len: OUTER_LEN + p.ip_len,
-                            node,
-                        }
+                        OuterAction::Transmit { node, outer }
                     }
                     Err(EncapError::TooBig { .. }) => {
                         self.stats.encap_too_big += 1;
@@ -225,25 +239,24 @@ impl OuterPath {
     fn deliver_decapsulated(
         &mut self,
         d: &Director,
-        buf: &mut [u8],
-        start: usize,
-        dc: &Decap,
+        frame: &mut Frame<'_>,
+        info: &FrameInfo,
     ) -> OuterAction {
+        let dc = match encap::decapsulate(frame, info, &self.cfg) {
+            Ok(dc) => dc,
+            Err(_) => {
+                self.stats.decap_errors += 1;
+                return OuterAction::Drop;
+            }
+        };
         if !d.tables().peers.is_peer_ip(dc.outer_src) {
             self.stats.decap_foreign += 1;
             return OuterAction::Drop;
         }
-        let abs = Decap {
-            inner_offset: start + dc.inner_offset,
-            ..*dc
-        };
-        match encap::restore_ethernet(buf, &abs, self.host_mac, dc.outer_src_mac) {
-            Ok(s) => {
+        match encap::restore_ethernet(frame, &dc, self.host_mac, dc.outer_src_mac) {
+            Ok(()) => {
                 self.stats.decapsulated += 1;
-                OuterAction::ToHost {
-                    start: s,
-                    len: ETH_LEN + dc.inner_len,
-                }
+                OuterAction::ToHost
             }
             Err(_) => {
                 self.stats.decap_errors += 1;
@@ -260,10 +273,10 @@ mod tests {
     use headroom_config::vip::{PortRange, VipProtocol, VipService};
 
     use super::super::conntrack::ConntrackConfig;
-    use super::super::encap::checksum;
     use super::super::maglev::DEFAULT_TABLE_SIZE;
     use super::super::{DirectorTables, PoolView};
     use super::*;
+    use crate::packet::{build, checksum::checksum, parse_packet};
 
     const HEADROOM: usize = 256;
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -293,7 +306,7 @@ mod tests {
             members: vec![],
             weights: vec![],
             placement: Default::default(),
-            sticky_secs: 0,
+            sticky_timeout: std::time::Duration::ZERO,
             gratuitous_arp_count: 3,
             health_check: None,
         };
@@ -307,87 +320,113 @@ mod tests {
         Director::new(Arc::new(t), ConntrackConfig::default(), 1024)
     }
 
-    /// Client frame (SYN to VIP:80 from 192.0.2.1:sport) with `payload`
-    /// bytes of TCP data, placed at HEADROOM in a 4 KiB chunk.
-    fn client_frame(sport: u16, payload: usize) -> (Vec<u8>, usize, Vec<u8>) {
-        let ip_len = 40 + payload;
-        let mut ip = vec![0u8; ip_len];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = 64;
-        ip[9] = 6;
-        ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
-        ip[16..20].copy_from_slice(&VIP.octets());
-        let c = checksum(&ip[..20]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        ip[20..22].copy_from_slice(&sport.to_be_bytes());
-        ip[22..24].copy_from_slice(&80u16.to_be_bytes());
-        ip[32] = 0x50;
-        ip[33] = 0x02;
+    /// Client frame (SYN to VIP:80 from 192.0.2.1:sport, optionally tagged)
+    /// with `payload` bytes of TCP data, placed at HEADROOM in a 4 KiB chunk.
+    fn client_frame(sport: u16, payload: usize, vlan: Option<u16>) -> (Vec<u8>, usize) {
+        let f = build::ipv4_frame(
+            vlan,
+            6,
+            Ipv4Addr::new(192, 0, 2, 1),
+            VIP,
+            sport,
+            80,
+            0x02,
+            &vec![0x5a; payload],
+        );
         let mut buf = vec![0u8; 4096];
-        buf[HEADROOM..HEADROOM + 6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        buf[HEADROOM + 6..HEADROOM + 12].copy_from_slice(&[0, 0x11, 0x22, 0x33, 0x44, 0x55]);
-        buf[HEADROOM + 12..HEADROOM + 14].copy_from_slice(&[8, 0]);
-        buf[HEADROOM + 14..HEADROOM + 14 + ip_len].copy_from_slice(&ip);
-        (buf, 14 + ip_len, ip)
+        buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(&f);
+        (buf, f.len())
+    }
+
+    /// Runs `p` over `buf[start..start+len]`; returns the action and the
+    /// frame's new range.
+    fn run(
+        p: &mut OuterPath,
+        d: &mut Director,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+    ) -> (OuterAction, usize, usize) {
+        let mut frame = Frame::new(buf, start, len, &[]).unwrap();
+        let Ok(info) = parse_packet(frame.data(), frame.len()) else {
+            return (OuterAction::Pass, start, len);
+        };
+        let Some(flow) = flow_fields(&info) else {
+            return (OuterAction::Pass, start, len);
+        };
+        let a = p.on_frame(d, 0, &mut frame, &info, &flow);
+        (a, frame.start(), frame.len())
+    }
+
+    fn ip_of(frame: &[u8]) -> &[u8] {
+        let info = parse_packet(frame, frame.len()).unwrap();
+        let l3 = info.l3_offset as usize;
+        &frame[l3..l3 + info.l3_len as usize]
     }
 
     #[test]
     fn owner_to_server_round_trip() {
-        let mut owner = director(1);
-        let mut p1 = OuterPath::new(EncapConfig::default(), [2, 0, 0, 0, 0, 1]);
-        let mut server = director(2);
-        let mut p2 = OuterPath::new(EncapConfig::default(), [0xaa; 6]);
-        let (mut remote_seen, mut local_seen) = (0, 0);
-        for sport in 1000..1100 {
-            let (mut buf, len, ip) = client_frame(sport, 0);
-            match p1.on_frame(&mut owner, 0, &mut buf, HEADROOM, len) {
-                OuterAction::Pass => local_seen += 1,
-                OuterAction::Transmit { start, len, node } => {
-                    remote_seen += 1;
-                    assert_eq!(start, HEADROOM - 36);
-                    assert_eq!(&buf[start..start + 6], &[2, 0, 0, 0, 0, node as u8]);
-                    // The serving node receives it (in its own chunk).
-                    let mut rx = vec![0u8; 4096];
-                    rx[HEADROOM..HEADROOM + len].copy_from_slice(&buf[start..start + len]);
-                    let mut other;
-                    let srv: &mut Director = if node == 2 {
-                        &mut server
-                    } else {
-                        other = director(node);
-                        &mut other
-                    };
-                    match p2.on_frame(srv, 0, &mut rx, HEADROOM, len) {
-                        OuterAction::ToHost { start, len } => {
-                            assert_eq!(&rx[start..start + 6], &[0xaa; 6]);
-                            assert_eq!(&rx[start + 6..start + 12], &[2, 0, 0, 0, 0, 1]);
-                            assert_eq!(&rx[start + 12..start + 14], &[8, 0]);
-                            assert_eq!(&rx[start + 14..start + len], &ip[..]);
+        for vlan in [None, Some(42)] {
+            let mut owner = director(1);
+            let mut p1 = OuterPath::new(EncapConfig::default(), [2, 0, 0, 0, 0, 1]);
+            let mut server = director(2);
+            let mut p2 = OuterPath::new(EncapConfig::default(), [0xaa; 6]);
+            let (mut remote_seen, mut local_seen) = (0, 0);
+            for sport in 1000..1100 {
+                let (mut buf, len) = client_frame(sport, 0, vlan);
+                let original = buf[HEADROOM..HEADROOM + len].to_vec();
+                let ip = ip_of(&original).to_vec();
+                match run(&mut p1, &mut owner, &mut buf, HEADROOM, len) {
+                    (OuterAction::Pass, ..) => local_seen += 1,
+                    (OuterAction::Transmit { node, .. }, start, len) => {
+                        remote_seen += 1;
+                        let tag = if vlan.is_some() { 4 } else { 0 };
+                        assert_eq!(start + 14 + tag + 36, HEADROOM + 14 + tag);
+                        assert_eq!(&buf[start..start + 6], &[2, 0, 0, 0, 0, node as u8]);
+                        // Tagged frames leave with their tag.
+                        assert_eq!(buf[start + 12..start + 12 + tag], original[12..12 + tag]);
+                        // The serving node receives it (in its own chunk).
+                        let mut rx = vec![0u8; 4096];
+                        rx[HEADROOM..HEADROOM + len].copy_from_slice(&buf[start..start + len]);
+                        let mut other;
+                        let srv: &mut Director = if node == 2 {
+                            &mut server
+                        } else {
+                            other = director(node);
+                            &mut other
+                        };
+                        match run(&mut p2, srv, &mut rx, HEADROOM, len) {
+                            (OuterAction::ToHost, start, len) => {
+                                let f = &rx[start..start + len];
+                                assert_eq!(&f[..6], &[0xaa; 6]);
+                                assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 1]);
+                                assert_eq!(f[12..12 + tag], original[12..12 + tag]);
+                                assert_eq!(&f[12 + tag..14 + tag], &[8, 0]);
+                                assert_eq!(ip_of(f), &ip[..]);
+                            }
+                            other => panic!("server: {other:?}"),
                         }
-                        other => panic!("server: {other:?}"),
                     }
+                    other => panic!("owner: {other:?}"),
                 }
-                other => panic!("owner: {other:?}"),
             }
+            assert!(
+                remote_seen > 40 && local_seen > 15,
+                "{remote_seen} {local_seen}"
+            );
+            assert_eq!(p1.stats.encapsulated, remote_seen);
+            assert_eq!(p2.stats.decapsulated, remote_seen);
+            // The server's director never placed anything: decapsulated frames
+            // bypass placement.
+            assert_eq!(server.stats().vip_packets, 0);
         }
-        assert!(
-            remote_seen > 40 && local_seen > 15,
-            "{remote_seen} {local_seen}"
-        );
-        assert_eq!(p1.stats.encapsulated, remote_seen);
-        assert_eq!(p2.stats.decapsulated, remote_seen);
-        // The server's director never placed anything: decapsulated frames
-        // bypass placement.
-        assert_eq!(server.stats().vip_packets, 0);
     }
 
     fn first_remote_sport(d: &mut Director) -> u16 {
         (1000..2000)
             .find(|&s| {
-                let (buf, len, _) = client_frame(s, 0);
-                let p = parse_frame(&buf[HEADROOM..HEADROOM + len]).unwrap();
-                matches!(d.tables().services[0].maglev.lookup(flow_hash(6, p.flow.src, p.flow.dst, p.flow.sport, p.flow.dport)), Some(n) if n != 1)
+                let h = flow_hash(6, Ipv4Addr::new(192, 0, 2, 1), VIP, s, 80);
+                matches!(d.tables().services[0].maglev.lookup(h), Some(n) if n != 1)
             })
             .unwrap()
     }
@@ -398,22 +437,22 @@ mod tests {
         let sport = first_remote_sport(&mut owner);
         let mut p1 = OuterPath::new(EncapConfig::default(), [0; 6]);
         // 1500-byte client packet cannot be encapsulated within MTU 1500.
-        let (mut buf, len, _) = client_frame(sport, 1460);
+        let (mut buf, len) = client_frame(sport, 1460, None);
         assert_eq!(
-            p1.on_frame(&mut owner, 0, &mut buf, HEADROOM, len),
+            run(&mut p1, &mut owner, &mut buf, HEADROOM, len).0,
             OuterAction::Drop
         );
         assert_eq!(p1.stats.encap_too_big, 1);
         // No room in front of the frame.
-        let (mut buf, len, _) = client_frame(sport, 0);
+        let (mut buf, len) = client_frame(sport, 0, None);
         buf.copy_within(HEADROOM..HEADROOM + len, 10);
         let mut d = director(1);
-        assert_eq!(p1.on_frame(&mut d, 0, &mut buf, 10, len), OuterAction::Drop);
+        assert_eq!(run(&mut p1, &mut d, &mut buf, 10, len).0, OuterAction::Drop);
         assert_eq!(p1.stats.encap_no_headroom, 1);
         // An encapsulated frame from outside the pool is dropped.
-        let (mut buf, len, _) = client_frame(sport, 0);
-        let OuterAction::Transmit { start, len, node } =
-            p1.on_frame(&mut director(1), 0, &mut buf, HEADROOM, len)
+        let (mut buf, len) = client_frame(sport, 0, None);
+        let (OuterAction::Transmit { node, .. }, start, len) =
+            run(&mut p1, &mut director(1), &mut buf, HEADROOM, len)
         else {
             panic!("expected transmit");
         };
@@ -426,20 +465,20 @@ mod tests {
         let mut chunk = vec![0u8; 4096];
         chunk[HEADROOM..HEADROOM + len].copy_from_slice(&rx);
         let mut p2 = OuterPath::new(EncapConfig::default(), [0; 6]);
+        // Addressed to the serving node's underlay address, it is checked as
+        // encapsulated traffic.
         assert_eq!(
-            p2.on_frame(&mut director(node), 0, &mut chunk, HEADROOM, len),
+            run(&mut p2, &mut director(node), &mut chunk, HEADROOM, len).0,
             OuterAction::Drop
         );
         assert_eq!(p2.stats.decap_foreign, 1);
-        // Out-of-range descriptors never panic.
+        // A corrupted outer header is counted.
+        chunk[HEADROOM + 24] ^= 0xff;
         assert_eq!(
-            p2.on_frame(&mut director(2), 0, &mut chunk, 4000, 200),
+            run(&mut p2, &mut director(node), &mut chunk, HEADROOM, len).0,
             OuterAction::Drop
         );
-        assert_eq!(
-            p2.on_frame(&mut director(2), 0, &mut chunk, usize::MAX, 2),
-            OuterAction::Drop
-        );
+        assert_eq!(p2.stats.decap_errors, 1);
     }
 
     #[test]
@@ -452,20 +491,53 @@ mod tests {
         let mut d = Director::new(Arc::new(svc_tables), ConntrackConfig::default(), 16);
         let sport = first_remote_sport(&mut d);
         let mut p = OuterPath::new(EncapConfig::default(), [0; 6]);
-        let (mut buf, len, _) = client_frame(sport, 0);
+        let (mut buf, len) = client_frame(sport, 0, None);
         assert_eq!(
-            p.on_frame(&mut d, 0, &mut buf, HEADROOM, len),
+            run(&mut p, &mut d, &mut buf, HEADROOM, len).0,
             OuterAction::Drop
         );
         assert_eq!(p.stats.no_peer, 1);
         // Non-VIP destination: passes untouched.
-        let (mut buf, len, _) = client_frame(sport, 0);
+        let (mut buf, len) = client_frame(sport, 0, None);
         buf[HEADROOM + 14 + 19] = 101;
         let before = buf.clone();
         assert_eq!(
-            p.on_frame(&mut d, 0, &mut buf, HEADROOM, len),
+            run(&mut p, &mut d, &mut buf, HEADROOM, len).0,
             OuterAction::Pass
         );
         assert_eq!(buf, before);
+    }
+
+    #[test]
+    fn multi_buffer_packets_are_encapsulated_in_place() {
+        let mut owner = director(1);
+        let sport = first_remote_sport(&mut owner);
+        let cfg = EncapConfig {
+            mtu: 9000,
+            ..EncapConfig::default()
+        };
+        let mut p1 = OuterPath::new(cfg, [0; 6]);
+        let f = build::ipv4_frame(
+            None,
+            6,
+            Ipv4Addr::new(192, 0, 2, 1),
+            VIP,
+            sport,
+            80,
+            0x10,
+            &vec![7u8; 8000],
+        );
+        // First buffer 3840 bytes at HEADROOM, the rest in two more buffers.
+        let mut buf = vec![0u8; 4096];
+        buf[HEADROOM..HEADROOM + 3840].copy_from_slice(&f[..3840]);
+        let tail = [&f[3840..7680], &f[7680..]];
+        let mut frame = Frame::new(&mut buf, HEADROOM, 3840, &tail).unwrap();
+        let info = parse_packet(frame.data(), frame.len()).unwrap();
+        let flow = flow_fields(&info).unwrap();
+        let a = p1.on_frame(&mut owner, 0, &mut frame, &info, &flow);
+        assert!(matches!(a, OuterAction::Transmit { .. }), "{a:?}");
+        assert_eq!(frame.len(), f.len() + 36);
+        let total = u16::from_be_bytes([frame.data()[16], frame.data()[17]]);
+        assert_eq!(usize::from(total), f.len() - 14 + 36);
     }
 }

@@ -1,5 +1,5 @@
 //! Source-IP stickiness: a client address keeps going to the same server for
-//! `sticky_secs` after its last new flow, even if the Maglev table changes in
+//! `sticky_timeout` after its last new flow, even if the Maglev table changes in
 //! between (weights follow gossiped headroom, so tables change often).
 
 use std::net::Ipv4Addr;

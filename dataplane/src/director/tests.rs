@@ -17,7 +17,7 @@ fn service(name: &str, sticky_secs: u64, members: Vec<u32>) -> VipService {
         members,
         weights: vec![],
         placement: Default::default(),
-        sticky_secs,
+        sticky_timeout: std::time::Duration::from_secs(sticky_secs),
         gratuitous_arp_count: 3,
         health_check: None,
     }

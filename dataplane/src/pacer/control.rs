@@ -4,6 +4,8 @@
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 
+use headroom_clock::Timestamp;
+
 use super::{bucket::rate_fp, Pacer, PacerConfig, PacerError, Shared};
 
 /// One job's credit for the coming interval, in bytes per interval.
@@ -158,15 +160,16 @@ impl PacerControl {
         }
     }
 
-    /// Samples every job of `pipe` at `now_ns` into `out` (cleared first): counts since the
+    /// Samples every job of `pipe` at `now` into `out` (cleared first): counts since the
     /// previous sample of the pipe, queue sizes and debt now (after paying what unused
     /// immediate credit can). Call once per interval, before [`PacerControl::set_grants`].
     pub fn sample(
         &mut self,
         pipe: usize,
-        now_ns: u64,
+        now: Timestamp,
         out: &mut Vec<JobSample>,
     ) -> Result<(), PacerError> {
+        let now_ns = now.as_nanos();
         let p = self
             .shared
             .pipes
@@ -211,17 +214,18 @@ impl PacerControl {
         Ok(())
     }
 
-    /// Applies `pipe`'s grants for the interval starting at `now_ns`: `immediate_bytes` of
+    /// Applies `pipe`'s grants for the interval starting at `now`: `immediate_bytes` of
     /// immediate credit for the node, and each listed job's credit (jobs not listed get
     /// none). All amounts are bytes per interval and trickle in at that rate until the next
     /// call. Nothing changes if the pipe or a job is unknown.
     pub fn set_grants(
         &mut self,
         pipe: usize,
-        now_ns: u64,
+        now: Timestamp,
         immediate_bytes: u64,
         jobs: &[JobCredit],
     ) -> Result<(), PacerError> {
+        let now_ns = now.as_nanos();
         let Some(p) = self.shared.pipes.get(pipe) else {
             self.stats.grants_rejected += 1;
             return Err(PacerError::UnknownPipe(pipe));

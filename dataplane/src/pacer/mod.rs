@@ -21,14 +21,13 @@
 //!
 //! Per-packet cost: a few atomic loads and one compare-and-swap on the job's bucket (two when
 //! immediate credit is used), plus stores to counters only this worker writes. No allocation
-//! (queues are allocated up front), no lock, no system call. `now_ns` is passed in: workers and
-//! the control thread must read the same monotonic clock.
+//! (queues are allocated up front), no lock, no system call. Time is passed in: the control
+//! thread's [`PacerControl`] takes a `Timestamp`, the workers' per-packet calls its raw
+//! nanoseconds (`Timestamp::as_nanos`) of the same monotonic clock.
 
 mod bucket;
 mod control;
 
-#[cfg(test)]
-mod loop_tests;
 #[cfg(test)]
 mod tests;
 
@@ -621,7 +620,7 @@ pub fn bench_fixture(rate_bps: u64) -> Result<(PacerControl, Pacer<u32>), PacerE
     let credit = alloc_bytes(rate_bps, 20_000_000);
     control.set_grants(
         0,
-        0,
+        headroom_clock::Timestamp::ZERO,
         0,
         &[JobCredit {
             job: 0,

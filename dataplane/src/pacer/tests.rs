@@ -1,4 +1,10 @@
 use super::*;
+use headroom_clock::Timestamp;
+
+/// The simulated time `ns` after start.
+fn ts(ns: u64) -> Timestamp {
+    Timestamp::from_nanos(ns)
+}
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
@@ -47,7 +53,7 @@ fn run_saturated(bps: u64, pkt: u32, duration: u64) -> (u64, u64) {
     while now < duration {
         if now >= next_grant {
             control
-                .set_grants(0, now, 0, &[credit(0, per_interval(bps))])
+                .set_grants(0, ts(now), 0, &[credit(0, per_interval(bps))])
                 .unwrap();
             next_grant += T;
         }
@@ -109,7 +115,7 @@ fn bytes_in_any_window_stay_within_rate_plus_burst() {
     let mut control = PacerControl::new(config(1, 1, 4096)).unwrap();
     let mut pacer: Pacer<u64> = control.worker(0).unwrap();
     control
-        .set_grants(0, 0, 0, &[credit(0, per_interval(100_000_000))])
+        .set_grants(0, ts(0), 0, &[credit(0, per_interval(100_000_000))])
         .unwrap();
     let mut times = Vec::new();
     let mut now = 0;
@@ -125,7 +131,7 @@ fn bytes_in_any_window_stay_within_rate_plus_burst() {
     while now < 60 * MS {
         if now % T == 0 {
             control
-                .set_grants(0, now, 0, &[credit(0, per_interval(100_000_000))])
+                .set_grants(0, ts(now), 0, &[credit(0, per_interval(100_000_000))])
                 .unwrap();
         }
         pacer.poll_release(now, usize::MAX, |_| times.push(now));
@@ -151,9 +157,9 @@ fn under_credit_nothing_is_queued() {
     let mut samples = Vec::new();
     for i in 0..20_000u32 {
         if now % T < gap {
-            control.sample(0, now, &mut samples).unwrap();
+            control.sample(0, ts(now), &mut samples).unwrap();
             control
-                .set_grants(0, now, 0, &[credit(0, per_interval(1_000_000_000))])
+                .set_grants(0, ts(now), 0, &[credit(0, per_interval(1_000_000_000))])
                 .unwrap();
         }
         // The first packet at t = 0 has no credit yet: the burst allowance is earned at once.
@@ -166,7 +172,7 @@ fn under_credit_nothing_is_queued() {
     }
     assert_eq!(pacer.stats().queued, 0);
     assert_eq!(pacer.stats().sent_direct, 20_000);
-    control.sample(0, now, &mut samples).unwrap();
+    control.sample(0, ts(now), &mut samples).unwrap();
     assert_eq!((samples[0].queued_bytes, samples[0].dropped_pkts), (0, 0));
 }
 
@@ -184,7 +190,7 @@ fn queue_is_bounded_and_drops_are_counted() {
         }
     }
     let mut samples = Vec::new();
-    control.sample(0, 1000, &mut samples).unwrap();
+    control.sample(0, ts(1000), &mut samples).unwrap();
     let s = samples[1];
     assert_eq!(
         (
@@ -200,12 +206,12 @@ fn queue_is_bounded_and_drops_are_counted() {
     assert_eq!(pacer.next_release_time(1000), None);
     // A grant releases them in order.
     control
-        .set_grants(0, 1000, 0, &[credit(1, 1_000_000)])
+        .set_grants(0, ts(1000), 0, &[credit(1, 1_000_000)])
         .unwrap();
     let mut out = Vec::new();
     pacer.poll_release(1000 + MS, usize::MAX, |i| out.push(i));
     assert_eq!(out, (0..8).collect::<Vec<_>>());
-    control.sample(0, 1000 + MS, &mut samples).unwrap();
+    control.sample(0, ts(1000 + MS), &mut samples).unwrap();
     assert_eq!(
         (
             samples[1].queued_pkts,
@@ -229,14 +235,16 @@ fn queue_delay_limit_follows_the_rate() {
     assert_eq!(pacer.admit(0, 0, 0, 1500, 2), Admit::Dropped(2));
     assert_eq!(pacer.stats().dropped_queue_delay, 1);
     // 200_000 bytes per 20 ms is 100_000 bytes per 10 ms: 66 packets of 1500 may wait.
-    control.set_grants(0, 0, 0, &[credit(0, 200_000)]).unwrap();
+    control
+        .set_grants(0, ts(0), 0, &[credit(0, 200_000)])
+        .unwrap();
     let queued = (3..200)
         .filter(|&i| pacer.admit(0, 0, 0, 1500, i) == Admit::Queued)
         .count();
     assert_eq!(queued, 66 - 2);
     assert_eq!(pacer.stats().dropped_queue_full, 0);
     let mut s = Vec::new();
-    control.sample(0, 0, &mut s).unwrap();
+    control.sample(0, ts(0), &mut s).unwrap();
     assert_eq!(s[0].dropped_pkts, 1 + 197 - 64);
 }
 
@@ -257,7 +265,7 @@ fn queued_traffic_keeps_its_order() {
     let mut pacer: Pacer<u32> = control.worker(0).unwrap();
     assert_eq!(pacer.admit(0, 0, 0, 1000, 0), Admit::Queued);
     control
-        .set_grants(0, 0, 0, &[credit(0, 1_000_000)])
+        .set_grants(0, ts(0), 0, &[credit(0, 1_000_000)])
         .unwrap();
     // Credit is there now, but packet 0 is still queued: packet 1 must wait behind it.
     assert_eq!(pacer.admit(MS, 0, 0, 100, 1), Admit::Queued);
@@ -273,7 +281,9 @@ fn next_release_time_is_when_credit_arrives() {
     let mut control = PacerControl::new(config(1, 1, 16)).unwrap();
     let mut pacer: Pacer<u32> = control.worker(0).unwrap();
     // 20_000 bytes per 20 ms = 1 byte per us.
-    control.set_grants(0, 0, 0, &[credit(0, 20_000)]).unwrap();
+    control
+        .set_grants(0, ts(0), 0, &[credit(0, 20_000)])
+        .unwrap();
     // At 1 ms there are 1000 bytes: a 1500-byte packet goes, 500 bytes of debt.
     assert_eq!(pacer.admit(MS, 0, 0, 1500, 0), Admit::Send(0));
     assert_eq!(pacer.admit(MS, 0, 0, 1500, 1), Admit::Queued);
@@ -295,7 +305,7 @@ fn immediate_credit_after_own_credit_and_within_cap() {
         credit_bytes: 0,
         immediate_allowance: Some(3000),
     }];
-    control.set_grants(0, 0, 2_000_000, &jobs).unwrap();
+    control.set_grants(0, ts(0), 2_000_000, &jobs).unwrap();
     let now = 2 * MS;
     let sent0 = (0..10)
         .filter(|&i| matches!(pacer.admit(now, 0, 0, 1000, i), Admit::Send(_)))
@@ -309,7 +319,7 @@ fn immediate_credit_after_own_credit_and_within_cap() {
     assert_eq!(sent1, 97);
     assert_eq!(pacer.stats().sent_immediate, 100);
     let mut samples = Vec::new();
-    control.sample(0, now, &mut samples).unwrap();
+    control.sample(0, ts(now), &mut samples).unwrap();
     assert_eq!(
         (
             samples[0].sent_immediate_bytes,
@@ -324,10 +334,10 @@ fn debt_is_paid_by_unused_immediate_credit() {
     let mut control = PacerControl::new(config(2, 1, 64)).unwrap();
     let mut pacer: Pacer<u32> = control.worker(0).unwrap();
     let mut samples = Vec::new();
-    control.sample(0, 0, &mut samples).unwrap();
+    control.sample(0, ts(0), &mut samples).unwrap();
     // Job 0 gets 1000 bytes per interval, and the node 100_000 bytes of immediate credit.
     control
-        .set_grants(0, 0, 100_000, &[credit(0, 1000)])
+        .set_grants(0, ts(0), 100_000, &[credit(0, 1000)])
         .unwrap();
     // At the end of the interval job 0 has 1000 bytes and sends 1500: 500 owed, none of it
     // on immediate credit (its own credit covered the packet).
@@ -335,7 +345,7 @@ fn debt_is_paid_by_unused_immediate_credit() {
     assert_eq!(control.stats().debt_forgiven_bytes, 0);
     // The 100_000 immediate bytes of the interval went unused: the 500 are forgiven at the
     // exchange, before they would be reported.
-    control.sample(0, T, &mut samples).unwrap();
+    control.sample(0, ts(T), &mut samples).unwrap();
     assert_eq!(control.stats().debt_forgiven_bytes, 500);
     assert_eq!(
         (samples[0].debt_bytes, samples[0].sent_immediate_bytes),
@@ -347,13 +357,13 @@ fn debt_is_paid_by_unused_immediate_credit() {
 fn debt_without_spare_credit_is_paid_by_the_next_grant() {
     let mut control = PacerControl::new(config(1, 1, 64)).unwrap();
     let mut pacer: Pacer<u32> = control.worker(0).unwrap();
-    control.set_grants(0, 0, 0, &[credit(0, 1000)]).unwrap();
+    control.set_grants(0, ts(0), 0, &[credit(0, 1000)]).unwrap();
     assert_eq!(pacer.admit(T, 0, 0, 1500, 0), Admit::Send(0));
     // No immediate credit was granted, so nothing pays the debt but the next grant.
     let mut samples = Vec::new();
-    control.sample(0, T, &mut samples).unwrap();
+    control.sample(0, ts(T), &mut samples).unwrap();
     assert_eq!(samples[0].debt_bytes, 500);
-    control.set_grants(0, T, 0, &[credit(0, 1000)]).unwrap();
+    control.set_grants(0, ts(T), 0, &[credit(0, 1000)]).unwrap();
     // Half an interval later 500 bytes are earned: just paid off, not yet sendable; one more
     // byte takes 20 us at 1000 bytes per 20 ms.
     assert_eq!(pacer.admit(T + T / 2, 0, 0, 1, 1), Admit::Queued);
@@ -371,17 +381,17 @@ fn bad_input_is_counted_not_fatal() {
     assert_eq!(pacer.admit(0, 0, 2, 100, 8), Admit::Dropped(8));
     assert_eq!(pacer.stats().dropped_bad_index, 2);
     assert_eq!(
-        control.set_grants(0, 0, 0, &[credit(2, 1)]),
+        control.set_grants(0, ts(0), 0, &[credit(2, 1)]),
         Err(PacerError::UnknownJob { pipe: 0, job: 2 })
     );
     assert_eq!(
-        control.set_grants(3, 0, 0, &[]),
+        control.set_grants(3, ts(0), 0, &[]),
         Err(PacerError::UnknownPipe(3))
     );
     assert_eq!(control.stats().grants_rejected, 2);
     let mut s = Vec::new();
     assert_eq!(
-        control.sample(1, 0, &mut s),
+        control.sample(1, ts(0), &mut s),
         Err(PacerError::UnknownPipe(1))
     );
     assert_eq!(
@@ -434,7 +444,7 @@ fn drain_hands_back_queued_items() {
     pacer.drain(|i| back.push(i));
     assert_eq!(back, vec![0, 1, 2]);
     let mut s = Vec::new();
-    control.sample(0, 0, &mut s).unwrap();
+    control.sample(0, ts(0), &mut s).unwrap();
     assert_eq!((s[0].queued_pkts, s[0].dropped_pkts), (0, 3));
 }
 
@@ -448,7 +458,9 @@ fn concurrent_workers_never_overspend_by_more_than_a_packet_each() {
         let mut cfg = config(1, 2, 16);
         cfg.min_burst_bytes = 100_000_000;
         let mut control = PacerControl::new(cfg).unwrap();
-        control.set_grants(0, 0, IMM, &[credit(0, OWN)]).unwrap();
+        control
+            .set_grants(0, ts(0), IMM, &[credit(0, OWN)])
+            .unwrap();
         let now = T; // one interval: exactly the granted credit has been earned
         let start = std::sync::Arc::new(std::sync::Barrier::new(2));
         let handles: Vec<_> = (0..2)
@@ -478,7 +490,7 @@ fn concurrent_workers_never_overspend_by_more_than_a_packet_each() {
             "round {round}: overspent: {total} ({per_thread:?})"
         );
         let mut s = Vec::new();
-        control.sample(0, now, &mut s).unwrap();
+        control.sample(0, ts(now), &mut s).unwrap();
         assert_eq!(s[0].sent_bytes, total);
     }
 }
@@ -551,13 +563,13 @@ proptest::proptest! {
         };
         for (k, step) in steps.iter().enumerate() {
             let start = k as u64 * T;
-            control.sample(0, start, &mut samples).unwrap();
+            control.sample(0, ts(start), &mut samples).unwrap();
             add(&samples);
             let jobs = [
                 JobCredit { job: 0, credit_bytes: step.own[0], immediate_allowance: step.allowance },
                 JobCredit { job: 1, credit_bytes: step.own[1], immediate_allowance: None },
             ];
-            control.set_grants(0, start, step.immediate, &jobs).unwrap();
+            control.set_grants(0, ts(start), step.immediate, &jobs).unwrap();
             granted += step.own[0] + step.own[1] + step.immediate;
             for &(at, job, len) in &step.packets {
                 let now = start + at;
@@ -574,7 +586,7 @@ proptest::proptest! {
             proptest::prop_assert!(pacer.queued() <= 2 * 32);
         }
         let end = steps.len() as u64 * T;
-        control.sample(0, end, &mut samples).unwrap();
+        control.sample(0, ts(end), &mut samples).unwrap();
         add(&samples);
         let [total_sent, dropped_all, arrived] = seen;
         let queued: u64 = samples.iter().map(|s| s.queued_bytes).sum();

@@ -42,6 +42,22 @@ fn fold64(mut acc: u64) -> u32 {
     acc as u32
 }
 
+/// The unfolded sum of the bytes `parts` hold back to back (a packet spread over
+/// several buffers), as if they were one slice: a part that starts at an odd offset
+/// has its words byte-swapped (RFC 1071 section 2(B)).
+#[inline]
+pub fn sum_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u32 {
+    let mut acc = 0u32;
+    let mut odd = false;
+    for p in parts {
+        let s = fold(sum(p));
+        let s = if odd { s.swap_bytes() } else { s };
+        acc = combine(acc, s as u32);
+        odd ^= p.len() % 2 == 1;
+    }
+    acc
+}
+
 /// Add two unfolded partial sums.
 #[inline]
 pub fn combine(a: u32, b: u32) -> u32 {
@@ -127,6 +143,22 @@ pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sum_parts_equals_sum_of_the_whole(data in proptest::collection::vec(any::<u8>(), 0..600),
+                                             cuts in proptest::collection::vec(0usize..600, 0..6)) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                parts.push(&data[at..c]);
+                at = c;
+            }
+            prop_assert_eq!(fold(sum_parts(parts)), fold(sum(&data)));
+        }
+    }
 
     #[test]
     fn rfc1071_example() {

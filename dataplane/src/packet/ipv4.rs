@@ -46,7 +46,17 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Validate the version and length fields against the buffer.
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        let len = buf.as_ref().len();
+        Self::new_checked_wire(buf, len)
+    }
+
+    /// [`Ipv4Packet::new_checked`] for the first buffer of a multi-buffer packet:
+    /// the header must be inside `buf`, the datagram (`total_len`) inside
+    /// `wire_len` bytes (the packet's length over all its buffers, at least
+    /// `buf.len()`). Payload accessors stop at the end of `buf`.
+    pub fn new_checked_wire(buf: T, wire_len: usize) -> Result<Self, ParseError> {
         let b = buf.as_ref();
+        let wire_len = wire_len.max(b.len());
         if b.len() < MIN_HEADER_LEN {
             return Err(ParseError::Truncated { layer: Layer::Ipv4 });
         }
@@ -64,7 +74,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         if total < hl {
             return Err(ParseError::BadLength { layer: Layer::Ipv4 });
         }
-        if b.len() < total {
+        if wire_len < total {
             return Err(ParseError::Truncated { layer: Layer::Ipv4 });
         }
         Ok(Self { buf })

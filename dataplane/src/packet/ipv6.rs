@@ -43,14 +43,24 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Validate the version and payload length against the buffer.
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        let len = buf.as_ref().len();
+        Self::new_checked_wire(buf, len)
+    }
+
+    /// [`Ipv6Packet::new_checked`] for the first buffer of a multi-buffer packet:
+    /// the fixed header must be inside `buf`, the payload length inside
+    /// `wire_len` (the packet's length over all buffers). Extension headers
+    /// must still lie in `buf` ([`Ipv6Packet::upper_layer`] checks).
+    pub fn new_checked_wire(buf: T, wire_len: usize) -> Result<Self, ParseError> {
         let b = buf.as_ref();
+        let wire_len = wire_len.max(b.len());
         if b.len() < HEADER_LEN {
             return Err(ParseError::Truncated { layer: Layer::Ipv6 });
         }
         if b[0] >> 4 != 6 {
             return Err(ParseError::BadVersion { layer: Layer::Ipv6 });
         }
-        if b.len() < HEADER_LEN + u16_at(b, 4) as usize {
+        if wire_len < HEADER_LEN + u16_at(b, 4) as usize {
             return Err(ParseError::Truncated { layer: Layer::Ipv6 });
         }
         Ok(Self { buf })

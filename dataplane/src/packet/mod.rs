@@ -18,6 +18,8 @@ mod field;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod partial_checksum;
+pub mod segment;
 pub mod tcp;
 pub mod udp;
 
@@ -156,6 +158,16 @@ fn icmp_ports(l4: &[u8], v6: bool) -> Result<L4, ParseError> {
 /// Frames of unknown EtherType are not errors: they return [`L3Kind::Other`].
 /// Checksums are not verified.
 pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
+    parse_packet(frame, frame.len())
+}
+
+/// [`parse_frame`] for a packet that may span several buffers (jumbo frames and
+/// aggregates arrive that way): `frame` is its first buffer, `wire_len` its length
+/// over all buffers. Every header must lie in the first buffer; lengths the headers
+/// declare are checked against `wire_len`.
+pub fn parse_packet(frame: &[u8], wire_len: usize) -> Result<FrameInfo, ParseError> {
+    let wire_len = wire_len.max(frame.len());
+    let spans = wire_len > frame.len();
     let (et_off, vlan) = ethernet::walk_header(frame)?;
     let et = field::u16_at(frame, et_off);
     let l3_off = et_off + 2;
@@ -173,14 +185,14 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
     };
     match et {
         ethertype::IPV4 => {
-            let ip = Ipv4Packet::new_checked(l3)?;
+            let ip = Ipv4Packet::new_checked_wire(l3, wire_len - l3_off)?;
             let proto = ip.protocol();
             info.kind = L3Kind::Ipv4;
             info.l3_len = ip.total_len();
             info.is_fragment = ip.is_fragment();
             let mut ports = L4::default();
             if ip.has_l4_header() {
-                ports = parse_l4(proto, ip.payload(), false, info.is_fragment)?;
+                ports = parse_l4(proto, ip.payload(), false, info.is_fragment || spans)?;
                 info.l4_offset = Some((l3_off + ip.header_len()) as u16);
             }
             info.tcp_flags = ports.flags;
@@ -194,7 +206,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
             ));
         }
         ethertype::IPV6 => {
-            let ip = Ipv6Packet::new_checked(l3)?;
+            let ip = Ipv6Packet::new_checked_wire(l3, wire_len - l3_off)?;
             let ul = ip.upper_layer()?;
             info.kind = L3Kind::Ipv6;
             info.l3_len = sat16(ip.total_len());
@@ -202,7 +214,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
             let mut ports = L4::default();
             if ul.has_l4_header {
                 let l4 = field::slice(l3, ul.offset, ip.total_len());
-                ports = parse_l4(ul.protocol, l4, true, ul.is_fragment)?;
+                ports = parse_l4(ul.protocol, l4, true, ul.is_fragment || spans)?;
                 info.l4_offset =
                     Some(
                         u16::try_from(l3_off + ul.offset).map_err(|_| ParseError::BadLength {
@@ -225,7 +237,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, ParseError> {
             info.l3_len = arp::ARP_LEN as u16;
         }
         _ => {
-            info.l3_len = sat16(l3.len());
+            info.l3_len = sat16(wire_len - l3_off);
         }
     }
     Ok(info)

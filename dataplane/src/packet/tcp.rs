@@ -189,6 +189,57 @@ impl TcpRepr {
     }
 }
 
+/// Clamps the MSS option of a SYN segment (`seg` starts at the TCP header) to
+/// at most `max`, updating the checksum incrementally (RFC 1624; the checksum
+/// must be complete). Returns whether the option was lowered. Segments
+/// without the option, and malformed options, are left alone.
+pub fn clamp_mss(seg: &mut [u8], max: u16) -> bool {
+    let Ok(t) = TcpSegment::new_checked(&*seg) else {
+        return false;
+    };
+    let end = t.header_len();
+    let mut at = MIN_HEADER_LEN;
+    while at < end {
+        match seg[at] {
+            0 => return false,
+            1 => at += 1,
+            kind => {
+                let Some(&len) = seg.get(at + 1) else {
+                    return false;
+                };
+                let len = usize::from(len);
+                if len < 2 || at + len > end {
+                    return false;
+                }
+                if kind == 2 && len == 4 {
+                    let old = u16::from_be_bytes([seg[at + 2], seg[at + 3]]);
+                    if old <= max {
+                        return false;
+                    }
+                    // The changed bytes may straddle two checksum words:
+                    // update every aligned word they touch.
+                    let first = (at + 2) & !1;
+                    let last = (at + 3) | 1;
+                    let before: Vec<u16> = (first..=last)
+                        .step_by(2)
+                        .map(|w| u16::from_be_bytes([seg[w], seg[w + 1]]))
+                        .collect();
+                    seg[at + 2..at + 4].copy_from_slice(&max.to_be_bytes());
+                    let mut c = u16::from_be_bytes([seg[16], seg[17]]);
+                    for (i, w) in (first..=last).step_by(2).enumerate() {
+                        let now = u16::from_be_bytes([seg[w], seg[w + 1]]);
+                        c = checksum::update_u16(c, before[i], now);
+                    }
+                    seg[16..18].copy_from_slice(&c.to_be_bytes());
+                    return true;
+                }
+                at += len;
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +287,50 @@ mod tests {
         s.set_window(4);
         assert_eq!(s.payload_mut().len(), 4);
         assert!(!s.verify_checksum(pseudo));
+    }
+
+    #[test]
+    fn mss_is_clamped_with_a_correct_checksum_wherever_the_option_sits() {
+        use crate::packet::checksum::pseudo_header_v4;
+        for pad in 0..4usize {
+            // SYN-ACK with `pad` NOPs before the MSS option.
+            let opts_len = (pad + 4).div_ceil(4) * 4;
+            let mut seg = vec![0u8; 20 + opts_len];
+            let r = TcpRepr {
+                src_port: 80,
+                dst_port: 40000,
+                seq: 1,
+                ack: 2,
+                flags: 0x12,
+                window: 65535,
+            };
+            r.emit(&mut seg).unwrap();
+            seg[12] = (((20 + opts_len) / 4) << 4) as u8;
+            for b in &mut seg[20..20 + pad] {
+                *b = 1;
+            }
+            seg[20 + pad..24 + pad].copy_from_slice(&[2, 4, 0x05, 0xb4]); // 1460
+            for b in &mut seg[24 + pad..] {
+                *b = 1;
+            }
+            let ps = pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 6, seg.len() as u16);
+            TcpSegment::new_checked(&mut seg[..])
+                .unwrap()
+                .fill_checksum(ps);
+            assert!(clamp_mss(&mut seg, 1424), "pad {pad}");
+            assert_eq!(&seg[22 + pad..24 + pad], &1424u16.to_be_bytes());
+            assert!(
+                TcpSegment::new_checked(&seg[..])
+                    .unwrap()
+                    .verify_checksum(ps),
+                "pad {pad}"
+            );
+            assert!(!clamp_mss(&mut seg, 1500), "already small enough");
+        }
+        let mut none = vec![0u8; 20];
+        TcpRepr::default().emit(&mut none).unwrap();
+        assert!(!clamp_mss(&mut none, 100));
+        assert!(!clamp_mss(&mut [0u8; 3], 100));
     }
 
     #[test]

@@ -15,7 +15,6 @@
 //!
 //! Nothing here allocates, locks or makes a syscall per frame.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -24,18 +23,15 @@ use headroom_config::vip::DirectorSettings;
 
 use crate::arp::{ArpConfig, ArpInterceptor, ArpStats, Verdict};
 use crate::director::conntrack::ConntrackConfig;
-use crate::director::encap::{EncapConfig, OUTER_LEN};
-use crate::director::frame::parse_frame;
-use crate::director::path::{OuterAction, OuterPath, PathStats};
-use crate::director::{Director, DirectorStats, NodeId, ServiceIdx, TableCell};
-use crate::worker::{Action, DataMut, DropReason, Side};
-
-/// Bytes in front of a received frame the stage may write into. AF_XDP
-/// places every received frame `XDP_PACKET_HEADROOM` (256) bytes into its
-/// UMEM chunk (plus the configured frame headroom), in copy and zero-copy
-/// mode alike, and the Headroom XDP program never moves the packet start;
-/// in-place encapsulation needs [`crate::director::encap::OVERHEAD`] (36).
-pub const FRONT_ROOM: usize = 64;
+use crate::director::encap::{EncapConfig, OuterParams};
+use crate::director::path::{flow_fields, OuterAction, OuterPath, PathStats};
+use crate::director::{
+    Director, DirectorStats, FlowFields, NodeId, ServiceIdx, TableCell, IPPROTO_TCP,
+};
+use crate::frame::Frame;
+use crate::packet::{FrameInfo, ParseError};
+use crate::worker::{Action, DropReason, Side};
+use crate::xdp::abi::HrEncap;
 
 /// Most (service, node) placement counters kept (preallocated).
 const PLACEMENT_SLOTS: usize = 1024;
@@ -79,9 +75,11 @@ pub struct DirectorReport {
 /// Result of the stage for one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageVerdict {
-    /// Continue with the rest of the pipeline (the frame may have been
-    /// rewritten, e.g. decapsulated).
+    /// Continue with the rest of the pipeline, frame unchanged.
     Continue,
+    /// Continue with the rest of the pipeline: the frame is a different
+    /// packet now (decapsulated) and must be parsed again.
+    Rewritten,
     /// The frame is handled: do this.
     Done(Action),
 }
@@ -96,11 +94,28 @@ pub struct DirectorStage {
     arp_base: ArpStats,
     announce_spacing_ns: u64,
     local_mac: [u8; 6],
-    scratch: [u8; 64],
+    scratch: [u8; 96],
     services: Vec<ServiceCounters>,
     placements: HashMap<(ServiceIdx, NodeId), u64>,
     vips: Vec<(Ipv4Addr, u32)>,
     owned: Vec<Ipv4Addr>,
+    /// The outer headers of the last frame encapsulated (for the fast path).
+    last_encap: Option<HrEncap>,
+}
+
+/// The fast path's form of the outer headers.
+fn to_fast_encap(o: &OuterParams, udp_port: u16) -> HrEncap {
+    HrEncap {
+        dst_mac: o.dst_mac,
+        src_mac: o.src_mac,
+        src_ip: u32::from_ne_bytes(o.src_ip.octets()),
+        dst_ip: u32::from_ne_bytes(o.dst_ip.octets()),
+        sport: o.src_port.to_be(),
+        dport: udp_port.to_be(),
+        service: o.service.to_be(),
+        _pad: 0,
+        origin: o.origin.to_be(),
+    }
 }
 
 impl DirectorStage {
@@ -120,13 +135,14 @@ impl DirectorStage {
             encap,
             arp: None,
             arp_base: ArpStats::default(),
-            announce_spacing_ns: settings.gratuitous_arp_interval_ms * 1_000_000,
+            announce_spacing_ns: settings.gratuitous_arp_interval.as_nanos() as u64,
             local_mac: [0; 6],
-            scratch: [0; 64],
+            scratch: [0; 96],
             services: Vec::new(),
             placements,
             vips: Vec::new(),
             owned: Vec::new(),
+            last_encap: None,
         };
         s.apply_tables(0);
         s
@@ -174,34 +190,100 @@ impl DirectorStage {
         }
     }
 
+    /// A VIP service's SYN-ACK leaving the host: clamp the MSS it offers so
+    /// the client's segments fit the underlay once the owner encapsulates
+    /// them (36 bytes of outer headers), instead of being cut by the owner.
+    fn clamp_vip_mss(&mut self, frame: &mut Frame<'_>, info: &FrameInfo) {
+        const SYN_ACK: u8 = 0x12;
+        if info.tcp_flags & SYN_ACK != SYN_ACK {
+            return;
+        }
+        let Some(f) = flow_fields(info) else { return };
+        if self
+            .director
+            .tables()
+            .find(f.src, f.proto, f.sport)
+            .is_none()
+        {
+            return;
+        }
+        let (Some(l4), l3) = (info.l4_offset, usize::from(info.l3_offset)) else {
+            return;
+        };
+        let l4 = usize::from(l4);
+        let ip_hl = l4 - l3;
+        let max = self
+            .path
+            .config()
+            .max_inner()
+            .saturating_sub(ip_hl + 20)
+            .min(usize::from(u16::MAX)) as u16;
+        let data = frame.data_mut();
+        if let Some(seg) = data.get_mut(l4..) {
+            if crate::packet::tcp::clamp_mss(seg, max) {
+                self.path.stats.mss_clamped += 1;
+            }
+        }
+    }
+
+    /// The outer headers of the frame just encapsulated, if it was.
+    pub fn take_encap(&mut self) -> Option<HrEncap> {
+        self.last_encap.take()
+    }
+
+    /// Generation of the tables the stage follows.
+    pub fn tables_generation(&self) -> u64 {
+        self.director.generation()
+    }
+
+    /// Whether frames like this one need the stage (VIP traffic or
+    /// encapsulated traffic from the network): such flows stay off the fast
+    /// path. Flows the stage never touches (host traffic, replies leaving the
+    /// host) do not.
+    pub fn involves(&self, side: Side, info: &FrameInfo) -> bool {
+        if side == Side::Inner {
+            return false;
+        }
+        match flow_fields(info) {
+            Some(f) => {
+                self.path.is_encapsulated(&self.director, &f)
+                    || self
+                        .director
+                        .tables()
+                        .find(f.dst, f.proto, f.dport)
+                        .is_some()
+            }
+            None => true,
+        }
+    }
+
     /// Whether the stage intercepts traffic (the local host MAC is known).
     #[inline]
     pub fn ready(&self) -> bool {
         self.arp.is_some()
     }
 
-    /// Handles one frame.
+    /// Handles one frame with the pipeline's parse of it.
     #[inline]
-    pub fn on_frame(&mut self, now_ns: u64, side: Side, data: &mut DataMut<'_>) -> StageVerdict {
+    pub fn on_frame(
+        &mut self,
+        now_ns: u64,
+        side: Side,
+        frame: &mut Frame<'_>,
+        parsed: Result<&FrameInfo, &ParseError>,
+    ) -> StageVerdict {
         if self.director.refresh() {
             self.apply_tables(now_ns);
         }
         let Some(arp) = &mut self.arp else {
             return StageVerdict::Continue;
         };
-        let frame = data.contents();
-        if frame.len() >= 14 && frame[12..14] == [0x08, 0x06] {
-            let verdict = match side {
-                Side::Outer => arp.on_outer_frame(frame, &mut self.scratch),
-                Side::Inner => arp.on_inner_frame(frame, &mut self.scratch),
-            };
+        if let Some(verdict) = arp.on_frame(side, frame.data(), parsed, &mut self.scratch) {
             return match verdict {
                 Verdict::Forward => StageVerdict::Continue,
                 Verdict::Drop(_) => StageVerdict::Done(Action::Drop(DropReason::Policy)),
                 Verdict::Reply(n) => {
-                    let mut c = data.cursor();
-                    c.set_pos(0);
-                    if c.write_all(&self.scratch[..n]).is_err() {
+                    if frame.replace(&self.scratch[..n]).is_err() {
                         return StageVerdict::Done(Action::Drop(DropReason::Rewrite));
                     }
                     // Outer: the answer goes back to the wire. Inner: the
@@ -213,80 +295,75 @@ impl DirectorStage {
                 }
             };
         }
+        let Ok(info) = parsed else {
+            return StageVerdict::Continue;
+        };
         if side == Side::Inner {
+            self.clamp_vip_mss(frame, info);
             return StageVerdict::Continue;
         }
-        self.outer_ip(now_ns, data)
+        let Some(flow) = flow_fields(info) else {
+            return StageVerdict::Continue;
+        };
+        self.outer_ip(now_ns, frame, info, &flow)
     }
 
     #[inline]
-    fn outer_ip(&mut self, now_ns: u64, data: &mut DataMut<'_>) -> StageVerdict {
-        let len = data.contents().len();
-        let cap = data.cursor().buf_len();
+    fn outer_ip(
+        &mut self,
+        now_ns: u64,
+        frame: &mut Frame<'_>,
+        info: &FrameInfo,
+        flow: &FlowFields,
+    ) -> StageVerdict {
+        // A TCP packet that would not fit the underlay once encapsulated is
+        // cut to size first (its segments come back through the pipeline),
+        // if it is VIP traffic at all: a cheap table lookup decides.
+        let max_inner = self.path.config().max_inner();
+        if usize::from(info.l3_len) > max_inner
+            && flow.proto == IPPROTO_TCP
+            && !self.path.is_encapsulated(&self.director, flow)
+            && self
+                .director
+                .tables()
+                .find(flow.dst, flow.proto, flow.dport)
+                .is_some()
+        {
+            return StageVerdict::Done(Action::Segment {
+                max_l3: max_inner as u16,
+            });
+        }
+        let len = frame.len();
         let before = Snapshot::of(self.director.stats());
-        let base = data.contents_mut().as_mut_ptr();
-        // SAFETY: `base` points at the packet data of a frame this worker
-        // holds exclusively (received from its RX ring, in no ring now).
-        // The `FRONT_ROOM` bytes in front of it lie in the same UMEM chunk:
-        // the kernel starts received packets XDP_PACKET_HEADROOM (256) bytes
-        // plus the UMEM frame headroom into the chunk and the XDP program
-        // never moves the start. `cap` is the data capacity to the chunk's
-        // end. The whole range is part of the UMEM mapping, nothing else
-        // references it while this slice lives, and `data` is not touched
-        // until the last use of `buf`.
-        let buf = unsafe { std::slice::from_raw_parts_mut(base.sub(FRONT_ROOM), FRONT_ROOM + cap) };
         let action = self
             .path
-            .on_frame(&mut self.director, now_ns, buf, FRONT_ROOM, len);
-        let (verdict, new_len, node) = match action {
-            OuterAction::Pass => (StageVerdict::Continue, None, None),
-            OuterAction::ToHost { start, len } => {
-                if len > cap {
-                    return StageVerdict::Done(Action::Drop(DropReason::Rewrite));
-                }
-                buf.copy_within(start..start + len, FRONT_ROOM);
-                (StageVerdict::Continue, Some(len), None)
-            }
-            OuterAction::Transmit { start, len, node } => {
-                if len > cap {
-                    return StageVerdict::Done(Action::Drop(DropReason::Rewrite));
-                }
-                buf.copy_within(start..start + len, FRONT_ROOM);
-                (StageVerdict::Done(Action::Bounce), Some(len), Some(node))
+            .on_frame(&mut self.director, now_ns, frame, info, flow);
+        let (verdict, node) = match action {
+            OuterAction::Pass => (StageVerdict::Continue, None),
+            OuterAction::ToHost => (StageVerdict::Rewritten, None),
+            OuterAction::Transmit { node, outer } => {
+                self.last_encap = Some(to_fast_encap(&outer, self.path.config().udp_port));
+                (StageVerdict::Done(Action::Bounce), Some(node))
             }
             OuterAction::Drop => return StageVerdict::Done(Action::Drop(DropReason::Rewrite)),
         };
         let after = Snapshot::of(self.director.stats());
         if after.vip_packets != before.vip_packets {
-            // The inner packet sits at the frame start (Pass) or behind the
-            // outer headers (Transmit).
-            let at = if node.is_some() {
-                FRONT_ROOM + OUTER_LEN - 14
-            } else {
-                FRONT_ROOM
-            };
-            let frame_len = new_len.unwrap_or(len);
-            self.count_service(&buf[at..FRONT_ROOM + frame_len], &before, &after, node);
-        }
-        if let Some(n) = new_len {
-            data.cursor().set_pos(n);
+            self.count_service(flow, len, &before, &after, node);
         }
         verdict
     }
 
-    /// Attributes one VIP packet to its service (only VIP packets get here:
-    /// one extra header parse on the owner).
-    fn count_service(&mut self, frame: &[u8], b: &Snapshot, a: &Snapshot, node: Option<NodeId>) {
+    /// Attributes one VIP packet (`len` bytes, flow `f`) to its service.
+    fn count_service(
+        &mut self,
+        f: &FlowFields,
+        len: usize,
+        b: &Snapshot,
+        a: &Snapshot,
+        node: Option<NodeId>,
+    ) {
         let tables = self.director.tables();
-        // Transmitted frames are parsed from their inner IP header: give the
-        // parser an Ethernet-sized prefix (the bytes in front are the outer
-        // headers; only the ethertype position matters, and it is checked).
-        let parsed = if node.is_some() {
-            inner_fields(frame)
-        } else {
-            parse_frame(frame).ok().map(|p| p.flow)
-        };
-        let Some(f) = parsed else { return };
         let Some(svc) = tables.find(f.dst, f.proto, f.dport) else {
             return;
         };
@@ -296,7 +373,7 @@ impl DirectorStage {
             return;
         };
         c.packets += 1;
-        c.bytes += frame.len() as u64;
+        c.bytes += len as u64;
         c.new_flows += a.placed - b.placed;
         c.sticky_hits += a.sticky_hits - b.sticky_hits;
         c.placed_local += a.placed_local - b.placed_local;
@@ -347,28 +424,6 @@ impl DirectorStage {
             ready: self.ready(),
         }
     }
-}
-
-/// Flow fields of an encapsulated frame's inner packet: `frame` starts 14
-/// bytes before the inner IPv4 header.
-fn inner_fields(frame: &[u8]) -> Option<crate::director::FlowFields> {
-    let ip = frame.get(14..)?;
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let l4 = ip.get(ihl..)?;
-    if l4.len() < 4 {
-        return None;
-    }
-    Some(crate::director::FlowFields {
-        proto: ip[9],
-        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-        sport: u16::from_be_bytes([l4[0], l4[1]]),
-        dport: u16::from_be_bytes([l4[2], l4[3]]),
-        tcp_flags: 0,
-    })
 }
 
 #[derive(Debug, Clone, Copy)]

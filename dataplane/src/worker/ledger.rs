@@ -1,9 +1,10 @@
 //! Frame ownership accounting.
 //!
 //! Every UMEM frame is, at any instant, in exactly one place: the worker's
-//! free list, a fill ring (lent to the kernel for receive), a TX ring
-//! (lent to the kernel for transmit), or held by the worker (in hand during
-//! a batch, or queued by the pacer). The ledger counts each place; the
+//! free list, the fill ring of one of its sockets (lent to the kernel for
+//! receive), the TX ring of one of its sockets (lent to the kernel for
+//! transmit), or held by the worker (in hand during a batch, part of a
+//! multi-buffer packet, waiting in a TX backlog, or queued by the pacer). The ledger counts each place; the
 //! invariant `sum == total` is checked after every loop iteration. Debug
 //! builds also track each frame's owner and catch a frame being handed out
 //! twice (double ownership) or returned by the kernel when it was never lent.
@@ -14,9 +15,9 @@
 pub enum Place {
     /// On the worker's free list.
     Free,
-    /// In the fill ring of side 0 (outer) or 1 (inner).
+    /// In the fill ring of the worker's socket (port) number N.
     Fill(u8),
-    /// In the TX ring of side 0 or 1, until its completion.
+    /// In the TX ring of port N, until its completion.
     Tx(u8),
     /// Held by the worker (in a batch, or queued by the pacer).
     Held,
@@ -41,8 +42,8 @@ pub struct FrameLedger {
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     frame_size: usize,
     free: usize,
-    fill: [usize; 2],
-    tx: [usize; 2],
+    fill: Vec<usize>,
+    tx: Vec<usize>,
     held: usize,
     violations: u64,
     #[cfg(debug_assertions)]
@@ -50,14 +51,15 @@ pub struct FrameLedger {
 }
 
 impl FrameLedger {
-    /// All `total` frames start on the free list.
-    pub fn new(total: usize, frame_size: usize) -> Self {
+    /// All `total` frames start on the free list; `ports` sockets have a
+    /// fill and a TX ring each.
+    pub fn new(total: usize, frame_size: usize, ports: usize) -> Self {
         Self {
             total,
             frame_size,
             free: total,
-            fill: [0; 2],
-            tx: [0; 2],
+            fill: vec![0; ports],
+            tx: vec![0; ports],
             held: 0,
             violations: 0,
             #[cfg(debug_assertions)]
@@ -117,8 +119,8 @@ impl FrameLedger {
     fn slot(&mut self, p: Place) -> &mut usize {
         match p {
             Place::Free => &mut self.free,
-            Place::Fill(s) => &mut self.fill[s as usize & 1],
-            Place::Tx(s) => &mut self.tx[s as usize & 1],
+            Place::Fill(s) => &mut self.fill[s as usize],
+            Place::Tx(s) => &mut self.tx[s as usize],
             Place::Held => &mut self.held,
         }
     }
@@ -127,15 +129,16 @@ impl FrameLedger {
     pub fn count(&self, p: Place) -> usize {
         match p {
             Place::Free => self.free,
-            Place::Fill(s) => self.fill[s as usize & 1],
-            Place::Tx(s) => self.tx[s as usize & 1],
+            Place::Fill(s) => self.fill.get(s as usize).copied().unwrap_or(0),
+            Place::Tx(s) => self.tx.get(s as usize).copied().unwrap_or(0),
             Place::Held => self.held,
         }
     }
 
     /// Checks `sum == total`; counts and returns false on a violation.
     pub fn check(&mut self) -> bool {
-        let sum = self.free + self.fill[0] + self.fill[1] + self.tx[0] + self.tx[1] + self.held;
+        let sum =
+            self.free + self.fill.iter().sum::<usize>() + self.tx.iter().sum::<usize>() + self.held;
         let ok = sum == self.total && self.violations == 0;
         if sum != self.total {
             self.violations += 1;
@@ -158,8 +161,8 @@ impl FrameLedger {
         LedgerSnapshot {
             total: self.total,
             free: self.free,
-            fill: self.fill,
-            tx: self.tx,
+            fill: self.fill.iter().sum(),
+            tx: self.tx.iter().sum(),
             held: self.held,
             violations: self.violations,
         }
@@ -173,11 +176,11 @@ pub struct LedgerSnapshot {
     pub total: usize,
     /// On the free list.
     pub free: usize,
-    /// In the fill rings (outer, inner).
-    pub fill: [usize; 2],
-    /// In the TX rings awaiting completion (outer, inner).
-    pub tx: [usize; 2],
-    /// Held by the worker (pacer queues).
+    /// In the fill rings of all the worker's sockets.
+    pub fill: usize,
+    /// In the TX rings awaiting completion.
+    pub tx: usize,
+    /// Held by the worker (in hand, TX backlogs, pacer queues).
     pub held: usize,
     /// Ownership violations (0 unless there is a bug).
     pub violations: u64,
@@ -186,8 +189,12 @@ pub struct LedgerSnapshot {
 impl LedgerSnapshot {
     /// Whether every frame is accounted for.
     pub fn balanced(&self) -> bool {
-        self.free + self.fill[0] + self.fill[1] + self.tx[0] + self.tx[1] + self.held == self.total
-            && self.violations == 0
+        self.accounted() == self.total && self.violations == 0
+    }
+
+    /// Frames found in some place (equals `total` unless there is a bug).
+    pub fn accounted(&self) -> usize {
+        self.free + self.fill + self.tx + self.held
     }
 }
 
@@ -197,7 +204,7 @@ mod tests {
 
     #[test]
     fn moves_keep_the_sum() {
-        let mut l = FrameLedger::new(8, 4096);
+        let mut l = FrameLedger::new(8, 4096, 2);
         l.moved(0, Place::Free, Place::Fill(0));
         l.moved(4096, Place::Free, Place::Fill(1));
         l.moved(0, Place::Fill(0), Place::Held);
@@ -213,7 +220,7 @@ mod tests {
     #[cfg(debug_assertions)]
     #[test]
     fn double_ownership_is_caught() {
-        let mut l = FrameLedger::new(4, 2048);
+        let mut l = FrameLedger::new(4, 2048, 2);
         l.moved(0, Place::Free, Place::Fill(0));
         // The same frame handed to a TX ring while the kernel still owns it.
         l.moved(0, Place::Free, Place::Tx(0));
@@ -223,7 +230,7 @@ mod tests {
 
     #[test]
     fn lost_frame_is_caught() {
-        let mut l = FrameLedger::new(4, 2048);
+        let mut l = FrameLedger::new(4, 2048, 2);
         l.free -= 1; // simulate a frame dropped on the floor
         assert!(!l.check());
         assert!(l.violations() > 0);

@@ -1,6 +1,8 @@
-//! AF_XDP socket setup: one UMEM per worker shared by its two sockets (the
-//! worker's queue on the outer and on the inner interface), so forwarding a
-//! frame from one side to the other moves a descriptor, never the bytes.
+//! AF_XDP socket setup: one UMEM per worker shared by all its sockets (one
+//! per receive queue it serves, on the outer and on the inner interface), so
+//! forwarding a frame from one side to the other moves a descriptor, never
+//! the bytes. Also the one place that turns a descriptor into the bytes of
+//! its UMEM frame ([`frame_buffer`]).
 
 use std::{num::NonZeroU32, os::fd::AsRawFd, str::FromStr, thread, time::Duration};
 
@@ -38,10 +40,14 @@ pub struct RingSpec {
     pub frame_count: u32,
 }
 
-/// One side (interface) of a worker: its socket's four rings.
+/// One socket of a worker (an interface's receive queue): its four rings.
 pub struct Port {
     /// Interface name.
     pub ifname: String,
+    /// Which side the interface is.
+    pub side: super::Side,
+    /// Queue id it is bound to.
+    pub queue: u32,
     /// Transmit ring.
     pub tx: TxQueue,
     /// Receive ring.
@@ -81,14 +87,18 @@ pub fn create_umem(r: &RingSpec) -> Result<(Umem, Vec<FrameDesc>), WorkerError> 
     Umem::new(cfg, count, false).map_err(|e| WorkerError::Setup(format!("creating UMEM: {e}")))
 }
 
-/// Binds a socket to (`ifname`, `queue`) on `umem`.
+/// Binds a socket to (`ifname`, `queue`) on `umem`; with `multi_buffer` it
+/// takes packets spanning several frames (`XDP_USE_SG`).
+#[allow(clippy::too_many_arguments)]
 pub fn open_port(
     umem: &Umem,
+    side: super::Side,
     ifname: &str,
     queue: u32,
     r: &RingSpec,
     mode: AttachMode,
     copy: CopyPolicy,
+    multi_buffer: bool,
 ) -> Result<Port, WorkerError> {
     let iface = Interface::from_str(ifname)
         .map_err(|e| WorkerError::Setup(format!("interface {ifname}: {e}")))?;
@@ -112,7 +122,14 @@ pub fn open_port(
             .tx_queue_size(ring)
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .xdp_flags(xdp_flags)
-            .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
+            .bind_flags(
+                bind | BindFlags::XDP_USE_NEED_WAKEUP
+                    | if multi_buffer {
+                        BindFlags::XDP_USE_SG
+                    } else {
+                        BindFlags::empty()
+                    },
+            )
             .build();
         // A socket from a previous run may still be tearing down (the kernel
         // releases it asynchronously): EBUSY is retried for a while.
@@ -125,6 +142,8 @@ pub fn open_port(
                     let zero_copy = is_zero_copy(rx.fd().as_raw_fd()).unwrap_or(zc);
                     return Ok(Port {
                         ifname: ifname.to_string(),
+                        side,
+                        queue,
                         tx,
                         rx,
                         fq,
@@ -174,4 +193,40 @@ fn is_zero_copy(fd: i32) -> Option<bool> {
         )
     };
     (rc == 0).then_some(opts & XDP_OPTIONS_ZEROCOPY != 0)
+}
+
+/// Bytes a received packet starts into its UMEM frame: the kernel leaves
+/// `XDP_PACKET_HEADROOM` (256) in front of every received buffer, in copy and
+/// zero-copy mode alike (no frame headroom is configured), and the Headroom XDP
+/// program never moves the packet start. Frames the worker builds itself
+/// (segments) start there too.
+pub const RX_OFFSET: usize = 256;
+
+/// The whole UMEM frame that descriptor `desc` points into, and the offset of
+/// the descriptor's data in it.
+///
+/// # Safety
+/// The frame must be held exclusively by the caller (taken from an RX or
+/// completion ring or the free list, and in no ring now), and no other
+/// reference to its bytes may exist while the returned slice lives.
+// Exclusivity is per frame (the ledger's ownership), not per UMEM: as with
+// `Umem::data_mut`, a shared borrow of the UMEM hands out one frame mutably.
+#[allow(clippy::mut_from_ref)]
+pub unsafe fn frame_buffer<'a>(
+    umem: &'a Umem,
+    desc: &mut FrameDesc,
+    frame_size: usize,
+) -> (&'a mut [u8], usize) {
+    let offset = desc.addr() % frame_size;
+    // SAFETY: the caller holds the frame exclusively (this function's
+    // contract); `data_mut` points at `desc.addr()` inside the UMEM mapping.
+    let mut data = unsafe { umem.data_mut(desc) };
+    let ptr = data.contents_mut().as_mut_ptr();
+    // SAFETY: UMEM frames are `frame_size`-aligned (aligned mode), so the
+    // frame starts `offset` bytes before the descriptor's address and spans
+    // `frame_size` bytes, all inside the one contiguous UMEM mapping that
+    // `umem` keeps alive for 'a. The caller's exclusive hold on the frame
+    // means nothing else reads or writes these bytes meanwhile.
+    let buf = unsafe { std::slice::from_raw_parts_mut(ptr.sub(offset), frame_size) };
+    (buf, offset)
 }

@@ -17,7 +17,7 @@ use headroom_perf::{
 
 /// Zero-loss throughput, latency and CPU-per-packet benchmark runner.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "bench", version = headroom_buildinfo::LONG_VERSION)]
 struct Args {
     /// DUT kinds (comma separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["xdpfwd", "redirect", "bridge", "kernel-fwd"])]

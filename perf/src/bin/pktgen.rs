@@ -25,7 +25,7 @@ enum Proto {
 /// number, CLOCK_MONOTONIC send time) on DEV, in the current network
 /// namespace (use `ip netns exec NS pktgen ...`).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "pktgen", version = headroom_buildinfo::LONG_VERSION)]
 struct Args {
     /// Device to transmit on.
     #[arg(short = 'i', long)]

@@ -9,7 +9,7 @@ use headroom_perf::plot::{self, Run};
 
 /// Draws mpps-vs-size.svg and latency.svg from bench result JSON.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "plot", version = headroom_buildinfo::LONG_VERSION)]
 struct Args {
     /// bench-*.json files, or directories (all bench-*.json in them).
     #[arg(required = true)]

@@ -11,7 +11,7 @@ use headroom_perf::{
 
 /// Packet sink for `pktgen` traffic.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "sink", version = headroom_buildinfo::LONG_VERSION)]
 struct Args {
     /// Interface to receive on (afxdp and xdp modes).
     #[arg(short = 'i', long)]

@@ -9,7 +9,7 @@ use headroom_perf::{bpf::RedirectPair, cli, netdev, signal, xdpfwd};
 
 /// Baseline forwarder between two interfaces (run inside their namespace).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "xdpfwd", version = headroom_buildinfo::LONG_VERSION)]
 struct Args {
     /// First interface.
     #[arg(short = 'a', long)]

@@ -1,0 +1,710 @@
+//! The control thread of a Headroom node as a deterministic, sans-IO state
+//! machine (in the style of `headroom_control::exchange`): no sockets, no
+//! files, no clock inside. Time is passed in, inputs arrive through
+//! `handle_*` calls and everything that must reach the outside world is
+//! taken out with [`Agent::poll_transmit`] (datagrams, frames, probes) and
+//! [`Agent::poll_command`] (workers, process scheduler, neighbour table).
+//!
+//! # What it owns
+//! * the pipes loop ([`pipes`]): sample -> demand -> gossip -> allocate ->
+//!   grants, every high-frequency tick,
+//! * the node's seat in the pool ([`pool`]): the exchange and its
+//!   registrations,
+//! * director control ([`director`]): VIP ownership, tables, health, host
+//!   MACs, gratuitous ARP,
+//! * stable job ids ([`jobs`]) and configuration reloads,
+//! * the status model ([`status`]) every output renders.
+//!
+//! # Driving it (what `headroomd`'s runtime does)
+//! ```text
+//! let mut agent = Agent::new(cfg, path, Timestamp::now(), setup)?;
+//! // start the workers with agent.rules(), agent.pacing_rules(),
+//! // agent.worker_pacer(i), agent.director_cell(); bind agent.exchange_addr()
+//! loop {
+//!     wait for a worker report, a control request, a datagram or agent.poll_timeout();
+//!     let now = Timestamp::now();
+//!     agent.handle_report(r) / agent.handle_datagram(now, from, bytes) / ...;
+//!     agent.handle_tick(now);
+//!     while let Some(c) = agent.poll_command() { run it; answer with handle_* }
+//!     while let Some(t) = agent.poll_transmit() { send it }
+//! }
+//! ```
+//!
+//! Unit tests run it in simulated time with a simulated network (see
+//! `tests`), at several pool sizes.
+
+pub mod director;
+pub mod jobs;
+pub mod pipes;
+pub mod pool;
+pub mod status;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::VecDeque,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use headroom_clock::Timestamp;
+use headroom_config::{process::ProcessJob, Config, ConfigChanges, ConfigError, DEFAULT_JOB};
+use headroom_control::{
+    health::probe::{ProbeRequest, ProbeResult},
+    procsched::ProcSchedSnapshot,
+};
+use headroom_dataplane::{
+    classifier::{JobCounters, JobId, RuleSet},
+    director::{NodeId, TableCell},
+    pacer::{Pacer, PacerControl, PacerError},
+    pipeline::{self, PacingRules},
+    worker::WorkerReport,
+};
+
+use director::Director;
+use jobs::JobRegistry;
+use pipes::{Pipes, PipesError};
+use pool::{Pool, PoolSetup, CODE_BANDWIDTH, CODE_CPU};
+use status::{CpuJobStatus, CpuStatus, InterfaceStatus, JobStatus, Status, WorkerStatus};
+
+/// What a worker publishes.
+pub type Report = WorkerReport<pipeline::Report>;
+
+/// How often the agent ticks when neither a pool nor pipes need the
+/// high-frequency interval (the director's timers are coarser).
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// Something for the runtime to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// An exchange datagram, from the exchange's address.
+    Datagram {
+        /// Destination.
+        to: SocketAddr,
+        /// Payload.
+        payload: Vec<u8>,
+    },
+    /// A raw Ethernet frame for the outer interface (a gratuitous ARP: XDP
+    /// only sees received frames, so it leaves through the kernel).
+    Frame {
+        /// The whole frame.
+        payload: Vec<u8>,
+    },
+    /// Make the kernel resolve `to`'s MAC: any datagram to it does (the
+    /// discard port, 9, so nothing answers).
+    ResolveNeighbour {
+        /// The address to resolve.
+        to: Ipv4Addr,
+    },
+    /// Start a health probe of `node`'s instance; answer with
+    /// [`Agent::handle_probe_result`].
+    Probe {
+        /// The node whose instance is probed.
+        node: NodeId,
+        /// What to probe.
+        request: ProbeRequest,
+    },
+}
+
+/// Something for the runtime to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Send the new flow rules to every worker (each applies them between
+    /// batches).
+    SetRules(Arc<RuleSet>),
+    /// Run the process scheduler's tick with the other live nodes' CPU
+    /// entries, then answer with [`Agent::handle_cpu`].
+    CpuTick {
+        /// Encoded `PoolCpuState` entries of the other live nodes.
+        peers: Vec<Vec<u8>>,
+    },
+    /// Apply new process rules to the process scheduler.
+    CpuReload {
+        /// The jobs' process views.
+        jobs: Vec<ProcessJob>,
+    },
+    /// Read the kernel's IPv4 neighbour table, with this server's own IPv4
+    /// addresses and their interfaces' MACs, and hand it to
+    /// [`Agent::handle_neighbours`].
+    ReadNeighbours,
+}
+
+/// What only the runtime can read from the dataplane, for the status: the
+/// interfaces (XDP verdicts, fast path), each worker's placement (index,
+/// core, queues, zero-copy; the counters come from the workers' reports),
+/// and what the XDP fast path forwarded without a worker.
+#[derive(Debug, Clone, Default)]
+pub struct DataplaneView {
+    /// The interfaces.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// The workers' placement.
+    pub workers: Vec<WorkerStatus>,
+    /// Per job id: (packets, bytes) the fast path forwarded received on
+    /// (outer, inner), i.e. (inbound, outbound).
+    pub fast_jobs: Vec<(u16, [(u64, u64); 2])>,
+    /// VIP frames the fast path encapsulated (as owner) and decapsulated (as
+    /// serving node) on the network side.
+    pub fast_director: Option<(u64, u64)>,
+}
+
+/// What the agent queued for the runtime.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) commands: VecDeque<Command>,
+}
+
+/// What the agent needs besides the config.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    /// Workers the dataplane runs (one pacer each).
+    pub workers: usize,
+    /// The pool key and the exchange's epoch and seed (None: run alone).
+    pub pool: Option<PoolSetup>,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The pipes could not be set up.
+    #[error(transparent)]
+    Pipes(#[from] PipesError),
+    /// A worker's pacer could not be made.
+    #[error("pacer of worker {0}: {1}")]
+    Pacer(usize, PacerError),
+    /// The exchange refused a registration.
+    #[error("joining the pool: {0}")]
+    Exchange(#[from] headroom_control::exchange::ExchangeError),
+}
+
+/// The control thread's state.
+#[derive(Debug)]
+pub struct Agent {
+    cfg: Config,
+    config_file: String,
+    started: Timestamp,
+    jobs: JobRegistry,
+    rules: Arc<RuleSet>,
+    pipes: Option<Pipes<PacerControl>>,
+    pool: Option<Pool>,
+    director: Option<Director>,
+    reports: Vec<Option<Report>>,
+    /// Whether the process scheduler runs (decided at start).
+    cpu_scheduling: bool,
+    cpu: Option<CpuStatus>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+    last_reload_error: Option<String>,
+    next_tick: Timestamp,
+    next_low: Timestamp,
+    out: Outbox,
+}
+
+impl Agent {
+    /// The agent of a node configured by `cfg` (read from `config_file`).
+    pub fn new(
+        cfg: Config,
+        config_file: impl Into<String>,
+        now: Timestamp,
+        setup: AgentSetup,
+    ) -> Result<Agent, AgentError> {
+        let mut jobs = JobRegistry::default();
+        let rules = jobs.rules(&cfg);
+        let pipes = Pipes::from_config(&cfg, setup.workers, |n| jobs.id(n).0)?;
+        let pool = Pool::new(&cfg, setup.pool, now)?;
+        let director = Director::new(&cfg, now);
+        let mut agent = Agent {
+            config_file: config_file.into(),
+            started: now,
+            jobs,
+            rules,
+            pipes,
+            pool,
+            director,
+            reports: (0..setup.workers).map(|_| None).collect(),
+            cpu_scheduling: cpu_scheduling(&cfg),
+            cpu: None,
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_error: None,
+            next_tick: now,
+            next_low: now + cfg.control.low_freq_interval,
+            out: Outbox::default(),
+            cfg,
+        };
+        agent.next_tick = now + agent.tick_interval();
+        Ok(agent)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The compiled flow rules the workers start with.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.rules)
+    }
+
+    /// Which outbound traffic each pipe carries, for the workers.
+    pub fn pacing_rules(&self) -> PacingRules {
+        pipes::pacing_rules(&self.cfg)
+    }
+
+    /// The pacer worker `i` runs (None without pipes).
+    pub fn worker_pacer<T>(&self, i: usize) -> Result<Option<Pacer<T>>, AgentError> {
+        self.pipes
+            .as_ref()
+            .map(|p| p.worker_pacer(i).map_err(|e| AgentError::Pacer(i, e)))
+            .transpose()
+    }
+
+    /// The cell the director tables are published through (None without
+    /// VIP services).
+    pub fn director_cell(&self) -> Option<&Arc<TableCell>> {
+        self.director.as_ref().map(Director::cell)
+    }
+
+    /// Every job id in use (the default job's included).
+    pub fn job_ids(&self) -> Vec<u16> {
+        self.cfg
+            .job_names()
+            .iter()
+            .filter_map(|n| self.jobs.lookup(n))
+            .collect()
+    }
+
+    /// AF_XDP receive drops (kernel drops and full rings) summed over the
+    /// workers' latest reports, per side (outer, inner).
+    pub fn rx_socket_drops(&self) -> [u64; 2] {
+        self.reports.iter().flatten().fold([0; 2], |mut a, r| {
+            for (s, k) in r.sockets.iter().enumerate() {
+                a[s] += k.rx_dropped + k.rx_ring_full;
+            }
+            a
+        })
+    }
+
+    /// Where the pool's datagrams come from (empty when running alone).
+    pub fn exchange_sources(&self) -> Vec<SocketAddr> {
+        self.pool.as_ref().map(Pool::sources).unwrap_or_default()
+    }
+
+    /// The runtime lost received exchange datagrams at `now`.
+    pub fn note_exchange_loss(&mut self, now: Timestamp) {
+        if let Some(p) = &mut self.pool {
+            p.note_receive_loss(now);
+        }
+    }
+
+    /// The address the exchange runs on (None when running alone).
+    pub fn exchange_addr(&self) -> Option<SocketAddr> {
+        self.pool.as_ref().map(Pool::advertise)
+    }
+
+    /// Whether the process scheduler runs: at start some job had process
+    /// rules and CPU enforcement was on.
+    pub fn cpu_scheduling(&self) -> bool {
+        self.cpu_scheduling
+    }
+
+    /// The high-frequency interval in force: the configured one with a pool
+    /// or pipes, [`IDLE_TICK`] otherwise.
+    fn tick_interval(&self) -> Duration {
+        if self.pool.is_some() || self.pipes.is_some() {
+            self.cfg.control.high_freq_interval
+        } else {
+            IDLE_TICK
+        }
+    }
+
+    /// When [`Agent::handle_tick`] has timed work next.
+    pub fn poll_timeout(&self) -> Timestamp {
+        let mut t = self.next_tick.min(self.next_low);
+        if let Some(p) = self.pool.as_ref().and_then(Pool::poll_timeout) {
+            t = t.min(p);
+        }
+        t
+    }
+
+    /// Runs whatever is due at `now`: the exchange's timers on every call,
+    /// the pipes loop and the director every high-frequency interval, the
+    /// process scheduler's tick every low-frequency interval.
+    pub fn handle_tick(&mut self, now: Timestamp) {
+        if let Some(pool) = &mut self.pool {
+            pool.handle_timeout(now);
+        }
+        if now >= self.next_tick {
+            let interval = self.tick_interval();
+            self.next_tick += interval;
+            if self.next_tick < now {
+                self.next_tick = now + interval;
+            }
+            self.high_frequency(now);
+        }
+        if now >= self.next_low {
+            self.next_low = now + self.cfg.control.low_freq_interval;
+            self.low_frequency();
+        }
+        self.drain_pool();
+    }
+
+    /// Exchange and allocation (seed [0174] lines 8-20): publish this node's
+    /// demand on every pipe, then compute its grants from everyone's. Then
+    /// the flow director: live membership, then its timers.
+    fn high_frequency(&mut self, now: Timestamp) {
+        let Agent {
+            pipes, pool, jobs, ..
+        } = self;
+        if let Some(bw) = pipes {
+            let entry = bw.measure(now, |id| jobs.name_of(id));
+            match pool {
+                Some(pool) => {
+                    pool.publish(now, CODE_BANDWIDTH, &entry);
+                    bw.allocate(now, pool.peer_entries(CODE_BANDWIDTH), |n| jobs.lookup(n));
+                }
+                None => bw.allocate(now, std::iter::empty(), |n| jobs.lookup(n)),
+            }
+        }
+        if let Some(d) = &mut self.director {
+            if let Some(pool) = &self.pool {
+                d.on_live_nodes(now, &pool.live_nodes());
+            }
+            d.handle_tick(now, &mut self.out);
+        }
+    }
+
+    /// Process detection and CPU shares (seed [0179]-[0182]): the runtime
+    /// runs the scheduler's tick with the peers' entries.
+    fn low_frequency(&mut self) {
+        if !self.cpu_scheduling() {
+            return;
+        }
+        let peers = match &self.pool {
+            Some(pool) => pool
+                .peer_entries(CODE_CPU)
+                .map(|(_, b)| b.to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
+        self.out.commands.push_back(Command::CpuTick { peers });
+    }
+
+    fn drain_pool(&mut self) {
+        if let Some(pool) = &mut self.pool {
+            while let Some(t) = pool.poll_transmit() {
+                self.out.transmits.push_back(Transmit::Datagram {
+                    to: t.dst,
+                    payload: t.bytes,
+                });
+            }
+        }
+    }
+
+    /// An exchange datagram arrived.
+    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, bytes: &[u8]) {
+        if let Some(pool) = &mut self.pool {
+            pool.handle_datagram(now, from, bytes);
+        }
+        self.drain_pool();
+    }
+
+    /// A worker published its counters.
+    pub fn handle_report(&mut self, report: Report) {
+        let i = report.index;
+        if let Some(slot) = self.reports.get_mut(i) {
+            *slot = Some(report);
+        }
+    }
+
+    /// The kernel's neighbour table, as asked for by
+    /// [`Command::ReadNeighbours`]: complete IPv4 entries (address, MAC),
+    /// this server's own addresses included.
+    pub fn handle_neighbours(&mut self, now: Timestamp, table: &[(Ipv4Addr, [u8; 6])]) {
+        if let Some(d) = &mut self.director {
+            d.handle_neighbours(now, table, &mut self.out);
+        }
+    }
+
+    /// The result of a [`Transmit::Probe`].
+    pub fn handle_probe_result(&mut self, now: Timestamp, node: NodeId, result: &ProbeResult) {
+        if let Some(d) = &mut self.director {
+            d.handle_probe_result(now, node, result, &mut self.out);
+        }
+    }
+
+    /// The process scheduler ran its tick ([`Command::CpuTick`]): this node's
+    /// encoded pool entry and what it now knows.
+    pub fn handle_cpu(&mut self, now: Timestamp, entry: &[u8], snap: &ProcSchedSnapshot) {
+        if let Some(pool) = &mut self.pool {
+            pool.publish(now, CODE_CPU, entry);
+        }
+        self.cpu = Some(cpu_status(snap));
+        self.drain_pool();
+    }
+
+    /// A transmit could not be sent (counted where it matters).
+    pub fn handle_transmit_failed(&mut self, t: &Transmit) {
+        if let (Transmit::Frame { .. }, Some(d)) = (t, &mut self.director) {
+            d.announce_failed();
+        }
+    }
+
+    /// A reload: the configuration file as read again (or why it could not
+    /// be). A valid one is applied (what needs a restart is named as such);
+    /// a rejected one leaves the previous one in force. Returns what changed
+    /// (applied, and what waits for a restart), or the error message of a
+    /// rejected reload.
+    pub fn reload(&mut self, loaded: Result<Config, ConfigError>) -> Result<ConfigChanges, String> {
+        let new = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                self.reloads_failed += 1;
+                let msg = e.to_string();
+                self.last_reload_error = Some(msg.clone());
+                tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
+                return Err(msg);
+            }
+        };
+        for w in &new.warnings {
+            tracing::warn!("{w}");
+        }
+        let mut changes = ConfigChanges::between(&self.cfg, &new);
+        if !self.cpu_scheduling && cpu_scheduling(&new) {
+            changes
+                .restart_required
+                .push("process rules (no job had any at start: process detection is off)".into());
+        }
+        let rules = self.jobs.rules(&new);
+        self.rules = Arc::clone(&rules);
+        self.out.commands.push_back(Command::SetRules(rules));
+        if let Some(bw) = &mut self.pipes {
+            let jobs = &mut self.jobs;
+            bw.set_bookings(&new, |n| jobs.id(n).0);
+        }
+        if self.cpu_scheduling {
+            self.out.commands.push_back(Command::CpuReload {
+                jobs: new.jobs.iter().map(|j| j.process_job()).collect(),
+            });
+        }
+        self.cfg = new;
+        self.reloads_ok += 1;
+        self.last_reload_error = None;
+        tracing::info!(file = %self.config_file, %changes, "configuration reloaded");
+        if !changes.restart_required.is_empty() {
+            tracing::warn!(
+                fields = %changes.restart_required.join(", "),
+                "changed but not applied until headroomd restarts"
+            );
+        }
+        Ok(changes)
+    }
+
+    /// The pool keys as a reload re-read them (`key_file`, and
+    /// `rotation_key_file` during a key rotation): applied at once. Returns
+    /// what changed for the reload's summary, None when nothing did (or no
+    /// pool runs).
+    pub fn set_pool_keys(&mut self, key: &[u8], rotation: Option<&[u8]>) -> Option<String> {
+        self.pool.as_mut()?.set_keys(key, rotation)
+    }
+
+    /// Announces a graceful leave of the pool (on shutdown; the datagrams
+    /// are in the next transmits).
+    pub fn leave(&mut self, now: Timestamp) {
+        if let Some(pool) = &mut self.pool {
+            pool.leave(now);
+        }
+        self.drain_pool();
+    }
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next thing to do.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.commands.pop_front()
+    }
+
+    /// The status document, from the agent's state, the workers' latest
+    /// reports and what the runtime read from the dataplane.
+    pub fn status(&self, now: Timestamp, dp: DataplaneView) -> Status {
+        let DataplaneView {
+            interfaces,
+            mut workers,
+            fast_jobs,
+            fast_director,
+        } = dp;
+        for ws in &mut workers {
+            if let Some(Some(r)) = self.reports.get(ws.index) {
+                fill_worker(ws, r);
+            }
+        }
+        let mut flows = 0;
+        let mut per_job: Vec<(JobId, JobCounters)> = Vec::new();
+        for r in self.reports.iter().flatten() {
+            flows += r.pipeline.classifier.flows as u64;
+            for (id, c) in &r.pipeline.classifier.jobs {
+                match per_job.iter_mut().find(|(j, _)| j == id) {
+                    Some((_, acc)) => acc.merge(c),
+                    None => per_job.push((*id, *c)),
+                }
+            }
+        }
+        let jobs = self
+            .cfg
+            .job_names()
+            .into_iter()
+            .map(|name| {
+                let id = if name == DEFAULT_JOB {
+                    Some(JobId::DEFAULT.0)
+                } else {
+                    self.jobs.lookup(&name)
+                };
+                let c = per_job
+                    .iter()
+                    .find(|(j, _)| Some(j.0) == id)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default();
+                let [fin, fout] = fast_jobs
+                    .iter()
+                    .find(|(j, _)| Some(*j) == id)
+                    .map_or([(0, 0); 2], |(_, f)| *f);
+                JobStatus {
+                    name,
+                    packets_in: c.packets_in + fin.0,
+                    bytes_in: c.bytes_in + fin.1,
+                    packets_out: c.packets_out + fout.0,
+                    bytes_out: c.bytes_out + fout.1,
+                    flows: c.active_flows,
+                }
+            })
+            .collect();
+        Status {
+            node_id: self.cfg.node.id,
+            node_name: self.cfg.node_name(),
+            config_file: self.config_file.clone(),
+            uptime_secs: (now - self.started).as_secs_f64(),
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+            last_reload_error: self.last_reload_error.clone(),
+            interfaces,
+            workers,
+            jobs,
+            flows,
+            cpu: self.cpu.clone(),
+            pipes: self
+                .pipes
+                .as_ref()
+                .map(|bw| bw.status(|id| self.jobs.name_of(id)))
+                .unwrap_or_default(),
+            pipe_entries_rejected: self.pipes.as_ref().map_or(0, |bw| bw.entries_rejected()),
+            exchange: self.pool.as_ref().map(Pool::status),
+            director: self.director.as_ref().map(|d| {
+                let mut ds = d.status(
+                    self.reports
+                        .iter()
+                        .flatten()
+                        .filter_map(|r| r.pipeline.director.as_ref()),
+                );
+                if let Some((enc, dec)) = fast_director {
+                    for (name, v) in ds.counters.iter_mut() {
+                        match name.as_str() {
+                            "encapsulated" => *v += enc,
+                            "decapsulated" => *v += dec,
+                            _ => {}
+                        }
+                    }
+                }
+                ds
+            }),
+        }
+    }
+}
+
+/// Whether `cfg` gives the process scheduler work.
+pub fn cpu_scheduling(cfg: &Config) -> bool {
+    cfg.cpu.enabled && cfg.jobs.iter().any(|j| !j.process_rules.is_empty())
+}
+
+fn cpu_status(snap: &ProcSchedSnapshot) -> CpuStatus {
+    CpuStatus {
+        backend: format!("{:?} {}", snap.backend, snap.backend_description),
+        local_cores: snap.local_cores,
+        pool_cores: snap.pool_cores,
+        insufficient_resources: snap
+            .insufficient_resources
+            .then(|| snap.insufficient_reason.clone().unwrap_or_default()),
+        jobs: snap
+            .jobs
+            .iter()
+            .map(|j| CpuJobStatus {
+                name: j.name.clone(),
+                pids: j.pids.clone(),
+                cores_used: j.cores_used,
+                rss_bytes: j.rss_bytes,
+                target_percent: j.target_percent,
+                weight: j.weight,
+                pool_instances: j.pool_instances,
+            })
+            .collect(),
+        unmanaged_processes: snap.unmanaged.processes,
+        unmanaged_cores: snap.unmanaged.cores_used,
+    }
+}
+
+/// A worker's counters from its latest report.
+fn fill_worker(ws: &mut WorkerStatus, r: &Report) {
+    let s = &r.stats;
+    ws.rx_packets = s.rx_packets;
+    ws.rx_bytes = s.rx_bytes;
+    ws.tx_packets = s.tx_packets;
+    ws.tx_bytes = s.tx_bytes;
+    ws.drops = vec![
+        ("policy".into(), s.drop_policy),
+        ("pacer_queue_full".into(), s.drop_pacer),
+        ("rewrite".into(), s.drop_rewrite),
+        ("tx_full".into(), s.drop_tx_full),
+        ("too_big".into(), s.drop_too_big),
+        ("too_many_buffers".into(), s.drop_too_many_buffers),
+        ("no_frames".into(), s.drop_no_frames),
+    ];
+    ws.rx_multi_buffer = s.rx_multi_buffer;
+    ws.segmented = [s.segmented, s.segments_made];
+    ws.checksums_completed = r.pipeline.checksums_completed;
+    ws.fast_installs = [s.fast_installs, s.fast_install_errors];
+    let k = &r.sockets;
+    ws.socket = vec![
+        ("rx_dropped".into(), k[0].rx_dropped, k[1].rx_dropped),
+        ("rx_ring_full".into(), k[0].rx_ring_full, k[1].rx_ring_full),
+        (
+            "rx_fill_ring_empty".into(),
+            k[0].rx_fill_ring_empty_descs,
+            k[1].rx_fill_ring_empty_descs,
+        ),
+        (
+            "rx_invalid_descs".into(),
+            k[0].rx_invalid_descs,
+            k[1].rx_invalid_descs,
+        ),
+        (
+            "tx_invalid_descs".into(),
+            k[0].tx_invalid_descs,
+            k[1].tx_invalid_descs,
+        ),
+        (
+            "tx_ring_empty".into(),
+            k[0].tx_ring_empty_descs,
+            k[1].tx_ring_empty_descs,
+        ),
+    ];
+    let l = &r.ledger;
+    ws.frames_total = l.total;
+    ws.frames_accounted = l.accounted();
+    ws.frame_violations = l.violations;
+    ws.rules_generation = r.pipeline.classifier.rules_generation;
+    ws.parse_errors = r.pipeline.parse_errors;
+}

@@ -1,0 +1,472 @@
+//! The one status model: what the daemon reports about itself. The agent
+//! assembles it ([`crate::Agent::status`]); `headroomctl` prints it as text
+//! or JSON, the daemon's metrics endpoint renders it as Prometheus metrics.
+
+use serde::{Deserialize, Serialize};
+
+mod text;
+
+/// Everything the daemon reports about itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Node id.
+    pub node_id: u16,
+    /// Node name.
+    pub node_name: String,
+    /// Config file in use.
+    pub config_file: String,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// Successful reloads.
+    pub reloads_ok: u64,
+    /// Rejected reloads (the previous config kept running).
+    pub reloads_failed: u64,
+    /// Last reload error, if the last reload failed.
+    pub last_reload_error: Option<String>,
+    /// Attached interfaces.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Workers.
+    pub workers: Vec<WorkerStatus>,
+    /// Jobs with their cumulative counters (summed over workers).
+    pub jobs: Vec<JobStatus>,
+    /// Flows currently in the flow tables (all workers).
+    pub flows: u64,
+    /// Process detection and CPU shares (absent when no job has process rules).
+    pub cpu: Option<CpuStatus>,
+    /// Shared pipes.
+    pub pipes: Vec<PipeStatus>,
+    /// Peer bandwidth entries that did not decode (dropped).
+    #[serde(default)]
+    pub pipe_entries_rejected: u64,
+    /// The information exchange and membership (absent when running alone).
+    pub exchange: Option<ExchangeStatus>,
+    /// Flow director (absent when no VIP service is configured).
+    #[serde(default)]
+    pub director: Option<DirectorStatus>,
+}
+
+/// One pipe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PipeStatus {
+    /// Name.
+    pub name: String,
+    /// Capacity, bits/s.
+    pub capacity_bps: u64,
+    /// Directions paced: "outbound", "inbound" or "both".
+    #[serde(default)]
+    pub direction: String,
+    /// This node's credit for the interval (booked + unbooked), bytes.
+    pub node_credit: u64,
+    /// Immediate credit, bytes.
+    pub immediate: u64,
+    /// Pool-wide booked demand, bytes per interval.
+    pub pool_booked: u64,
+    /// Pool-wide unbooked demand.
+    pub pool_unbooked: u64,
+    /// Live nodes whose demand went into the last allocation (this one included).
+    pub nodes: usize,
+    /// Per job: (name, credit bytes, sent bytes last interval, queued bytes, dropped bytes last interval).
+    pub jobs: Vec<(String, u64, u64, u64, u64)>,
+}
+
+/// One member of the pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: u32,
+    /// "alive", "suspect", "failed", "left" ("self" for this node).
+    pub state: String,
+    /// Exchange address.
+    pub addr: String,
+    /// Its last datagram verified only under the rotation key: it signs
+    /// with the other key of a rotation.
+    #[serde(default)]
+    pub rotation_key: bool,
+}
+
+/// The information exchange.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExchangeStatus {
+    /// Master (lowest live id).
+    pub master: u32,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams that passed authentication and parsing.
+    pub datagrams_accepted: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams dropped: wrong MAC (wrong key or forged).
+    pub bad_mac: u64,
+    /// Datagrams dropped: replayed.
+    pub replayed: u64,
+    /// Datagrams dropped: malformed, truncated, bad magic or version.
+    pub malformed: u64,
+    /// Membership events seen (joins, leaves, failures, master changes).
+    #[serde(default)]
+    pub membership_events: u64,
+    /// Members declared failed (heartbeat silent for the failure timeout).
+    #[serde(default)]
+    pub failures: u64,
+    /// Failure checks that kept a silent member suspect because this node
+    /// was losing exchange datagrams on receive.
+    #[serde(default)]
+    pub failures_held: u64,
+    /// The receive thread's counters: pre-filter rejections by reason and
+    /// kernel drops of a full receive buffer (None: not receiving on a
+    /// thread, e.g. in simulation).
+    #[serde(default)]
+    pub receive: Option<headroom_control::exchange::udp::ReceiverStats>,
+    /// Live nodes, this one included.
+    #[serde(default)]
+    pub live_nodes: usize,
+    /// Members.
+    pub members: Vec<MemberStatus>,
+    /// Id of the key this node signs with (a hash, not the key).
+    #[serde(default)]
+    pub key_id: String,
+    /// Id of the rotation key it also accepts, during a key rotation.
+    #[serde(default)]
+    pub rotation_key_id: Option<String>,
+    /// Datagrams that verified under the rotation key.
+    #[serde(default)]
+    pub rotation_key_verified: u64,
+}
+
+// --- flow director ---
+
+/// Flow director and ARP interceptor state of this node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirectorStatus {
+    /// Whether the workers intercept VIP traffic (the local host MAC is known).
+    pub ready: bool,
+    /// MAC this node answers VIP ARP with (its host's MAC on the wire).
+    pub local_mac: String,
+    /// Table versions published.
+    pub tables_published: u64,
+    /// Live pool members the tables were built from.
+    pub alive: Vec<u32>,
+    /// VIP addresses this node owns (answers ARP for).
+    pub owned_vips: Vec<String>,
+    /// Services.
+    pub services: Vec<VipStatus>,
+    /// Per pool node.
+    pub nodes: Vec<DirectorNodeStatus>,
+    /// Node-wide counters summed over workers: (name, value).
+    pub counters: Vec<(String, u64)>,
+}
+
+impl DirectorStatus {
+    /// A counter by name (0 if absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// A service by name.
+    pub fn service(&self, name: &str) -> Option<&VipStatus> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Text lines for `headroomctl status`.
+    pub fn render_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        let d = self;
+        let _ = writeln!(
+            out,
+            "director: {} mac {} alive {:?} owns {:?} tables {}",
+            if d.ready { "ready" } else { "not ready" },
+            d.local_mac,
+            d.alive,
+            d.owned_vips,
+            d.tables_published
+        );
+        for s in &d.services {
+            let _ = writeln!(
+                out,
+                "  vip {} {} {}: owner {:?} serving {:?} unhealthy {:?}{} packets {} bytes {} new {} sticky {} local {} remote {} encap {} placements {:?}",
+                s.name,
+                s.vip,
+                s.protocol,
+                s.owner,
+                s.serving,
+                s.unhealthy,
+                if s.degraded { " DEGRADED" } else { "" },
+                s.packets,
+                s.bytes,
+                s.new_flows,
+                s.sticky_hits,
+                s.placed_local,
+                s.placed_remote,
+                s.encapsulated,
+                s.placements
+            );
+        }
+        for n in &d.nodes {
+            let _ = writeln!(
+                out,
+                "  node {} host {} mac {} {} placements {}",
+                n.node,
+                n.host_address,
+                n.mac.as_deref().unwrap_or("?"),
+                if n.alive { "alive" } else { "down" },
+                n.placements
+            );
+        }
+        let c: Vec<String> = d
+            .counters
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let _ = writeln!(out, "  {}", c.join(" "));
+    }
+}
+
+/// One VIP service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VipStatus {
+    /// Name.
+    pub name: String,
+    /// Virtual address.
+    pub vip: String,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// Current owner (answers ARP), if any member is alive.
+    pub owner: Option<u32>,
+    /// Nodes that may receive flows (alive, member, healthy).
+    pub serving: Vec<u32>,
+    /// Members whose health check fails.
+    pub unhealthy: Vec<u32>,
+    /// True when no member is healthy and health is ignored.
+    pub degraded: bool,
+    /// Packets placed by this node (as owner).
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// New flows placed by this node.
+    pub new_flows: u64,
+    /// New flows placed by a sticky entry.
+    pub sticky_hits: u64,
+    /// Placements on this node.
+    pub placed_local: u64,
+    /// Placements on other nodes.
+    pub placed_remote: u64,
+    /// Packets encapsulated to other nodes.
+    pub encapsulated: u64,
+    /// Flow placements per node: (node, flows).
+    pub placements: Vec<(u32, u64)>,
+}
+
+/// One pool node as the director sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirectorNodeStatus {
+    /// Node id.
+    pub node: u32,
+    /// Host-stack address (encapsulation endpoint).
+    pub host_address: String,
+    /// Its MAC, once known.
+    pub mac: Option<String>,
+    /// Alive in the membership view.
+    pub alive: bool,
+    /// Flows this node placed on it (all services).
+    pub placements: u64,
+}
+
+// --- end flow director ---
+
+/// Process scheduler state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuStatus {
+    /// Enforcement backend (e.g. "cgroup-v1 at /sys/fs/cgroup/cpu/headroom").
+    pub backend: String,
+    /// Cores of this server.
+    pub local_cores: f64,
+    /// Cores of the live pool.
+    pub pool_cores: f64,
+    /// The insufficient-resources alarm, with its reason when raised.
+    pub insufficient_resources: Option<String>,
+    /// Jobs (instances on this server).
+    pub jobs: Vec<CpuJobStatus>,
+    /// Processes that match no job.
+    pub unmanaged_processes: usize,
+    /// CPU they use, cores.
+    pub unmanaged_cores: f64,
+}
+
+/// One job's instance on this server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuJobStatus {
+    /// Job name.
+    pub name: String,
+    /// Its processes.
+    pub pids: Vec<u32>,
+    /// CPU used over the last interval, cores.
+    pub cores_used: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Entitlement on this server, percent.
+    pub target_percent: f64,
+    /// Weight written to the kernel (cpu.shares / cpu.weight / nice).
+    pub weight: u32,
+    /// Instances of the job in the pool (pool policies).
+    pub pool_instances: usize,
+}
+
+/// One attached interface.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    /// Name.
+    pub name: String,
+    /// "outer" or "inner".
+    pub role: String,
+    /// "native" or "generic".
+    pub xdp_mode: String,
+    /// XDP verdict counters: (name, packets, bytes).
+    pub verdicts: Vec<(String, u64, u64)>,
+    /// Driver ("veth", ...), empty if unknown.
+    #[serde(default)]
+    pub driver: String,
+    /// MTU, bytes.
+    #[serde(default)]
+    pub mtu: u32,
+    /// Receive queues the interface had at start.
+    #[serde(default)]
+    pub rx_queues: u32,
+    /// Receive queues served by a worker.
+    #[serde(default)]
+    pub served_queues: Vec<u32>,
+    /// Receive queues now, if they changed since start (`ethtool -L`): the
+    /// new queues are served after a restart.
+    #[serde(default)]
+    pub rx_queues_now: Option<u32>,
+    /// Whether partial checksums of frames received here are completed.
+    #[serde(default)]
+    pub completes_checksums: bool,
+    /// Whether decided flows received here take the XDP fast path.
+    #[serde(default)]
+    pub fast_path: bool,
+    /// Why the fast path is off for frames received here (empty when on).
+    #[serde(default)]
+    pub fast_path_off_reason: String,
+    /// Managed frames that took the slow path, by reason: (reason, packets).
+    #[serde(default)]
+    pub fast_path_misses: Vec<(String, u64)>,
+    /// Partial checksums the fast path completed on frames received here.
+    #[serde(default)]
+    pub fast_path_checksums_completed: u64,
+    /// VIP frames the fast path encapsulated towards their serving node.
+    #[serde(default)]
+    pub fast_path_encapsulated: u64,
+    /// Encapsulated frames the fast path decapsulated for the host.
+    #[serde(default)]
+    pub fast_path_decapsulated: u64,
+    /// Flows in this interface's fast-path table at the last sweep.
+    #[serde(default)]
+    pub fast_path_entries: u64,
+    /// The table's size (`[workers] fast_path_flows`); beyond it the least
+    /// recently used flow's entry makes room (that flow returns to the workers).
+    #[serde(default)]
+    pub fast_path_capacity: u64,
+    /// Entries removed for being idle longer than the classifier's idle timeout.
+    #[serde(default)]
+    pub fast_path_expired: u64,
+}
+
+impl InterfaceStatus {
+    /// A verdict counter's packets by name.
+    pub fn verdict(&self, name: &str) -> u64 {
+        self.verdicts
+            .iter()
+            .find(|v| v.0 == name)
+            .map_or(0, |v| v.1)
+    }
+
+    /// Share of the managed frames that bypassed the workers because their
+    /// queue had no socket (0..=1).
+    pub fn bypassed_share(&self) -> f64 {
+        let bypass = self.verdict("pass_no_xsk");
+        let total = bypass + self.verdict("redirect") + self.verdict("redirect_multi");
+        if total == 0 {
+            0.0
+        } else {
+            bypass as f64 / total as f64
+        }
+    }
+}
+
+/// One worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Index.
+    pub index: usize,
+    /// Pinned core.
+    pub core: Option<usize>,
+    /// Queues served on the outer interface.
+    pub queues_outer: Vec<u32>,
+    /// Queues served on the inner interface.
+    pub queues_inner: Vec<u32>,
+    /// Zero-copy per side (outer, inner).
+    pub zero_copy: [bool; 2],
+    /// Frames received per side.
+    pub rx_packets: [u64; 2],
+    /// Bytes received per side.
+    pub rx_bytes: [u64; 2],
+    /// Frames transmitted per side.
+    pub tx_packets: [u64; 2],
+    /// Bytes transmitted per side.
+    pub tx_bytes: [u64; 2],
+    /// Drops by reason: (reason, count).
+    pub drops: Vec<(String, u64)>,
+    /// Kernel socket statistics per side: (name, outer, inner).
+    pub socket: Vec<(String, u64, u64)>,
+    /// Frames in the UMEM.
+    pub frames_total: usize,
+    /// Frames accounted for (free + rings + held); equals total when balanced.
+    pub frames_accounted: usize,
+    /// Frame ownership violations (0 unless there is a bug).
+    pub frame_violations: u64,
+    /// Generation of the flow rules the worker runs (1 at start, +1 per applied reload).
+    pub rules_generation: u64,
+    /// Frames the parser rejected (forwarded anyway, counted in the default job).
+    pub parse_errors: u64,
+    /// Multi-buffer packets received per side (jumbo frames, aggregates).
+    #[serde(default)]
+    pub rx_multi_buffer: [u64; 2],
+    /// Partial TCP/UDP checksums completed, per receiving side.
+    #[serde(default)]
+    pub checksums_completed: [u64; 2],
+    /// Aggregates cut into segments, and segments made of them.
+    #[serde(default)]
+    pub segmented: [u64; 2],
+    /// Fast-path entries written, and refused by the kernel.
+    #[serde(default)]
+    pub fast_installs: [u64; 2],
+}
+
+/// One job's traffic counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Name.
+    pub name: String,
+    /// Packets inbound (network to host).
+    pub packets_in: u64,
+    /// Bytes inbound.
+    pub bytes_in: u64,
+    /// Packets outbound (host to network).
+    pub packets_out: u64,
+    /// Bytes outbound.
+    pub bytes_out: u64,
+    /// Active flows.
+    pub flows: u64,
+}
+
+impl Status {
+    /// A job by name.
+    pub fn job(&self, name: &str) -> Option<&JobStatus> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}

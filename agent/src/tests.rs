@@ -1,0 +1,743 @@
+//! The agent in simulated time: whole pools of agents over a simulated,
+//! lossy network, with real pacers offered simulated traffic. No sockets,
+//! no clock: every run is a function of its seed.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, net::SocketAddr, path::Path, time::Duration};
+
+use headroom_clock::Timestamp;
+use headroom_config::Config;
+use headroom_control::health::probe::{ProbeFailure, ProbeResult};
+use headroom_dataplane::pacer::{Admit, Pacer};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+use super::*;
+
+const STEP: Duration = Duration::from_millis(1);
+const PKT: u32 = 1500;
+/// 100 Mbit/s over a 20 ms interval.
+const CAP: f64 = 100e6 / 8.0 * 0.02;
+const KEY: &[u8] = b"simulated pool key, 32 bytes...!";
+
+fn address(id: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 1, (id >> 8) as u8, id as u8)
+}
+
+fn host(id: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 2, (id >> 8) as u8, id as u8)
+}
+
+fn host_mac(id: u16) -> [u8; 6] {
+    [2, 0, 0, 0, (id >> 8) as u8, id as u8]
+}
+
+/// The config of node `id` in a pool of `n`: `extra` appended.
+fn config(id: u16, n: u16, extra: &str) -> Config {
+    let peers: Vec<String> = (1..=n.min(3))
+        .map(|p| format!("\"{p}@{}:7946\"", address(p)))
+        .collect();
+    let src = format!(
+        r#"
+[node]
+id = {id}
+address = "{addr}"
+[interfaces]
+outer = "outer"
+inner = "inner"
+[control]
+socket = "/nonexistent/sock"
+high_freq_interval = "20ms"
+low_freq_interval = "1s"
+[exchange]
+key_file = "/nonexistent/pool.key"
+peers = [{peers}]
+failure_timeout = "600ms"
+{extra}"#,
+        addr = address(id),
+        peers = peers.join(", "),
+    );
+    Config::parse(&src, Path::new("sim.toml")).expect("valid simulated config")
+}
+
+const PIPE: &str = r#"
+[[pipe]]
+name = "uplink"
+capacity = "100Mbit"
+[[job]]
+name = "web"
+[[job.booking]]
+pipe = "uplink"
+rate = "60%"
+[[job]]
+name = "bulk"
+[[job.booking]]
+pipe = "uplink"
+rate = "40%"
+"#;
+
+/// One simulated server: its agent, its worker's pacer and its traffic.
+struct Node {
+    agent: Agent,
+    pacer: Option<Pacer<u16>>,
+    alive: bool,
+    /// (job id, offered bit/s).
+    offered: Vec<(u16, f64)>,
+    owed: Vec<f64>,
+    /// Frames the agent had sent, with when.
+    frames: Vec<(Timestamp, Vec<u8>)>,
+    /// Probes the agent asked for: (node probed, token).
+    probes: Vec<(NodeId, u64)>,
+    /// Neighbour table this node's kernel has.
+    neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    resolve_requests: Vec<Ipv4Addr>,
+    /// Peer CPU entries each process-scheduler tick was given.
+    cpu_ticks: Vec<Vec<Vec<u8>>>,
+}
+
+struct Sim {
+    now: Timestamp,
+    rng: SmallRng,
+    loss: f64,
+    nodes: Vec<Node>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    /// (delivery time, destination, source, payload).
+    inflight: Vec<(Timestamp, usize, SocketAddr, Vec<u8>)>,
+    /// Bytes sent per job, per 20 ms interval.
+    sent: Vec<BTreeMap<u16, f64>>,
+    /// Whether probes of a node's instance succeed.
+    healthy: BTreeMap<NodeId, bool>,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        Sim {
+            now: Timestamp::ZERO,
+            rng: SmallRng::seed_from_u64(seed),
+            loss: 0.01,
+            nodes: Vec::new(),
+            by_addr: BTreeMap::new(),
+            inflight: Vec::new(),
+            sent: Vec::new(),
+            healthy: BTreeMap::new(),
+        }
+    }
+
+    /// Starts a node with `cfg` now.
+    fn add(&mut self, cfg: Config) -> usize {
+        let seed = self.rng.gen();
+        let addr = SocketAddr::from((cfg.node.address, cfg.exchange.port));
+        let setup = AgentSetup {
+            workers: 1,
+            pool: Some(PoolSetup {
+                key: KEY.to_vec(),
+                rotation_key: None,
+                epoch: 1,
+                rng_seed: seed,
+            }),
+        };
+        let agent = Agent::new(cfg, "sim.toml", self.now, setup).expect("agent starts");
+        assert_eq!(agent.exchange_addr(), Some(addr));
+        let pacer = agent.worker_pacer(0).expect("pacer");
+        self.by_addr.insert(addr, self.nodes.len());
+        self.nodes.push(Node {
+            agent,
+            pacer,
+            alive: true,
+            offered: Vec::new(),
+            owed: Vec::new(),
+            frames: Vec::new(),
+            probes: Vec::new(),
+            neighbours: Vec::new(),
+            resolve_requests: Vec::new(),
+            cpu_ticks: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    fn offer(&mut self, n: usize, job: &str, bps: f64) {
+        let id = self.nodes[n].agent.jobs.lookup(job).expect("job");
+        self.nodes[n].offered.push((id, bps));
+        self.nodes[n].owed.push(0.0);
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        let interval = (now.as_nanos() / 20_000_000) as usize;
+        if self.sent.len() <= interval {
+            self.sent.resize(interval + 1, BTreeMap::new());
+        }
+        // Deliver what is due.
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.inflight.drain(..).partition(|(at, ..)| *at <= now);
+        self.inflight = later;
+        for (_, dst, from, bytes) in due {
+            if self.nodes[dst].alive {
+                self.nodes[dst].agent.handle_datagram(now, from, &bytes);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive {
+                continue;
+            }
+            self.nodes[i].agent.handle_tick(now);
+            self.carry_out(i);
+            self.traffic(i, interval);
+        }
+        self.now += STEP;
+    }
+
+    /// What the runtime would do with the agent's commands and transmits.
+    fn carry_out(&mut self, i: usize) {
+        let now = self.now;
+        loop {
+            let node = &mut self.nodes[i];
+            if let Some(c) = node.agent.poll_command() {
+                match c {
+                    Command::ReadNeighbours => {
+                        let table = node.neighbours.clone();
+                        node.agent.handle_neighbours(now, &table);
+                    }
+                    Command::CpuTick { peers } => {
+                        // This node's entry: its id, as the scheduler's would be.
+                        let entry = node.agent.config().node.id.to_be_bytes();
+                        node.cpu_ticks.push(peers);
+                        node.agent.handle_cpu(now, &entry, &cpu_snapshot());
+                    }
+                    Command::SetRules(_) | Command::CpuReload { .. } => {}
+                }
+                continue;
+            }
+            let Some(t) = node.agent.poll_transmit() else {
+                break;
+            };
+            match t {
+                Transmit::Datagram { to, payload } => {
+                    let from = node.agent.exchange_addr().expect("in a pool");
+                    let Some(&dst) = self.by_addr.get(&to) else {
+                        continue;
+                    };
+                    if self.rng.gen::<f64>() < self.loss {
+                        continue;
+                    }
+                    let delay = Duration::from_micros(self.rng.gen_range(200..2000));
+                    self.inflight.push((now + delay, dst, from, payload));
+                }
+                Transmit::Frame { payload } => node.frames.push((now, payload)),
+                Transmit::ResolveNeighbour { to } => node.resolve_requests.push(to),
+                Transmit::Probe {
+                    node: probed,
+                    request,
+                } => {
+                    node.probes.push((probed, request.token));
+                    let ok = *self.healthy.get(&probed).unwrap_or(&true);
+                    let r = ProbeResult {
+                        token: request.token,
+                        outcome: if ok {
+                            Ok(())
+                        } else {
+                            Err(ProbeFailure::Status(500))
+                        },
+                    };
+                    node.agent.handle_probe_result(now, probed, &r);
+                }
+            }
+        }
+    }
+
+    /// Offers this step's packets to node `i`'s pacer and releases what it
+    /// lets go.
+    fn traffic(&mut self, i: usize, interval: usize) {
+        let now_ns = self.now.as_nanos();
+        let node = &mut self.nodes[i];
+        let Some(pacer) = &mut node.pacer else {
+            return;
+        };
+        let sent = &mut self.sent[interval];
+        for (k, &(job, bps)) in node.offered.iter().enumerate() {
+            node.owed[k] += bps / 8.0 * STEP.as_secs_f64();
+            while node.owed[k] >= f64::from(PKT) {
+                node.owed[k] -= f64::from(PKT);
+                if let Admit::Send(j) = pacer.admit(now_ns, 0, job, PKT, job) {
+                    *sent.entry(j).or_default() += f64::from(PKT);
+                }
+            }
+        }
+        pacer.poll_release(now_ns, usize::MAX, |j| {
+            *sent.entry(j).or_default() += f64::from(PKT)
+        });
+    }
+
+    fn kill(&mut self, n: usize) {
+        self.nodes[n].alive = false;
+    }
+
+    /// Mean bytes per interval of `job` (all jobs: None) over `range`.
+    fn mean(&self, job: Option<u16>, range: std::ops::Range<usize>) -> f64 {
+        let n = range.len() as f64;
+        self.sent[range]
+            .iter()
+            .map(|m| match job {
+                Some(j) => m.get(&j).copied().unwrap_or(0.0),
+                None => m.values().sum(),
+            })
+            .sum::<f64>()
+            / n
+    }
+
+    fn status(&self, n: usize) -> Status {
+        self.nodes[n]
+            .agent
+            .status(self.now, DataplaneView::default())
+    }
+}
+
+/// What a process scheduler with nothing to do reports.
+fn cpu_snapshot() -> ProcSchedSnapshot {
+    ProcSchedSnapshot {
+        backend: headroom_control::procsched::BackendKind::Nice,
+        backend_description: "simulated".into(),
+        local_cores: 2.0,
+        pool_cores: 4.0,
+        jobs: Vec::new(),
+        unmanaged: Default::default(),
+        booked_percent: 0.0,
+        insufficient_resources: false,
+        insufficient_reason: None,
+        stats: Default::default(),
+    }
+}
+
+fn assert_within(what: &str, got: f64, want: f64, tol: f64) {
+    assert!(
+        (got - want).abs() <= want * tol,
+        "{what}: got {got:.0}, want {want:.0} +- {:.0}%",
+        tol * 100.0
+    );
+}
+
+/// A pool of `n` agents where every node floods one of two booked jobs:
+/// the pool forms, and the pipe is shared by booking pool-wide.
+fn pool_shares_the_pipe_by_booking(n: u16, seed: u64) {
+    let mut sim = Sim::new(seed);
+    for id in 1..=n {
+        let i = sim.add(config(id, n, PIPE));
+        // Twice the pipe in all, half of it for each job.
+        let job = if id % 2 == 1 { "web" } else { "bulk" };
+        let share = if id % 2 == 1 { n.div_ceil(2) } else { n / 2 };
+        sim.offer(i, job, 100e6 / f64::from(share));
+        // Unsynchronised high-frequency ticks.
+        sim.now += Duration::from_micros(317);
+    }
+    sim.run_for(Duration::from_secs(3));
+    for i in 0..sim.nodes.len() {
+        let ex = sim.status(i).exchange.expect("in a pool");
+        assert_eq!(
+            ex.live_nodes,
+            usize::from(n),
+            "node {} sees {:?}",
+            i + 1,
+            ex.members
+        );
+        assert_eq!(ex.bad_mac, 0);
+    }
+    let web = sim.nodes[0].agent.jobs.lookup("web").unwrap();
+    let bulk = sim.nodes[0].agent.jobs.lookup("bulk").unwrap();
+    // The last second: every node has everyone's demand.
+    let steady = 100..150;
+    assert_within("pipe", sim.mean(None, steady.clone()), CAP, 0.03);
+    assert_within("web", sim.mean(Some(web), steady.clone()), 0.6 * CAP, 0.05);
+    assert_within(
+        "bulk",
+        sim.mean(Some(bulk), steady.clone()),
+        0.4 * CAP,
+        0.05,
+    );
+    let st = sim.status(0);
+    assert_eq!(
+        st.pipes[0].nodes,
+        usize::from(n),
+        "every node's demand allocated"
+    );
+    assert_eq!(st.pipe_entries_rejected, 0);
+}
+
+#[test]
+fn three_nodes_share_the_pipe_by_booking() {
+    pool_shares_the_pipe_by_booking(3, 1);
+}
+
+#[test]
+fn sixteen_nodes_share_the_pipe_by_booking() {
+    pool_shares_the_pipe_by_booking(16, 2);
+}
+
+#[test]
+fn sixty_four_nodes_share_the_pipe_by_booking() {
+    pool_shares_the_pipe_by_booking(64, 3);
+}
+
+#[test]
+fn a_dead_nodes_share_goes_to_the_survivors() {
+    let mut sim = Sim::new(4);
+    for id in 1..=3 {
+        let i = sim.add(config(id, 3, PIPE));
+        sim.offer(i, "web", 100e6);
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert_within("pipe, 3 nodes", sim.mean(None, 60..100), CAP, 0.03);
+    sim.kill(2);
+    sim.run_for(Duration::from_secs(2));
+    // 600 ms to detect, then the two survivors fill the pipe.
+    assert_within("pipe, 2 nodes", sim.mean(None, 150..200), CAP, 0.03);
+    let st = sim.status(0);
+    assert_eq!(st.exchange.unwrap().live_nodes, 2);
+    assert_eq!(st.pipes[0].nodes, 2);
+}
+
+fn director(hosts: &[(u16, bool)], health: bool) -> String {
+    let mut s = String::from("[director]\ngratuitous_arp_interval = \"100ms\"\n");
+    for &(id, with_mac) in hosts {
+        s += &format!(
+            "[[director.hosts]]\nnode = {id}\naddress = \"{}\"\n",
+            host(id)
+        );
+        if with_mac {
+            let m = host_mac(id);
+            s += &format!(
+                "mac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"\n",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            );
+        }
+    }
+    s += "[[vip]]\nname = \"web\"\nvip = \"10.9.0.1\"\nprotocol = \"tcp\"\nports = [80]\nmembers = [1, 2, 3]\ngratuitous_arp_count = 3\n";
+    if health {
+        s += "health_check = { kind = \"tcp\", port = 80, interval = \"100ms\", timeout = \"50ms\", rise = 2, fall = 2 }\n";
+    }
+    s
+}
+
+/// (sender MAC, sender IP) of a gratuitous ARP.
+fn garp(frame: &[u8]) -> ([u8; 6], Ipv4Addr) {
+    assert_eq!(frame[12..14], [0x08, 0x06], "an ARP frame");
+    let mut mac = [0; 6];
+    mac.copy_from_slice(&frame[22..28]);
+    (
+        mac,
+        Ipv4Addr::new(frame[28], frame[29], frame[30], frame[31]),
+    )
+}
+
+#[test]
+fn vip_owner_announces_and_a_survivor_takes_over() {
+    let vip = Ipv4Addr::new(10, 9, 0, 1);
+    let hosts = [(1, true), (2, true), (3, true)];
+    let mut sim = Sim::new(5);
+    // Node 1 (the owner-to-be) starts late: until the pool has converged
+    // (or a failure timeout has passed) nodes 2 and 3 keep the static view
+    // and must not claim its VIP.
+    sim.add(config(2, 3, &director(&hosts, false)));
+    sim.add(config(3, 3, &director(&hosts, false)));
+    sim.run_for(Duration::from_millis(300));
+    sim.add(config(1, 3, &director(&hosts, false)));
+    sim.run_for(Duration::from_secs(2));
+    let (n2, n1) = (0, 2);
+    assert!(
+        sim.nodes[n2].frames.is_empty(),
+        "node 2 announced a VIP it does not own"
+    );
+    let st = sim.status(n1).director.expect("director");
+    assert_eq!(st.owned_vips, vec![vip.to_string()]);
+    assert_eq!(st.service("web").unwrap().owner, Some(1));
+    assert!(st.alive == vec![1, 2, 3], "{:?}", st.alive);
+    let f = &sim.nodes[n1].frames;
+    assert_eq!(f.len(), 3, "gratuitous_arp_count announcements");
+    assert!(f.iter().all(|(_, fr)| garp(fr) == (host_mac(1), vip)));
+    assert!(f[1].0 - f[0].0 >= Duration::from_millis(100), "spaced");
+    assert_eq!(st.counter("arp_announced"), 3);
+
+    sim.kill(n1);
+    let died = sim.now;
+    sim.run_for(Duration::from_secs(2));
+    let st = sim.status(n2).director.unwrap();
+    assert_eq!(st.service("web").unwrap().owner, Some(2));
+    assert_eq!(st.owned_vips, vec![vip.to_string()]);
+    let f = &sim.nodes[n2].frames;
+    assert_eq!(f.len(), 3);
+    assert!(f.iter().all(|(_, fr)| garp(fr) == (host_mac(2), vip)));
+    // Within the failure timeout plus a tick or two of gossip.
+    assert!(
+        f[0].0 - died < Duration::from_millis(900),
+        "{:?}",
+        f[0].0 - died
+    );
+    assert!(sim.nodes[1].frames.is_empty(), "node 3 never owned it");
+}
+
+#[test]
+fn host_macs_come_from_the_neighbour_table() {
+    let hosts = [(1, true), (2, false), (3, false)];
+    let mut sim = Sim::new(6);
+    let a = sim.add(config(1, 1, &director(&hosts, false)));
+    sim.run_for(Duration::from_millis(500));
+    // Nothing known yet: the kernel is asked to resolve both, repeatedly.
+    let asked = &sim.nodes[a].resolve_requests;
+    assert!(
+        asked.contains(&host(2)) && asked.contains(&host(3)),
+        "{asked:?}"
+    );
+    let st = sim.status(a).director.unwrap();
+    assert!(st.nodes.iter().all(|n| n.node == 1 || n.mac.is_none()));
+    // Node 2's entry appears in the kernel's table.
+    sim.nodes[a].neighbours.push((host(2), host_mac(2)));
+    let before = sim.status(a).director.unwrap().tables_published;
+    sim.run_for(Duration::from_millis(500));
+    let st = sim.status(a).director.unwrap();
+    let n2 = st.nodes.iter().find(|n| n.node == 2).unwrap();
+    assert_eq!(n2.mac.as_deref(), Some("02:00:00:00:00:02"));
+    assert!(
+        st.tables_published > before,
+        "tables rebuilt with the new peer"
+    );
+    sim.nodes[a].resolve_requests.clear();
+    sim.run_for(Duration::from_millis(500));
+    assert!(!sim.nodes[a].resolve_requests.contains(&host(2)));
+    assert!(sim.nodes[a].resolve_requests.contains(&host(3)));
+}
+
+#[test]
+fn failing_health_checks_take_a_member_out_of_service() {
+    let hosts = [(1, true), (2, true), (3, true)];
+    let mut sim = Sim::new(7);
+    for id in 1..=3 {
+        sim.add(config(id, 3, &director(&hosts, true)));
+    }
+    sim.healthy.insert(3, false);
+    sim.run_for(Duration::from_secs(2));
+    let st = sim.status(0).director.unwrap();
+    let web = st.service("web").unwrap();
+    assert_eq!(web.serving, vec![1, 2], "node 3 fails its checks");
+    assert_eq!(web.unhealthy, vec![3]);
+    // Every node probes every member's instance.
+    let probed: std::collections::BTreeSet<NodeId> =
+        sim.nodes[0].probes.iter().map(|p| p.0).collect();
+    assert_eq!(probed.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    sim.healthy.insert(3, true);
+    sim.run_for(Duration::from_secs(1));
+    let st = sim.status(0).director.unwrap();
+    assert_eq!(st.service("web").unwrap().serving, vec![1, 2, 3]);
+    assert!(st.service("web").unwrap().unhealthy.is_empty());
+}
+
+#[test]
+fn reload_applies_rules_and_bookings_and_rejects_bad_files() {
+    let mut sim = Sim::new(8);
+    let a = sim.add(config(1, 1, PIPE));
+    sim.run_for(Duration::from_millis(100));
+    let agent = &mut sim.nodes[a].agent;
+    let extra = format!("{PIPE}[[job]]\nname = \"new\"\n[[job.flow]]\nprotocol = \"udp\"\n");
+    let changes = agent.reload(Ok(config(1, 1, &extra))).unwrap();
+    assert_eq!(changes.jobs_added, ["new"]);
+    assert!(changes.restart_required.is_empty(), "{changes}");
+    let rules = match agent.poll_command() {
+        Some(Command::SetRules(r)) => r,
+        other => panic!("expected the new rules, got {other:?}"),
+    };
+    assert!(Arc::ptr_eq(&rules, &agent.rules()));
+    assert_eq!(
+        agent.jobs.lookup("new"),
+        Some(3),
+        "a new job gets the next id"
+    );
+    let err = Config::parse("[node]\nid = 0\n", Path::new("bad.toml"));
+    let msg = agent.reload(err).unwrap_err();
+    assert!(msg.starts_with("bad.toml:"), "{msg}");
+    assert!(agent.poll_command().is_none(), "nothing applied");
+    let st = agent.status(sim.now, DataplaneView::default());
+    assert_eq!((st.reloads_ok, st.reloads_failed), (1, 1));
+    assert_eq!(st.last_reload_error.as_deref(), Some(msg.as_str()));
+    assert_eq!(st.job("new").map(|j| j.packets_in), Some(0));
+}
+
+#[test]
+fn reload_names_what_waits_for_a_restart() {
+    let mut sim = Sim::new(9);
+    let a = sim.add(config(1, 1, PIPE));
+    sim.run_for(Duration::from_millis(100));
+    let agent = &mut sim.nodes[a].agent;
+    let mut new = config(1, 1, PIPE);
+    new.workers.batch_size += 1;
+    new.control.low_freq_interval *= 2;
+    let changes = agent.reload(Ok(new)).unwrap();
+    assert!(changes.applied().is_empty(), "{changes}");
+    assert_eq!(
+        changes.restart_required,
+        ["workers.batch_size", "control.low_freq_interval"]
+    );
+    assert_eq!(
+        agent.status(sim.now, DataplaneView::default()).reloads_ok,
+        1
+    );
+}
+
+#[test]
+fn pool_keys_rotate_through_reloads_and_the_status_names_who_signs_with_which() {
+    const NEXT: &[u8] = b"the next simulated pool key....!";
+    let mut sim = Sim::new(10);
+    for id in 1..=3 {
+        sim.add(config(id, 3, PIPE));
+    }
+    sim.run_for(Duration::from_secs(1));
+    let id = |k: &[u8]| headroom_control::exchange::wire::KeyId::of(k).to_string();
+    let ex = |sim: &Sim, n: usize| sim.status(n).exchange.unwrap();
+    assert_eq!(ex(&sim, 0).key_id, id(KEY));
+    assert_eq!(ex(&sim, 0).rotation_key_id, None);
+    // Step 1: every node accepts the next key.
+    for n in 0..3 {
+        let line = sim.nodes[n].agent.set_pool_keys(KEY, Some(NEXT));
+        assert_eq!(line, Some(format!("accepts also {} (was none)", id(NEXT))));
+        assert_eq!(sim.nodes[n].agent.set_pool_keys(KEY, Some(NEXT)), None);
+        sim.run_for(Duration::from_secs(1));
+    }
+    // Step 2: node 1 signs with it; the others see it on their rotation key.
+    let line = sim.nodes[0].agent.set_pool_keys(NEXT, Some(KEY));
+    assert_eq!(
+        line,
+        Some(format!(
+            "signs with {} (was {}); accepts also {} (was {})",
+            id(NEXT),
+            id(KEY),
+            id(KEY),
+            id(NEXT)
+        ))
+    );
+    sim.run_for(Duration::from_secs(1));
+    for n in 1..3 {
+        let e = ex(&sim, n);
+        let on_other: Vec<u32> = e
+            .members
+            .iter()
+            .filter(|m| m.rotation_key)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(on_other, [1], "node {}", n + 1);
+        assert_eq!(e.live_nodes, 3);
+        assert!(e.rotation_key_verified > 0);
+        assert!(sim.status(n).render_text().contains(&format!(
+            "key rotation: signs with key {}, accepts also key {}",
+            id(KEY),
+            id(NEXT)
+        )));
+    }
+    let e = ex(&sim, 0);
+    let on_other: Vec<u32> = e
+        .members
+        .iter()
+        .filter(|m| m.rotation_key)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(on_other, [2, 3]);
+    assert_eq!(e.bad_mac, 0);
+}
+
+#[test]
+fn status_sums_the_workers_reports() {
+    let mut cfg = config(1, 1, PIPE);
+    cfg.exchange.key_file = None;
+    let setup = AgentSetup {
+        workers: 2,
+        pool: None,
+    };
+    let mut agent = Agent::new(cfg, "one.toml", Timestamp::ZERO, setup).unwrap();
+    let web = agent.jobs.lookup("web").unwrap();
+    for index in 0..2 {
+        let mut r = Report {
+            index,
+            stats: Default::default(),
+            sockets: Default::default(),
+            ledger: Default::default(),
+            pipeline: Default::default(),
+        };
+        r.stats.rx_packets = [10, 20];
+        r.stats.drop_pacer = 3;
+        r.pipeline.classifier.flows = 5;
+        r.pipeline.classifier.jobs = vec![(
+            JobId(web),
+            JobCounters {
+                packets_in: 7,
+                bytes_in: 700,
+                ..Default::default()
+            },
+        )];
+        agent.handle_report(r);
+    }
+    let workers = (0..2)
+        .map(|index| WorkerStatus {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    let dp = DataplaneView {
+        workers,
+        fast_jobs: vec![(web, [(1, 100), (2, 200)])],
+        ..Default::default()
+    };
+    let st = agent.status(Timestamp::from_nanos(2_500_000_000), dp);
+    assert_eq!(st.uptime_secs, 2.5);
+    assert_eq!(st.flows, 10);
+    // The workers' counts plus what the fast path forwarded.
+    assert_eq!(st.job("web").unwrap().packets_in, 15);
+    assert_eq!(st.job("web").unwrap().bytes_in, 1500);
+    assert_eq!(st.job("web").unwrap().packets_out, 2);
+    assert_eq!(st.job("bulk").unwrap().packets_in, 0);
+    assert_eq!(st.workers[1].rx_packets, [10, 20]);
+    assert!(st.workers[1]
+        .drops
+        .contains(&("pacer_queue_full".into(), 3)));
+    assert!(st.exchange.is_none(), "no pool key: alone");
+    assert_eq!(st.pipes.len(), 1);
+    // What headroomctl prints.
+    let text = st.render_text();
+    assert!(
+        text.starts_with("node 1 (node-1), up 2.5s, config one.toml\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nweb                            15           1500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipe uplink (outbound): 100000000 bit/s shared by 1 server(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cpu_entries_travel_through_the_pool() {
+    let cpu = "[[job]]\nname = \"batch\"\ncpu = { server_percent = 20 }\n[[job.process]]\nname = \"batch*\"\n";
+    let mut sim = Sim::new(9);
+    for id in 1..=2 {
+        let i = sim.add(config(id, 2, cpu));
+        assert!(sim.nodes[i].agent.cpu_scheduling());
+    }
+    sim.run_for(Duration::from_millis(3500));
+    for (i, other) in [(0, 2u16), (1, 1)] {
+        let ticks = &sim.nodes[i].cpu_ticks;
+        assert_eq!(
+            ticks.len(),
+            3,
+            "one scheduler tick per low-frequency interval"
+        );
+        assert_eq!(
+            ticks.last().unwrap(),
+            &vec![other.to_be_bytes().to_vec()],
+            "the other node's entry"
+        );
+    }
+    assert!(sim.status(0).cpu.is_some());
+}

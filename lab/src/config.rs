@@ -1,0 +1,157 @@
+//! The one server configuration the tests, examples, benchmarks and the
+//! demo start headroomd with: a lab server's identity, interfaces, small
+//! rings and fast timers, into which each caller merges its own TOML
+//! (jobs, pipes, the pool, VIPs).
+
+use std::path::Path;
+
+use toml_edit::{DocumentMut, Item, Table};
+
+use crate::topology::Server;
+
+/// A headroomd configuration for one lab server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    doc: DocumentMut,
+}
+
+/// The base every lab server starts from.
+const BASE: &str = r#"
+[node]
+[interfaces]
+[workers]
+cores = [1]
+frame_count = 4096
+fill_size = 1024
+ring_size = 1024
+[control]
+high_freq_interval = "20ms"
+low_freq_interval = "500ms"
+[deploy]
+"#;
+
+impl ServerConfig {
+    /// Server `s` with its control socket at `socket`.
+    pub fn new(s: &Server, socket: &Path) -> Self {
+        let mut doc: DocumentMut = BASE.parse().expect("the base configuration parses");
+        doc["node"]["id"] = toml_edit::value(i64::from(s.id));
+        doc["node"]["address"] = toml_edit::value(s.node_ip.to_string());
+        doc["interfaces"]["outer"] = toml_edit::value(s.nic.as_str());
+        doc["interfaces"]["inner"] = toml_edit::value(s.inner.as_str());
+        doc["control"]["socket"] = toml_edit::value(socket.display().to_string());
+        doc["deploy"]["host"] = toml_edit::value(s.host_if.as_str());
+        doc["deploy"]["bridge"] = toml_edit::value(s.bridge.as_str());
+        Self { doc }
+    }
+
+    /// Joins the pool of `servers` (every other one is a peer) with the key
+    /// in `key_file`.
+    pub fn pool(mut self, me: &Server, servers: &[Server], key_file: &Path) -> Self {
+        let mut peers = toml_edit::Array::new();
+        for p in servers.iter().filter(|p| p.id != me.id) {
+            peers.push(format!("{}@{}:7946", p.id, p.node_ip));
+        }
+        if !self.doc.contains_table("exchange") {
+            self.doc["exchange"] = toml_edit::table();
+        }
+        self.doc["exchange"]["peers"] = toml_edit::value(peers);
+        self.doc["exchange"]["key_file"] = toml_edit::value(key_file.display().to_string());
+        self
+    }
+
+    /// Merges `toml` in: its tables extend (and its keys override) the
+    /// configuration's, its arrays of tables (`[[job]]`, `[[vip]]`) are
+    /// appended.
+    pub fn merge(mut self, toml: &str) -> Result<Self, toml_edit::TomlError> {
+        let extra: DocumentMut = toml.parse()?;
+        merge_table(self.doc.as_table_mut(), extra.as_table());
+        Ok(self)
+    }
+
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        self.doc.to_string()
+    }
+}
+
+fn merge_table(into: &mut Table, from: &Table) {
+    for (k, v) in from.iter() {
+        match (into.get_mut(k), v) {
+            (Some(Item::Table(a)), Item::Table(b)) => merge_table(a, b),
+            (Some(Item::ArrayOfTables(a)), Item::ArrayOfTables(b)) => {
+                for t in b.iter() {
+                    a.push(t.clone());
+                }
+            }
+            (_, v) => {
+                into.insert(k, v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn server(id: u16) -> Server {
+        Server {
+            id,
+            ns: format!("t-s{id}"),
+            host_ns: format!("t-s{id}"),
+            node_ip: crate::topology::server_ip(id),
+            host_ip: crate::topology::server_ip(id),
+            nic: "eth0".into(),
+            inner: "inner".into(),
+            host_if: "hr-host".into(),
+            bridge: "hr-bridge".into(),
+        }
+    }
+
+    #[test]
+    fn renders_a_configuration_headroomd_accepts_with_merged_extras() {
+        let (a, b) = (server(1), server(2));
+        let text = ServerConfig::new(&a, Path::new("/tmp/s1.sock"))
+            .pool(&a, &[a.clone(), b.clone()], Path::new("/tmp/key"))
+            .merge(
+                "[exchange]\nfailure_timeout = \"600ms\"\n[control]\nhigh_freq_interval = \"10ms\"\n\
+                 [[job]]\nname = \"web\"\n[[job]]\nname = \"bulk\"\n",
+            )
+            .unwrap()
+            .render();
+        let cfg = headroom_config::Config::parse(&text, Path::new("lab.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.node.id, 1);
+        assert_eq!(cfg.interfaces.outer, "eth0");
+        assert_eq!(
+            cfg.exchange.peers.len(),
+            1,
+            "only the other server is a peer"
+        );
+        assert_eq!(cfg.exchange.failure_timeout, Duration::from_millis(600));
+        assert_eq!(cfg.control.high_freq_interval, Duration::from_millis(10));
+        assert_eq!(cfg.control.low_freq_interval, Duration::from_millis(500));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(cfg.jobs.len(), 2);
+        assert_eq!(cfg.deploy.host, "hr-host");
+        assert!(ServerConfig::new(&a, Path::new("/x"))
+            .merge("[node\n")
+            .is_err());
+    }
+
+    #[test]
+    fn the_demo_policy_makes_a_valid_configuration() {
+        let (a, b) = (server(1), server(2));
+        let text = ServerConfig::new(&b, Path::new("/tmp/x.sock"))
+            .pool(&b, &[a, b.clone()], Path::new("/tmp/pool.key"))
+            .merge(include_str!("../../config/demo.toml"))
+            .unwrap()
+            .render();
+        let cfg = headroom_config::Config::parse(&text, Path::new("lab.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.job_names(), vec!["default", "web", "bulk", "export"]);
+        assert_eq!(cfg.pipes.len(), 1);
+    }
+}

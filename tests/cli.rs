@@ -1,0 +1,151 @@
+//! The binaries' command lines as an operator meets them, without a lab:
+//! `--version` with the commit, errors said once, a readable pool key
+//! refused at `--check-config` and at start, JSON log lines.
+
+mod common;
+
+use std::{os::unix::fs::PermissionsExt, process::Command};
+
+use common::{TempDir, HEADROOMD};
+
+const BINARIES: &[&str] = &[
+    env!("CARGO_BIN_EXE_headroomd"),
+    env!("CARGO_BIN_EXE_headroomctl"),
+    env!("CARGO_BIN_EXE_headroom-docgen"),
+];
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(HEADROOMD)
+        .args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("run headroomd")
+}
+
+#[test]
+fn version_names_the_commit() {
+    // The commit of this checkout, or "unknown" in a tree without git
+    // (a source tarball); the build script's own tests cover that case.
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    for bin in BINARIES {
+        let out = Command::new(bin).arg("--version").output().unwrap();
+        let v = String::from_utf8_lossy(&out.stdout);
+        let name = std::path::Path::new(bin)
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        assert_eq!(
+            v.trim(),
+            format!(
+                "{name} {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                headroom_buildinfo::COMMIT
+            )
+        );
+        if let Some(h) = &head {
+            assert_eq!(headroom_buildinfo::COMMIT, h, "rebuild after committing");
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_says_its_cause_once() {
+    let out = run(&["--config", "/nonexistent/headroom.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(
+        err.contains("headroomd: /nonexistent/headroom.toml: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pool_key_others_can_read_is_refused_at_check_and_start() {
+    let dir = TempDir::new("hr-cli-key");
+    let key = dir.path("pool.key");
+    headroom_config::write_key_file(&key, &[9u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = dir.path("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\nid = 1\naddress = \"10.0.0.1\"\n[interfaces]\nouter = \"nosuch0\"\ninner = \"nosuch1\"\n\
+             [control]\nsocket = \"{}\"\n[exchange]\nkey_file = \"{}\"\n",
+            dir.path("s.sock").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let expect = |out: std::process::Output, code: i32| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(
+            err.contains(&format!("{} has mode 0644", key.display()))
+                && err.contains(&format!("chmod 600 {}", key.display()))
+                && err.contains("exchange.key_file"),
+            "{err}"
+        );
+    };
+    expect(run(&["--check-config", cfg]), 2);
+    // At start the key is checked before anything is attached (the
+    // interfaces do not even exist).
+    expect(run(&["--config", cfg]), 1);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&["--check-config", cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = run(&[
+        "--log-format",
+        "json",
+        "--config",
+        "/nonexistent/headroom.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines[0]["fields"]["message"], "headroomd starting");
+    assert_eq!(lines[0]["fields"]["commit"], headroom_buildinfo::COMMIT);
+    assert_eq!(lines[1]["level"], "ERROR");
+    assert!(lines[1]["fields"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read"));
+}
+
+#[test]
+fn a_bad_log_filter_is_reported_not_ignored() {
+    let out = Command::new(HEADROOMD)
+        .args(["--config", "/nonexistent/x.toml"])
+        .env("HEADROOM_LOG", "info,=bogus==")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HEADROOM_LOG is not a valid log filter"),
+        "{err}"
+    );
+}
