@@ -20,6 +20,25 @@ pub enum Request {
     Reload,
 }
 
+impl Request {
+    /// Whether the request changes the daemon (only root may send it; the
+    /// `[control] group` may send the others).
+    pub fn mutates(&self) -> bool {
+        match self {
+            Request::Status => false,
+            Request::Reload => true,
+        }
+    }
+
+    /// The command's name, as `headroomctl` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Reload => "reload",
+        }
+    }
+}
+
 /// A response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
@@ -87,12 +106,47 @@ pub const MAX_CLIENTS: usize = 16;
 /// the daemon's user (root) may connect.
 pub const SOCKET_MODE: u32 = 0o600;
 
-/// Binds the control socket at `path` with [`SOCKET_MODE`].
-pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+/// Mode of the control socket with a `[control] group`: its members may
+/// connect (and run read-only commands).
+pub const GROUP_SOCKET_MODE: u32 = 0o660;
+
+/// Binds the control socket at `path`: [`SOCKET_MODE`], or
+/// [`GROUP_SOCKET_MODE`] owned by `group` (a numeric group id).
+pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let listener = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+            GROUP_SOCKET_MODE
+        }
+        None => SOCKET_MODE,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
+}
+
+/// Whether the peer of `conn` may send `req`: anyone who could connect may
+/// read; changing the daemon takes root (or the daemon's own user).
+fn allowed(conn: &UnixStream, req: &Request) -> Result<(), String> {
+    if !req.mutates() {
+        return Ok(());
+    }
+    let uid = nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("reading the caller's credentials: {e}"))?
+        .uid();
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return Ok(());
+    }
+    tracing::warn!(
+        uid,
+        command = req.name(),
+        "control request refused: not root"
+    );
+    Err(format!(
+        "`{}` changes headroomd: run it as root (uid {uid} may only read, e.g. `status`)",
+        req.name()
+    ))
 }
 
 /// Serves `listener` on a thread of its own, each connection on a thread of
@@ -161,7 +215,10 @@ fn serve_one(mut conn: UnixStream, handle: &dyn Fn(Request) -> Response) {
         }
     } else {
         match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(req),
+            Ok(req) => match allowed(&conn, &req) {
+                Ok(()) => handle(req),
+                Err(message) => Response::Error { message },
+            },
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -176,7 +233,7 @@ mod tests {
 
     fn serving(dir: &tempfile::TempDir) -> std::path::PathBuf {
         let path = dir.path().join("ctl.sock");
-        let l = bind(&path).unwrap();
+        let l = bind(&path, None).unwrap();
         serve(l, |req| match req {
             Request::Reload => Response::Reloaded {
                 changes: Default::default(),

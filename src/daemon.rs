@@ -179,11 +179,11 @@ fn claim_control_socket(path: &Path) -> Result<()> {
 }
 
 /// Serves the control socket on its own thread.
-fn serve_control_socket(path: &Path, tx: Sender<CtlMsg>) -> Result<()> {
+fn serve_control_socket(path: &Path, group: Option<u32>, tx: Sender<CtlMsg>) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let listener = crate::ctl::bind(path)
+    let listener = crate::ctl::bind(path, group)
         .with_context(|| format!("binding control socket {}", path.display()))?;
     // Requests reach the control thread one at a time; each connection
     // waits on its own thread, so a slow client holds up nobody else.
@@ -529,6 +529,9 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         Timestamp::now(),
         setup,
     )?;
+    // Before anything is attached or moved: one daemon per interface.
+    let _lock = crate::instance_lock::acquire(&cfg, agent.cpu_scheduling())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let pacers = (0..workers)
         .map(|i| agent.worker_pacer(i))
         .collect::<Result<Vec<_>, _>>()?;
@@ -562,7 +565,10 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         None => (None, None),
     };
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<CtlMsg>(16);
-    serve_control_socket(&cfg.control.socket, ctl_tx)?;
+    let group = cfg
+        .control_group()
+        .map_err(|e| anyhow::anyhow!("[control] group: {e}"))?;
+    serve_control_socket(&cfg.control.socket, group, ctl_tx)?;
     let procsched = if agent.cpu_scheduling() {
         Some(start_procsched(&cfg)?)
     } else {
@@ -615,7 +621,9 @@ fn guard_vips(cfg: &Config, installed: Option<&[std::net::Ipv4Addr]>) -> Vec<std
     }
     match crate::vip_guard::install(&cfg.interfaces.outer, &want) {
         Ok(()) => {
-            tracing::info!(vips = ?want, outer = %cfg.interfaces.outer, "fail-open VIP guard installed");
+            if !want.is_empty() {
+                tracing::info!(vips = ?want, outer = %cfg.interfaces.outer, "fail-open VIP guard installed");
+            }
             want
         }
         // Without VIPs there is nothing to guard: a missing nft is no news.

@@ -220,7 +220,7 @@ impl ConfigChanges {
             old.control,
             new.control,
             "control",
-            [socket, high_freq_interval, low_freq_interval]
+            [socket, high_freq_interval, low_freq_interval, group]
         );
         fields!(out, old.metrics, new.metrics, "metrics", [listen]);
         // With a pool running before and after, the key files are re-read

@@ -293,6 +293,11 @@ pub struct ControlConfig {
     /// Low-frequency interval (membership, process scan, sampling).
     #[serde(with = "humantime_serde")]
     pub low_freq_interval: Duration,
+    /// Group (name or numeric id) whose members may run read-only commands
+    /// (`headroomctl status`) on the control socket: the socket is then
+    /// mode 0660 and owned by this group. Commands that change the daemon
+    /// (`reload`) stay root's. Absent (the default): mode 0600, root only.
+    pub group: Option<String>,
 }
 
 impl Default for ControlConfig {
@@ -301,6 +306,7 @@ impl Default for ControlConfig {
             socket: PathBuf::from("/run/headroom/headroomd.sock"),
             high_freq_interval: Duration::from_millis(20),
             low_freq_interval: Duration::from_secs(2),
+            group: None,
         }
     }
 }
@@ -657,7 +663,35 @@ impl Config {
             };
             check_key_file(k).map_err(invalid)?;
         }
+        if let Err(message) = self.control_group() {
+            let path = [Seg::Key("control"), Seg::Key("group")];
+            return Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                line: line_of(&src, &path),
+                field: render(&path),
+                message,
+            });
+        }
         Ok(())
+    }
+
+    /// The numeric id of `[control] group`, looked up on this machine.
+    pub fn control_group(&self) -> Result<Option<u32>, String> {
+        let Some(g) = &self.control.group else {
+            return Ok(None);
+        };
+        let found = match g.parse::<u32>() {
+            Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)),
+            Err(_) => nix::unistd::Group::from_name(g),
+        };
+        match found {
+            Ok(Some(group)) => Ok(Some(group.gid.as_raw())),
+            Ok(None) => Err(format!(
+                "no group {g:?} on this machine (`getent group {g}` finds none); \
+                 create it (groupadd) or remove the field"
+            )),
+            Err(e) => Err(format!("looking up group {g:?}: {e}")),
+        }
     }
 
     /// The node's display name.

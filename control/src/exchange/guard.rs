@@ -229,7 +229,8 @@ impl Guard {
         let flags = b[3];
         if u16::from_be_bytes([b[0], b[1]]) != wire::MAGIC
             || b[2] != wire::VERSION
-            || flags & !FLAG_SNAPSHOT != 0
+            || flags & !wire::KNOWN_FLAGS != 0
+            || flags & wire::KNOWN_FLAGS == wire::KNOWN_FLAGS
         {
             return Err(Rejection::BadHeader);
         }
@@ -291,8 +292,12 @@ mod tests {
     use super::*;
 
     fn datagram() -> Vec<u8> {
+        datagram_with(0)
+    }
+
+    fn datagram_with(flags: u8) -> Vec<u8> {
         let h = Header {
-            flags: 0,
+            flags,
             sender: 1,
             epoch: 1,
             seq: 1,
@@ -326,6 +331,13 @@ mod tests {
         let mut bad = ok.clone();
         bad[3] = 0x80;
         assert_eq!(g.check(t, addr(1), &bad), Err(Rejection::BadHeader));
+        // A direct message (policy distribution, goal reports) passes; a
+        // datagram claiming to be direct and a snapshot part does not.
+        let direct = datagram_with(wire::FLAG_DIRECT);
+        assert_eq!(g.check(t, addr(1), &direct), Ok(()));
+        let mut bad = direct.clone();
+        bad[3] |= FLAG_SNAPSHOT;
+        assert_eq!(g.check(t, addr(1), &bad), Err(Rejection::BadHeader));
         // Declares 3 entries but carries none.
         let mut bad = ok.clone();
         bad[HEADER_LEN - 1] = 3;
@@ -333,9 +345,9 @@ mod tests {
         let s = g.stats();
         assert_eq!(
             (s.passed, s.bad_length, s.oversize, s.bad_header),
-            (1, 2, 1, 3)
+            (2, 2, 1, 4)
         );
-        assert_eq!(s.rejected(), 6);
+        assert_eq!(s.rejected(), 7);
     }
 
     /// A forger at 100k datagrams/s from one address gets `join_rate`

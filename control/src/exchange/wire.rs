@@ -43,7 +43,9 @@ pub const FLAG_SNAPSHOT: u8 = 0x01;
 /// Datagram carries one direct message (see `exchange::direct`): not stored,
 /// not relayed, queued for the module.
 pub const FLAG_DIRECT: u8 = 0x02;
-const KNOWN_FLAGS: u8 = FLAG_SNAPSHOT | FLAG_DIRECT;
+/// Every flag a datagram may carry (at most one of them: a direct message
+/// is never part of a snapshot).
+pub const KNOWN_FLAGS: u8 = FLAG_SNAPSHOT | FLAG_DIRECT;
 
 type HmacSha256 = Hmac<Sha256>;
 
