@@ -1,8 +1,10 @@
 //! A pool-wide CPU policy across two servers, end to end through headroomd:
 //! process detection, the pool CPU entries gossiped through the exchange,
 //! the split of `pool_percent` over the job's instances by demand, its
-//! enforcement with cgroup v1 weights (measured from /proc), a graceful
-//! shutdown that restores every process, and the survivor's re-split.
+//! enforcement with cgroup v1 weights (measured from /proc), a `kill -9`
+//! under traffic and a restart after which pool, enforcement and split come
+//! back, a graceful shutdown that restores every process, and the
+//! survivor's re-split.
 //!
 //! Both lab servers run on this one machine and share its /proc and its
 //! cgroup hierarchy, so each daemon detects only its own server's processes
@@ -25,9 +27,14 @@
 mod common;
 
 use std::{
+    net::SocketAddr,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -37,7 +44,7 @@ use headroom::{
     status::CpuJobStatus,
 };
 use headroom_control::procsched::{backend::parse_proc_cgroup, scan::parse_stat, CgroupVersion};
-use headroom_lab::Lab;
+use headroom_lab::{traffic::udp_flood, Lab};
 use nix::{
     sys::signal::{kill, killpg, Signal},
     unistd::Pid,
@@ -287,6 +294,114 @@ cmdline = "* {rule_tag}"
     )
 }
 
+/// Frames received on the outer interface (all workers).
+fn outer_rx(sock: &Path) -> u64 {
+    status(sock).workers.iter().map(|w| w.rx_packets[0]).sum()
+}
+
+/// The split by demand, settled and measured over 3 s: asserts it follows
+/// demand and is enforced against the unmanaged loop; returns the targets
+/// (busy, light), in percent of a server.
+fn check_split(
+    socks: &[PathBuf; 2],
+    busy: &[u32],
+    light_pid: u32,
+    unmanaged_pid: u32,
+    busy_core: usize,
+    t_pool: Instant,
+    label: &str,
+) -> (f64, f64) {
+    // The split by demand settles within some ticks (500 ms each); the
+    // busy instance overtakes the light one's head start.
+    let mut trail = Vec::new();
+    let settled = wait_for(Duration::from_secs(15), || {
+        let a = cpu_job(&socks[0])?;
+        let b = cpu_job(&socks[1])?;
+        std::thread::sleep(Duration::from_millis(1000));
+        let a2 = cpu_job(&socks[0])?;
+        let b2 = cpu_job(&socks[1])?;
+        trail.push(format!(
+            "{:.1}s {:.0}/{:.0}",
+            t_pool.elapsed().as_secs_f64(),
+            a2.target_percent,
+            b2.target_percent
+        ));
+        ((a.target_percent - a2.target_percent).abs() < 8.0
+            && (b.target_percent - b2.target_percent).abs() < 8.0
+            && a2.target_percent > b2.target_percent)
+            .then_some(())
+    });
+    eprintln!("targets busy/light {label}: {}", trail.join(", "));
+    let (a0, b0) = (cpu_job(&socks[0]).unwrap(), cpu_job(&socks[1]).unwrap());
+    assert!(
+        settled.is_some(),
+        "pool split did not settle with the busy server ahead: {a0:?} / {b0:?}"
+    );
+
+    // Measure over 3 s; targets are averaged over the window.
+    let used = measure(&[busy, &[light_pid], &[unmanaged_pid]], 3.0);
+    let (a1, b1) = (cpu_job(&socks[0]).unwrap(), cpu_job(&socks[1]).unwrap());
+    let (ta, tb) = (
+        (a0.target_percent + a1.target_percent) / 2.0,
+        (b0.target_percent + b1.target_percent) / 2.0,
+    );
+    let (ua, ub, uu) = (used[0], used[1], used[2]);
+    eprintln!(
+        "targets: busy server {ta:.1}% (weight {}, {} instances), light server {tb:.1}% (weight {}, {} instances)",
+        a1.weight, a1.pool_instances, b1.weight, b1.pool_instances
+    );
+    eprintln!(
+        "daemons measured: busy {:.2} cores, light {:.2} cores",
+        a1.cores_used, b1.cores_used
+    );
+    eprintln!(
+        "/proc over 3 s: busy instance {ua:.2} cores, light instance {ub:.2} cores, unmanaged {uu:.2} cores; \
+         busy share of the pool job {:.1}% (target split {:.1}%), busy vs unmanaged on core {busy_core}: {:.1}% (target {ta:.1}%)",
+        ua / (ua + ub) * 100.0,
+        ta / (ta + tb) * 100.0,
+        ua / (ua + uu) * 100.0
+    );
+    for j in [&a1, &b1] {
+        assert_eq!(j.pool_instances, 2, "{j:?}");
+        assert!(
+            (j.weight as f64 - j.target_percent * 100.0).abs() <= 1.0,
+            "weight is not the target: {j:?}"
+        );
+    }
+    // 50 % of a 4-core pool is 2 cores: the two targets (each in percent of
+    // a 2-core server) add up to 100 %.
+    assert!(
+        (ta + tb - 100.0).abs() <= 15.0,
+        "targets {ta:.1}% + {tb:.1}% do not add up to the pool's 2 cores"
+    );
+    assert!(
+        ta >= tb + 20.0,
+        "busy server's target {ta:.1}% not well above the light one's {tb:.1}%"
+    );
+    // Split by demand: the busy instance's share of the targets is its
+    // share of the job's CPU.
+    assert!(ua + ub > 0.5, "the job got too little CPU to judge");
+    assert!(
+        (ta / (ta + tb) - ua / (ua + ub)).abs() <= 0.12,
+        "target split {:.1}% does not follow the measured demand split {:.1}%",
+        ta / (ta + tb) * 100.0,
+        ua / (ua + ub) * 100.0
+    );
+    // Enforcement: against one unmanaged busy loop on its core, the busy
+    // instance gets its target fraction of that core.
+    assert!(
+        ua + uu > 0.5,
+        "core {busy_core} too busy elsewhere to judge"
+    );
+    assert!(
+        (ua / (ua + uu) - ta / 100.0).abs() <= 0.12,
+        "busy instance got {:.1}% of core {busy_core} against the unmanaged loop, target {ta:.1}%",
+        ua / (ua + uu) * 100.0
+    );
+    assert!(ua > ub, "busy instance measured below the light one");
+    (ta, tb)
+}
+
 #[test]
 fn pool_cpu_policy_split_by_demand_across_two_servers() {
     if !preflight() {
@@ -399,97 +514,80 @@ fn pool_cpu_policy_split_by_demand_across_two_servers() {
     }
     assert_eq!(cpu_cgroup(unmanaged_pid), originals[4].1, "unmanaged moved");
 
-    // The split by demand settles within some ticks (500 ms each); the
-    // busy instance overtakes the light one's head start.
-    let mut trail = Vec::new();
-    let settled = wait_for(Duration::from_secs(15), || {
-        let a = cpu_job(&socks[0])?;
-        let b = cpu_job(&socks[1])?;
-        std::thread::sleep(Duration::from_millis(1000));
-        let a2 = cpu_job(&socks[0])?;
-        let b2 = cpu_job(&socks[1])?;
-        trail.push(format!(
-            "{:.1}s {:.0}/{:.0}",
-            t_pool.elapsed().as_secs_f64(),
-            a2.target_percent,
-            b2.target_percent
-        ));
-        ((a.target_percent - a2.target_percent).abs() < 8.0
-            && (b.target_percent - b2.target_percent).abs() < 8.0
-            && a2.target_percent > b2.target_percent)
-            .then_some(())
-    });
-    eprintln!(
-        "targets busy/light after the pool formed: {}",
-        trail.join(", ")
-    );
-    let (a0, b0) = (cpu_job(&socks[0]).unwrap(), cpu_job(&socks[1]).unwrap());
-    assert!(
-        settled.is_some(),
-        "pool split did not settle with the busy server ahead: {a0:?} / {b0:?}"
+    let (_, tb) = check_split(
+        &socks,
+        &busy,
+        light_pid,
+        unmanaged_pid,
+        busy_core,
+        t_pool,
+        "after the pool formed",
     );
 
-    // Measure over 3 s; targets are averaged over the window.
-    let used = measure(&[&busy, &[light_pid], &[unmanaged_pid]], 3.0);
-    let (a1, b1) = (cpu_job(&socks[0]).unwrap(), cpu_job(&socks[1]).unwrap());
-    let (ta, tb) = (
-        (a0.target_percent + a1.target_percent) / 2.0,
-        (b0.target_percent + b1.target_percent) / 2.0,
+    // kill -9 of server 1's daemon under traffic (server 2's host sends to
+    // server 1's through both daemons' workers), then a restart: the pool
+    // and the enforcement come back, and the split is measured again.
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood(
+        &lab.servers[1].ns,
+        7600,
+        SocketAddr::from((lab.servers[0].host_ip, 7601)),
+        5e6,
+        1000,
+        stop_flood.clone(),
     );
-    let (ua, ub, uu) = (used[0], used[1], used[2]);
+    std::thread::sleep(Duration::from_millis(500));
+    let rx_before = outer_rx(&socks[0]);
+    assert!(rx_before > 0, "no traffic through server 1 before the kill");
+    let mut d1 = lab.forget("headroomd-1").expect("daemon 1");
+    d1.kill().expect("kill -9 headroomd 1");
+    let _ = d1.wait();
+    let t_kill = Instant::now();
+    // The cgroup and its processes stay behind (enforcement pauses).
+    assert_eq!(
+        procs_in(&Path::new(CPU_MOUNT).join(&parents[0]).join(JOB)),
+        busy,
+        "a killed daemon's job cgroup keeps its processes"
+    );
+    let sock1 = start(&mut lab, 0);
+    let cg1 = Path::new(CPU_MOUNT).join(&parents[0]).join(JOB);
+    wait_for(Duration::from_secs(15), || {
+        let j = cpu_job(&sock1)?;
+        (live_members(&sock1) == 2
+            && live_members(&socks[1]) == 2
+            && j.pids == busy
+            && j.pool_instances == 2
+            && j.weight > 0
+            && procs_in(&cg1) == busy
+            && outer_rx(&sock1) > 0)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "after kill -9 and restart: pool {} / {}, job {:?}, cgroup {:?}",
+            live_members(&sock1),
+            live_members(&socks[1]),
+            cpu_job(&sock1),
+            procs_in(&cg1)
+        )
+    });
     eprintln!(
-        "targets: busy server {ta:.1}% (weight {}, {} instances), light server {tb:.1}% (weight {}, {} instances)",
-        a1.weight, a1.pool_instances, b1.weight, b1.pool_instances
+        "kill -9 of headroomd 1 under traffic: pool, enforcement and traffic back {:.1} s after the kill",
+        t_kill.elapsed().as_secs_f64()
     );
-    eprintln!(
-        "daemons measured: busy {:.2} cores, light {:.2} cores",
-        a1.cores_used, b1.cores_used
+    let socks = [sock1, socks[1].clone()];
+    check_split(
+        &socks,
+        &busy,
+        light_pid,
+        unmanaged_pid,
+        busy_core,
+        t_kill,
+        "after kill -9 and restart",
     );
-    eprintln!(
-        "/proc over 3 s: busy instance {ua:.2} cores, light instance {ub:.2} cores, unmanaged {uu:.2} cores; \
-         busy share of the pool job {:.1}% (target split {:.1}%), busy vs unmanaged on core {busy_core}: {:.1}% (target {ta:.1}%)",
-        ua / (ua + ub) * 100.0,
-        ta / (ta + tb) * 100.0,
-        ua / (ua + uu) * 100.0
-    );
-    for j in [&a1, &b1] {
-        assert_eq!(j.pool_instances, 2, "{j:?}");
-        assert!(
-            (j.weight as f64 - j.target_percent * 100.0).abs() <= 1.0,
-            "weight is not the target: {j:?}"
-        );
-    }
-    // 50 % of a 4-core pool is 2 cores: the two targets (each in percent of
-    // a 2-core server) add up to 100 %.
-    assert!(
-        (ta + tb - 100.0).abs() <= 15.0,
-        "targets {ta:.1}% + {tb:.1}% do not add up to the pool's 2 cores"
-    );
-    assert!(
-        ta >= tb + 20.0,
-        "busy server's target {ta:.1}% not well above the light one's {tb:.1}%"
-    );
-    // Split by demand: the busy instance's share of the targets is its
-    // share of the job's CPU.
-    assert!(ua + ub > 0.5, "the job got too little CPU to judge");
-    assert!(
-        (ta / (ta + tb) - ua / (ua + ub)).abs() <= 0.12,
-        "target split {:.1}% does not follow the measured demand split {:.1}%",
-        ta / (ta + tb) * 100.0,
-        ua / (ua + ub) * 100.0
-    );
-    // Enforcement: against one unmanaged busy loop on its core, the busy
-    // instance gets its target fraction of that core.
-    assert!(
-        ua + uu > 0.5,
-        "core {busy_core} too busy elsewhere to judge"
-    );
-    assert!(
-        (ua / (ua + uu) - ta / 100.0).abs() <= 0.12,
-        "busy instance got {:.1}% of core {busy_core} against the unmanaged loop, target {ta:.1}%",
-        ua / (ua + uu) * 100.0
-    );
-    assert!(ua > ub, "busy instance measured below the light one");
+    stop_flood.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 0);
 
     // Server 1's daemon stops gracefully: its processes go back, its
     // cgroups go, and the survivor takes the whole pool policy.

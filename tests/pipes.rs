@@ -23,53 +23,13 @@ use headroom_lab::{
 const CAPACITY_BPS: f64 = 20e6;
 const PAYLOAD: usize = 1000;
 
-fn pipe_config(peers: &str, key: &std::path::Path) -> String {
-    format!(
-        r#"
-[exchange]
-key_file = "{key}"
-peers = [{peers}]
-failure_timeout = "1500ms"
-
-[[pipe]]
-name = "uplink"
-capacity = "20Mbit"
-remote = "10.200.2.0/24"
-
-[[job]]
-name = "gold"
-[[job.flow]]
-protocol = "udp"
-local_port = "7001"
-[[job.booking]]
-pipe = "uplink"
-rate = "60%"
-
-[[job]]
-name = "bronze"
-[[job.flow]]
-protocol = "udp"
-local_port = "7002"
-[[job.booking]]
-pipe = "uplink"
-rate = "40%"
-"#,
-        key = key.display()
-    )
-}
-
 #[test]
 fn three_servers_share_a_pipe_by_booking() {
     let mut lab = Lab::up(3, 1).expect("lab");
     let dir = TempDir::new(&format!("{}-pipes", lab.tag));
     let key = dir.path("pool.key");
     headroom_config::write_key_file(&key, b"0123456789abcdef0123456789abcdef").unwrap();
-    let peers: Vec<String> = lab
-        .servers
-        .iter()
-        .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
-        .collect();
-    let extra = pipe_config(&peers.join(", "), &key);
+    let extra = pipe_config(&exchange_peers(&lab), &key, None);
     let mut socks = Vec::new();
     for i in 0..3 {
         let s = lab.servers[i].clone();

@@ -123,3 +123,58 @@ pub fn tcp_sent(ns: &str) -> u64 {
     let c = headroom_lab::traffic::tcp_counters(ns).expect("read the TCP MIB");
     c.out_segs + c.retrans_segs
 }
+
+/// `[exchange] peers` listing every server of the lab.
+pub fn exchange_peers(lab: &Lab) -> String {
+    let peers: Vec<String> = lab
+        .servers
+        .iter()
+        .map(|s| format!("\"{}@{}:7946\"", s.id, s.node_ip))
+        .collect();
+    peers.join(", ")
+}
+
+/// A pool of the lab's servers (`peers`, the pool `key`, optionally a
+/// `rotation` key) sharing the 20 Mbit/s pipe `uplink` towards the
+/// clients: job `gold` (UDP from port 7001) books 60 %, `bronze` (7002) 40 %.
+pub fn pipe_config(
+    peers: &str,
+    key: &std::path::Path,
+    rotation: Option<&std::path::Path>,
+) -> String {
+    let rotation = rotation
+        .map(|r| format!("rotation_key_file = \"{}\"\n", r.display()))
+        .unwrap_or_default();
+    format!(
+        r#"
+[exchange]
+key_file = "{key}"
+{rotation}peers = [{peers}]
+failure_timeout = "1500ms"
+
+[[pipe]]
+name = "uplink"
+capacity = "20Mbit"
+remote = "10.200.2.0/24"
+
+[[job]]
+name = "gold"
+[[job.flow]]
+protocol = "udp"
+local_port = "7001"
+[[job.booking]]
+pipe = "uplink"
+rate = "60%"
+
+[[job]]
+name = "bronze"
+[[job.flow]]
+protocol = "udp"
+local_port = "7002"
+[[job.booking]]
+pipe = "uplink"
+rate = "40%"
+"#,
+        key = key.display()
+    )
+}
