@@ -136,6 +136,16 @@ pub struct DeployArgs {
     pub dry_run: bool,
 }
 
+/// For the command-line tools, never the daemon (a control client that
+/// hangs up must not kill it): a closed stdout ends the process quietly, as
+/// it ends `ls | head`, instead of a panic in `println!`.
+pub fn exit_quietly_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first in main, before any thread exists; the default
+    // disposition installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

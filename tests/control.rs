@@ -88,6 +88,20 @@ fn the_control_group_reads_but_only_root_reloads() {
         "{}",
         text(&other)
     );
+    // `headroomctl status | head -0`: a closed pipe ends it quietly.
+    let mut child = Command::new(&bin)
+        .args(["--socket", &socket.display().to_string(), "status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", text(&out));
+    }
+    assert!(out.stderr.is_empty(), "{}", text(&out));
     // Root: both.
     let re = ctl(&bin, &socket, "reload", None);
     assert!(re.status.success(), "{}", text(&re));

@@ -12,7 +12,7 @@
 //! * One capability less (CAP_NET_ADMIN) and headroomd fails before READY=1,
 //!   so the bounding set really is what the daemon runs with.
 //! * The metrics endpoint serves every family with its HELP and TYPE.
-//! * `headroomctl reload` prints what changed and what waits for a restart,
+//! * `headroomctl reload` prints what changed, or refuses a start-only change,
 //!   and refuses a pool key others can read; every log line is JSON.
 
 mod common;
@@ -310,28 +310,36 @@ listen = "127.0.0.1:7947"
     };
     assert!(wait_for(Duration::from_secs(10), || in_cgroup().then_some(())).is_some());
 
-    // Reload: a job added (applied) and the pipe's capacity (start-only).
+    // Reload: a job added (applied).
     let extra = "[[job]]\nname = \"extra\"\n[[job.flow]]\nprotocol = \"udp\"\nlocal_port = \"9\"\n";
-    std::fs::write(
-        &cfg_path,
-        server_config(&s, &socket, &job(extra)).replace("\"100Mbit\"", "\"200Mbit\""),
-    )
-    .unwrap();
+    let with_extra = server_config(&s, &socket, &job(extra));
+    std::fs::write(&cfg_path, &with_extra).unwrap();
     let out = ctl(&socket, "reload");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("jobs added: extra"), "{text}");
-    assert!(
-        text.contains("not applied until headroomd restarts")
-            && text.contains("pipe uplink: capacity 100Mbit -> 200Mbit"),
-        "{text}"
-    );
     let skipped = notes.until("RELOADING=1", Duration::from_secs(5));
     assert!(skipped.iter().all(|m| has(m, "WATCHDOG=1")), "{skipped:?}");
     let between = notes.until("READY=1", Duration::from_secs(5));
     assert!(between.iter().all(|m| has(m, "WATCHDOG=1")), "{between:?}");
     let reloading = notes.seen.iter().find(|m| has(m, "RELOADING=1")).unwrap();
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+
+    // A start-only change (the pipe's capacity) is refused whole, named.
+    std::fs::write(&cfg_path, with_extra.replace("\"100Mbit\"", "\"200Mbit\"")).unwrap();
+    let out = ctl(&socket, "reload");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted a start-only change");
+    assert!(
+        err.contains("pipe uplink: capacity 100Mbit -> 200Mbit") && err.contains("nothing changed"),
+        "{err}"
+    );
+    let st = status(&socket);
+    assert_eq!((st.reloads_ok, st.reloads_failed), (1, 1));
+    assert_eq!(st.pipes[0].capacity_bps, 100_000_000);
+    notes.until("RELOADING=1", Duration::from_secs(5));
+    notes.until("READY=1", Duration::from_secs(5));
+    std::fs::write(&cfg_path, &with_extra).unwrap();
 
     // A key others can read is refused on reload too; nothing changes.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -342,7 +350,7 @@ listen = "127.0.0.1:7947"
         err.contains(&format!("chmod 600 {}", key.display())),
         "{err}"
     );
-    assert_eq!(status(&socket).reloads_failed, 1);
+    assert_eq!(status(&socket).reloads_failed, 2);
     notes.until("RELOADING=1", Duration::from_secs(5));
     notes.until("READY=1", Duration::from_secs(5));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();

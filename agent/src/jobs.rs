@@ -45,6 +45,12 @@ impl JobRegistry {
         self.ids.iter().find(|(n, _)| n == name).map(|(_, j)| j.0)
     }
 
+    /// Every job name seen since start (the default job not included), in
+    /// id order: the config's jobs and those a reload removed.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.ids.iter().map(|(n, _)| n.as_str())
+    }
+
     /// Compiles the config's flow rules with stable ids.
     pub fn rules(&mut self, cfg: &Config) -> Arc<RuleSet> {
         let jobs: Vec<(JobId, Vec<FlowRule>)> = cfg
@@ -73,5 +79,6 @@ mod tests {
         assert_eq!(r.lookup("bulk"), Some(2));
         assert_eq!(r.lookup("gone"), None);
         assert_eq!(r.id("later"), JobId(3));
+        assert_eq!(r.names().collect::<Vec<_>>(), ["web", "bulk", "later"]);
     }
 }

@@ -267,13 +267,29 @@ impl Agent {
         self.director.as_ref().map(Director::cell)
     }
 
-    /// Every job id in use (the default job's included).
+    /// Every job id seen since start (the default job's and removed jobs'
+    /// included: their counters stay until a restart).
     pub fn job_ids(&self) -> Vec<u16> {
-        self.cfg
-            .job_names()
+        self.job_names_seen()
             .iter()
-            .filter_map(|n| self.jobs.lookup(n))
+            .filter_map(|(n, _)| self.jobs.lookup(n))
             .collect()
+    }
+
+    /// The config's job names, then those a reload removed (`true`).
+    fn job_names_seen(&self) -> Vec<(String, bool)> {
+        let mut names: Vec<(String, bool)> = self
+            .cfg
+            .job_names()
+            .into_iter()
+            .map(|n| (n, false))
+            .collect();
+        for n in self.jobs.names() {
+            if !names.iter().any(|(m, _)| m == n) {
+                names.push((n.to_string(), true));
+            }
+        }
+        names
     }
 
     /// AF_XDP receive drops (kernel drops and full rings) summed over the
@@ -453,10 +469,10 @@ impl Agent {
     }
 
     /// A reload: the configuration file as read again (or why it could not
-    /// be). A valid one is applied (what needs a restart is named as such);
-    /// a rejected one leaves the previous one in force. Returns what changed
-    /// (applied, and what waits for a restart), or the error message of a
-    /// rejected reload.
+    /// be). A valid one is applied whole; one that is invalid or changes a
+    /// field only a start reads is rejected whole (naming those fields) and
+    /// leaves the previous one in force. Returns what changed, or the error
+    /// message of a rejected reload.
     pub fn reload(&mut self, loaded: Result<Config, ConfigError>) -> Result<ConfigChanges, String> {
         let new = match loaded {
             Ok(c) => c,
@@ -477,6 +493,20 @@ impl Agent {
                 .restart_required
                 .push("process rules (no job had any at start: process detection is off)".into());
         }
+        // All or nothing: a file that changes what only a start reads is
+        // refused whole, so status, pool and dataplane never disagree.
+        if !changes.restart_required.is_empty() {
+            self.reloads_failed += 1;
+            let msg = format!(
+                "{}: not reloaded, nothing changed: {} only change(s) at a restart \
+                 (restart headroomd to apply them, or put the running values back)",
+                self.config_file,
+                changes.restart_required.join(", ")
+            );
+            self.last_reload_error = Some(msg.clone());
+            tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
+            return Err(msg);
+        }
         let rules = self.jobs.rules(&new);
         self.rules = Arc::clone(&rules);
         self.out.commands.push_back(Command::SetRules(rules));
@@ -493,12 +523,6 @@ impl Agent {
         self.reloads_ok += 1;
         self.last_reload_error = None;
         tracing::info!(file = %self.config_file, %changes, "configuration reloaded");
-        if !changes.restart_required.is_empty() {
-            tracing::warn!(
-                fields = %changes.restart_required.join(", "),
-                "changed but not applied until headroomd restarts"
-            );
-        }
         Ok(changes)
     }
 
@@ -555,10 +579,9 @@ impl Agent {
             }
         }
         let jobs = self
-            .cfg
-            .job_names()
+            .job_names_seen()
             .into_iter()
-            .map(|name| {
+            .map(|(name, removed)| {
                 let id = if name == DEFAULT_JOB {
                     Some(JobId::DEFAULT.0)
                 } else {
@@ -580,6 +603,7 @@ impl Agent {
                     packets_out: c.packets_out + fout.0,
                     bytes_out: c.bytes_out + fout.1,
                     flows: c.active_flows,
+                    removed,
                 }
             })
             .collect();

@@ -562,27 +562,40 @@ fn reload_applies_rules_and_bookings_and_rejects_bad_files() {
     assert_eq!((st.reloads_ok, st.reloads_failed), (1, 1));
     assert_eq!(st.last_reload_error.as_deref(), Some(msg.as_str()));
     assert_eq!(st.job("new").map(|j| j.packets_in), Some(0));
+    // Removed again: it stays in the status, marked, with its totals (the
+    // metrics keep them too) until a restart.
+    let changes = agent.reload(Ok(config(1, 1, PIPE))).unwrap();
+    assert_eq!(changes.jobs_removed, ["new"]);
+    let st = agent.status(sim.now, DataplaneView::default());
+    let gone = st.job("new").expect("a removed job stays in the status");
+    assert!(gone.removed, "{gone:?}");
+    assert!(st.render_text().contains("new (removed)"));
+    assert!(agent.job_ids().contains(&3), "its counters are still read");
 }
 
 #[test]
-fn reload_names_what_waits_for_a_restart() {
+fn a_reload_that_needs_a_restart_is_refused_whole() {
     let mut sim = Sim::new(9);
     let a = sim.add(config(1, 1, PIPE));
     sim.run_for(Duration::from_millis(100));
     let agent = &mut sim.nodes[a].agent;
-    let mut new = config(1, 1, PIPE);
+    let before = agent.config().clone();
+    let mut new = config(1, 1, &format!("{PIPE}[[job]]\nname = \"late\"\n"));
     new.workers.batch_size += 1;
     new.control.low_freq_interval *= 2;
-    let changes = agent.reload(Ok(new)).unwrap();
-    assert!(changes.applied().is_empty(), "{changes}");
-    assert_eq!(
-        changes.restart_required,
-        ["workers.batch_size", "control.low_freq_interval"]
+    let msg = agent.reload(Ok(new)).unwrap_err();
+    assert!(
+        msg.contains("workers.batch_size, control.low_freq_interval")
+            && msg.contains("nothing changed"),
+        "{msg}"
     );
-    assert_eq!(
-        agent.status(sim.now, DataplaneView::default()).reloads_ok,
-        1
-    );
+    // Nothing of it applied: not the job, not the fields.
+    assert_eq!(agent.config(), &before);
+    assert!(agent.poll_command().is_none(), "nothing applied");
+    let st = agent.status(sim.now, DataplaneView::default());
+    assert_eq!((st.reloads_ok, st.reloads_failed), (0, 1));
+    assert!(st.job("late").is_none());
+    assert_eq!(st.last_reload_error.as_deref(), Some(msg.as_str()));
 }
 
 #[test]

@@ -25,6 +25,7 @@ struct Args {
 const SECTION: &str = "8";
 
 fn main() -> ExitCode {
+    headroom::cli::exit_quietly_on_closed_pipe();
     let args = Args::parse();
     match generate(&args.out) {
         Ok(files) => {

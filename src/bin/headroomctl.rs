@@ -10,6 +10,7 @@ use headroom::{
 };
 
 fn main() -> ExitCode {
+    headroom::cli::exit_quietly_on_closed_pipe();
     let args = CtlArgs::parse();
     let req = match args.cmd {
         CtlCmd::Status { .. } => Request::Status,

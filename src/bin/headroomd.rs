@@ -1,6 +1,6 @@
 //! `headroomd`: the Headroom daemon.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 use headroom::{
@@ -19,7 +19,9 @@ fn main() -> ExitCode {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
-                println!(
+                // A closed stdout is no error of the config's.
+                let _ = writeln!(
+                    std::io::stdout(),
                     "{}: OK (node {}, {} jobs, {} pipes)",
                     path.display(),
                     cfg.node.id,

@@ -53,6 +53,7 @@ fn full_status() -> Status {
             packets_out: 9,
             bytes_out: 900,
             flows: 1,
+            removed: false,
         }],
         flows: 1,
         pipes: vec![PipeStatus {

@@ -462,6 +462,10 @@ pub struct JobStatus {
     pub bytes_out: u64,
     /// Active flows.
     pub flows: u64,
+    /// Removed by a reload: its counters are its totals until a restart
+    /// (the metrics keep them too).
+    #[serde(default)]
+    pub removed: bool,
 }
 
 impl Status {

@@ -150,10 +150,15 @@ impl Status {
             "job", "pkts in", "bytes in", "pkts out", "bytes out", "flows"
         );
         for j in &st.jobs {
+            let name = if j.removed {
+                format!("{} (removed)", j.name)
+            } else {
+                j.name.clone()
+            };
             let _ = writeln!(
                 o,
                 "{:<20} {:>12} {:>14} {:>12} {:>14} {:>8}",
-                j.name, j.packets_in, j.bytes_in, j.packets_out, j.bytes_out, j.flows
+                name, j.packets_in, j.bytes_in, j.packets_out, j.bytes_out, j.flows
             );
         }
         if let Some(ex) = &st.exchange {
