@@ -503,6 +503,11 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    let here = cfg.machine_problems(config_path);
+    if !here.is_empty() {
+        let all: Vec<String> = here.iter().map(|e| e.to_string()).collect();
+        anyhow::bail!("{}", all.join("; "));
+    }
     claim_control_socket(&cfg.control.socket)?;
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));

@@ -149,3 +149,38 @@ fn a_bad_log_filter_is_reported_not_ignored() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_valid_elsewhere_is_reported_and_refused_at_start_here() {
+    let dir = TempDir::new("hr-cli-machine");
+    let cfg = dir.path("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\nid = 1\naddress = \"10.0.0.1\"\n[interfaces]\nouter = \"lo\"\ninner = \"hr-nosuch9\"\n\
+             [workers]\ncores = [4095]\n[control]\nsocket = \"{}\"\n",
+            dir.path("s.sock").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = run(&["--check-config", cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
+    assert!(
+        err.contains("valid, but on this machine")
+            && err.contains(":6: interfaces.inner: no interface \"hr-nosuch9\"")
+            && err.contains(":8: workers.cores[0]: core 4095 is not online"),
+        "{err}"
+    );
+    // At start: refused with the same lines, before anything is touched.
+    let out = run(&["--config", cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interfaces.inner: no interface") && err.contains("core 4095"),
+        "{err}"
+    );
+    assert!(!dir.path("s.sock").exists());
+}

@@ -9,6 +9,7 @@ mod changes;
 mod deprecated;
 mod error;
 mod locate;
+mod machine;
 mod schema;
 mod validate;
 

@@ -113,6 +113,12 @@ fn every_validation_rule() {
         ("[workers]\npacer_burst_us = 1\n", "workers.pacer_burst_us"),
         ("[workers]\npacer_max_queue_delay_ms = 0\n", "workers.pacer_max_queue_delay_ms"),
         ("[classifier]\nflow_capacity = 0\n", "classifier.flow_capacity"),
+        ("[classifier]\nflow_capacity = 1000000000000000\n", "classifier.flow_capacity"),
+        ("[workers]\nframe_count = 2147483648\n", "workers.frame_count"),
+        ("[exchange]\nport = 0\n", "exchange.port"),
+        ("[exchange]\npeers = [\"2@10.0.0.2:7946\", \"2@10.0.0.3:7946\"]\n", "exchange.peers[1]"),
+        ("[exchange]\npeers = [\"0@10.0.0.2:7946\"]\n", "exchange.peers[0]"),
+        ("[exchange]\npeers = [\"1@10.0.0.9:7946\"]\n", "exchange.peers[0]"),
         ("[classifier]\nidle_timeout_secs = 0\n", "classifier.idle_timeout_secs"),
         ("[control]\nhigh_freq_ms = 5\n", "control.high_freq_ms"),
         ("[control]\nlow_freq_ms = 15\n", "control.low_freq_ms"),
@@ -138,6 +144,168 @@ fn every_validation_rule() {
         let (line, f, msg) = invalid(extra);
         assert_eq!(&f, field, "for {extra:?}: {msg}");
         assert!(line > 0 || f == "workers.cores", "no line for {field}");
+    }
+}
+
+/// Every numeric bound, just outside and just inside, on both sides: the
+/// outside value is refused naming its field, the inside one passes.
+#[test]
+fn every_numeric_bound() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (section and key, below or above, inside, field)
+        ("[node]\nid", "0", "65535", "node.id"),
+        (
+            "[workers]\nbatch_size",
+            "1025",
+            "1024",
+            "workers.batch_size",
+        ),
+        (
+            "[workers]\nring_size",
+            "131072",
+            "65536",
+            "workers.ring_size",
+        ),
+        ("[workers]\nring_size", "32", "64", "workers.ring_size"),
+        (
+            "[workers]\nfill_size",
+            "131072",
+            "2048",
+            "workers.fill_size",
+        ),
+        (
+            "[workers]\nfast_path_flows",
+            "0",
+            "1",
+            "workers.fast_path_flows",
+        ),
+        (
+            "[workers]\nfast_path_flows",
+            "16777217",
+            "16777216",
+            "workers.fast_path_flows",
+        ),
+        (
+            "[workers]\nframe_count",
+            "2097152",
+            "1048576",
+            "workers.frame_count",
+        ),
+        (
+            "[workers]\npoll_timeout",
+            "\"1001ms\"",
+            "\"1s\"",
+            "workers.poll_timeout",
+        ),
+        (
+            "[workers]\npoll_timeout",
+            "\"999us\"",
+            "\"1ms\"",
+            "workers.poll_timeout",
+        ),
+        (
+            "[workers]\npublish_interval",
+            "\"9ms\"",
+            "\"10ms\"",
+            "workers.publish_interval",
+        ),
+        (
+            "[workers]\npublish_interval",
+            "\"61m\"",
+            "\"1h\"",
+            "workers.publish_interval",
+        ),
+        (
+            "[workers]\npacer_burst",
+            "\"99us\"",
+            "\"100us\"",
+            "workers.pacer_burst",
+        ),
+        (
+            "[workers]\npacer_burst",
+            "\"101ms\"",
+            "\"100ms\"",
+            "workers.pacer_burst",
+        ),
+        (
+            "[workers]\npacer_max_queue_delay",
+            "\"1001ms\"",
+            "\"1s\"",
+            "workers.pacer_max_queue_delay",
+        ),
+        (
+            "[classifier]\nflow_capacity",
+            "16777217",
+            "16777216",
+            "classifier.flow_capacity",
+        ),
+        (
+            "[classifier]\nidle_timeout",
+            "\"999ms\"",
+            "\"1s\"",
+            "classifier.idle_timeout",
+        ),
+        (
+            "[classifier]\nidle_timeout",
+            "\"25h\"",
+            "\"24h\"",
+            "classifier.idle_timeout",
+        ),
+        (
+            "[classifier]\nidle_timeout",
+            "\"18446744074s\"",
+            "\"1day\"",
+            "classifier.idle_timeout",
+        ),
+        (
+            "[control]\nhigh_freq_interval",
+            "\"9ms\"",
+            "\"10ms\"",
+            "control.high_freq_interval",
+        ),
+        (
+            "[control]\nhigh_freq_interval",
+            "\"101ms\"",
+            "\"100ms\"",
+            "control.high_freq_interval",
+        ),
+        (
+            "[control]\nlow_freq_interval",
+            "\"61s\"",
+            "\"60s\"",
+            "control.low_freq_interval",
+        ),
+        ("[exchange]\nport", "0", "1", "exchange.port"),
+        (
+            "[exchange]\nfailure_timeout",
+            "\"99ms\"",
+            "\"100ms\"",
+            "exchange.failure_timeout",
+        ),
+        (
+            "[exchange]\nfailure_timeout",
+            "\"61m\"",
+            "\"1h\"",
+            "exchange.failure_timeout",
+        ),
+        ("[exchange]\nmtu", "511", "512", "exchange.mtu"),
+        ("[exchange]\nmtu", "9001", "9000", "exchange.mtu"),
+        ("[deploy]\ninner_queues", "65", "64", "deploy.inner_queues"),
+    ];
+    // `[node]` is MIN's own section: its value is replaced, not appended.
+    let with = |key: &str, v: &str| match key.strip_prefix("[node]\nid") {
+        Some(_) => MIN.replace("id = 1", &format!("id = {v}")),
+        None => format!("{MIN}{key} = {v}\n"),
+    };
+    for (key, outside, inside, field) in cases {
+        match parse(&with(key, outside)) {
+            Err(ConfigError::Invalid { field: f, .. }) => {
+                assert_eq!(&f, field, "{key} = {outside}")
+            }
+            other => panic!("{key} = {outside} not refused: {other:?}"),
+        }
+        let ok = parse(&with(key, inside));
+        assert!(ok.is_ok(), "{key} = {inside}: {:?}", ok.err());
     }
 }
 

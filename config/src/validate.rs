@@ -30,6 +30,11 @@ fn within(path: &[&'static str], d: Duration, min: Duration, max: Duration) -> R
     ))
 }
 
+/// Most flows a worker's table may hold (16 Mi; each entry is tens of bytes).
+pub const MAX_FLOW_CAPACITY: usize = 1 << 24;
+/// Most UMEM frames per served queue (1 Mi frames: 4 GiB at 4 KiB frames).
+pub const MAX_FRAME_COUNT: u32 = 1 << 20;
+
 impl Config {
     /// The bookings of every job on pipe `p`, bit/s.
     pub(crate) fn booked_on(&self, p: &crate::PipeConfig) -> u64 {
@@ -145,11 +150,16 @@ impl Config {
                 "must be 2048 or 4096".into(),
             );
         }
-        if w.frame_count < 2 * w.fill_size || !w.frame_count.is_power_of_two() {
+        if w.frame_count < 2 * w.fill_size
+            || !w.frame_count.is_power_of_two()
+            || w.frame_count > MAX_FRAME_COUNT
+        {
             return err(
                 vec![K("workers"), K("frame_count")],
                 format!(
-                    "must be a power of two and at least 2 x fill_size ({})",
+                    "{} must be a power of two in 2 x fill_size ({})..={MAX_FRAME_COUNT} \
+                     (UMEM frames per served queue)",
+                    w.frame_count,
                     2 * w.fill_size
                 ),
             );
@@ -173,10 +183,13 @@ impl Config {
             MS,
             SEC,
         )?;
-        if self.classifier.flow_capacity == 0 {
+        if !(1..=MAX_FLOW_CAPACITY).contains(&self.classifier.flow_capacity) {
             return err(
                 vec![K("classifier"), K("flow_capacity")],
-                "must be at least 1".into(),
+                format!(
+                    "{} must be 1..={MAX_FLOW_CAPACITY} (flows per worker)",
+                    self.classifier.flow_capacity
+                ),
             );
         }
         within(
@@ -198,9 +211,35 @@ impl Config {
                 "must be high_freq_interval..=60s".into(),
             );
         }
+        if self.exchange.port == 0 {
+            return err(vec![K("exchange"), K("port")], "must be 1..=65535".into());
+        }
+        let mut ids: Vec<u16> = Vec::new();
         for (i, p) in self.exchange.peers.iter().enumerate() {
-            if let Err(m) = parse_peer(p) {
-                return err(vec![K("exchange"), K("peers"), I(i)], m);
+            let at = || vec![K("exchange"), K("peers"), I(i)];
+            let (id, addr) = match parse_peer(p) {
+                Ok(v) => v,
+                Err(m) => return err(at(), m),
+            };
+            if id == 0 {
+                return err(
+                    at(),
+                    format!("peer {p:?}: node id 0 is reserved (1..=65535)"),
+                );
+            }
+            if ids.contains(&id) {
+                return err(at(), format!("peer {p:?}: node {id} is listed twice"));
+            }
+            ids.push(id);
+            if id == self.node.id && addr.ip() != std::net::IpAddr::V4(self.node.address) {
+                return err(
+                    at(),
+                    format!(
+                        "peer {p:?} is this node (node.id {id}) with another address: \
+                         its address must be node.address {}",
+                        self.node.address
+                    ),
+                );
             }
         }
         within(

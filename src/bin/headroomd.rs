@@ -28,6 +28,15 @@ fn main() -> ExitCode {
                     cfg.jobs.len(),
                     cfg.pipes.len()
                 );
+                // Checked for another machine, a file can be valid and
+                // still not start here: say what, without failing.
+                let here = cfg.machine_problems(&path);
+                if !here.is_empty() {
+                    eprintln!("valid, but on this machine headroomd would not start:");
+                    for p in &here {
+                        eprintln!("  {p}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
