@@ -1,5 +1,6 @@
 //! Checks of a valid configuration against the machine it runs on: the
-//! interfaces exist (in this network namespace) and the worker cores are
+//! interfaces exist (in this network namespace; the inner one only without
+//! `[deploy] attach_on_start`, which creates it) and the worker cores are
 //! online. `--check-config` reports them as "valid, but on this machine";
 //! a start refuses them before anything is attached.
 
@@ -29,6 +30,10 @@ impl Config {
             ("outer", &self.interfaces.outer),
             ("inner", &self.interfaces.inner),
         ] {
+            // `[deploy] attach_on_start` creates the inner interface.
+            if key == "inner" && self.deploy.attach_on_start {
+                continue;
+            }
             if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
                 problem(
                     vec![K("interfaces"), K(key)],
