@@ -93,8 +93,9 @@ pub struct HeadroomdArgs {
 #[derive(Parser, Debug)]
 #[command(name = "headroomctl", version = headroom_buildinfo::LONG_VERSION)]
 pub struct CtlArgs {
-    /// Control socket of the daemon (`[control] socket` in its configuration).
-    #[arg(short, long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    /// Control socket of the daemon (`[control] socket` in its
+    /// configuration); accepted anywhere on the command line.
+    #[arg(short, long, global = true, default_value = DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -122,6 +123,48 @@ pub enum CtlCmd {
     /// Undo `attach`: the host stack back onto the NIC, exactly as it was.
     /// headroomd must not be running.
     Detach(DeployArgs),
+    /// The pool policy: one document (jobs, pipes, bookings, VIPs,
+    /// triggers) that every server of the pool runs the same version of.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// `headroomctl policy` commands (on any server of the pool).
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Print the active version (or version N) as a policy file, its
+    /// version, author and message as comments on top.
+    Show {
+        /// The version to print (`policy history` lists them).
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// Print what FILE would change on this server, without applying it.
+    Diff {
+        /// Policy file (TOML: [[job]], [[pipe]], [[vip]], ...).
+        file: PathBuf,
+    },
+    /// Validate FILE and make it the pool's next version: prints the
+    /// version and waits until it is active on every server, or names the
+    /// servers that refused it or did not answer (exit 1). An invalid file
+    /// changes nothing anywhere (exit 2).
+    Apply {
+        /// Policy file.
+        file: PathBuf,
+        /// Why (kept in `policy history`).
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// Versions: number, time, server, user, kind, status and message.
+    History,
+    /// Publish version N's content again as the next version.
+    Rollback {
+        /// The version to return to.
+        version: u64,
+        /// Why (kept in `policy history`).
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
 }
 
 /// Options of `attach` and `detach`.

@@ -18,6 +18,46 @@ pub enum Request {
     Status,
     /// Re-read the config file (like SIGHUP) and say whether it was applied.
     Reload,
+    /// Make `document` the pool's next policy version; answered once it is
+    /// active everywhere (or with the nodes that are not).
+    #[serde(rename = "policy_apply")]
+    PolicyApply {
+        /// The file the document was read from (named in errors).
+        file: String,
+        /// The policy document (TOML).
+        document: String,
+        /// Who applies it (for the history).
+        user: String,
+        /// `--message`.
+        message: String,
+    },
+    /// Publish version `version`'s content as the next version.
+    #[serde(rename = "policy_rollback")]
+    PolicyRollback {
+        /// The version number (`policy history` lists them).
+        version: u64,
+        /// Who.
+        user: String,
+        /// `--message`.
+        message: String,
+    },
+    /// The active policy version, or version `version`.
+    #[serde(rename = "policy_show")]
+    PolicyShow {
+        /// The version number (None: the active one).
+        version: Option<u64>,
+    },
+    /// The policy history.
+    #[serde(rename = "policy_history")]
+    PolicyHistory,
+    /// What `document` would change on this node.
+    #[serde(rename = "policy_diff")]
+    PolicyDiff {
+        /// The file the document was read from.
+        file: String,
+        /// The policy document.
+        document: String,
+    },
 }
 
 impl Request {
@@ -25,8 +65,11 @@ impl Request {
     /// `[control] group` may send the others).
     pub fn mutates(&self) -> bool {
         match self {
-            Request::Status => false,
-            Request::Reload => true,
+            Request::Status
+            | Request::PolicyShow { .. }
+            | Request::PolicyHistory
+            | Request::PolicyDiff { .. } => false,
+            Request::Reload | Request::PolicyApply { .. } | Request::PolicyRollback { .. } => true,
         }
     }
 
@@ -35,6 +78,20 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::Reload => "reload",
+            Request::PolicyApply { .. } => "policy apply",
+            Request::PolicyRollback { .. } => "policy rollback",
+            Request::PolicyShow { .. } => "policy show",
+            Request::PolicyHistory => "policy history",
+            Request::PolicyDiff { .. } => "policy diff",
+        }
+    }
+
+    /// How long the daemon may take to answer: a rollout waits for every
+    /// node (the policy's apply timeout is 10 s).
+    pub fn answer_within(&self) -> Duration {
+        match self {
+            Request::PolicyApply { .. } | Request::PolicyRollback { .. } => Duration::from_secs(15),
+            _ => Duration::from_secs(8),
         }
     }
 }
@@ -48,6 +105,24 @@ pub enum Response {
     /// Reload applied: what changed, and what waits for a restart.
     Reloaded {
         /// The difference between the old and the new configuration.
+        changes: headroom_config::ConfigChanges,
+    },
+    /// A policy apply or rollback finished.
+    #[serde(rename = "policy_applied")]
+    PolicyApplied(headroom_agent::policy::PolicyAnswer),
+    /// A policy version.
+    #[serde(rename = "policy_version")]
+    PolicyVersion(headroom_agent::policy::PolicyVersion),
+    /// The policy history, oldest first.
+    #[serde(rename = "policy_history")]
+    PolicyHistory {
+        /// One row per version.
+        rows: Vec<headroom_agent::policy::PolicyHistoryRow>,
+    },
+    /// What a policy document would change on this node.
+    #[serde(rename = "policy_diff")]
+    PolicyDiff {
+        /// The changes.
         changes: headroom_config::ConfigChanges,
     },
     /// The request failed.
@@ -82,7 +157,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, CtlError> {
         path: socket.display().to_string(),
         source,
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(req.answer_within() + Duration::from_secs(2)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
@@ -93,7 +168,8 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, CtlError> {
 
 /// Longest request line the daemon reads; longer ones are answered with an
 /// error and the connection is closed.
-pub const MAX_REQUEST: u64 = 64 * 1024;
+/// (A policy document may be 256 KiB, JSON-escaped in the request.)
+pub const MAX_REQUEST: u64 = 1024 * 1024;
 
 /// How long a connection may take to send its request line (or to read the
 /// response) before it is closed.
@@ -238,7 +314,7 @@ mod tests {
             Request::Reload => Response::Reloaded {
                 changes: Default::default(),
             },
-            Request::Status => Response::Error {
+            _ => Response::Error {
                 message: "status".into(),
             },
         })

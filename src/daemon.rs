@@ -63,6 +63,13 @@ fn start_procsched(cfg: &Config) -> Result<ProcessScheduler> {
         detect_backend(&choice, &cfg.cpu.cgroup_parent).context("setting up CPU enforcement")?;
     let jobs: Vec<_> = cfg.jobs.iter().map(|j| j.process_job()).collect();
     let mut ps = ProcessScheduler::new(&jobs, backend).context("starting the process scheduler")?;
+    if cfg.cpu.scope == headroom_config::CpuScope::Netns {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata("/proc/self/ns/net")
+            .context("reading this network namespace (/proc/self/ns/net) for [cpu] scope")?
+            .ino();
+        ps = ps.with_scanner(headroom_control::procsched::scan::Scanner::new().only_netns(ino));
+    }
     let state = cfg.cpu.state_file();
     ps.recover(&state).with_context(|| {
         format!(
@@ -91,18 +98,52 @@ fn pool_keys(cfg: &Config) -> Result<Option<PoolKeys>> {
     Ok(Some((read(key_file)?, rotation)))
 }
 
-/// The pool keys, boot epoch and a random seed, when a pool key is
-/// configured.
-fn pool_setup(cfg: &Config) -> Result<Option<PoolSetup>> {
+/// The pool keys, boot epoch, a random seed, the policy state persisted
+/// before and the node file's initial policy, when a pool key is configured.
+fn pool_setup(cfg: &Config, config_path: &Path) -> Result<Option<PoolSetup>> {
     let Some((key, rotation_key)) = pool_keys(cfg)? else {
         return Ok(None);
     };
+    let state = policy_state_file(cfg);
+    let policy_state = match std::fs::read(&state) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::error!(file = %state.display(), error = %e, "policy state not read; starting without it");
+            None
+        }
+    };
+    let src = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
     Ok(Some(PoolSetup {
         key,
         rotation_key,
         epoch: boot_epoch(),
         rng_seed: rand_seed(),
+        wall_ms: headroom_clock::WallTime::now().as_unix_nanos() / 1_000_000,
+        policy_state,
+        initial_policy: headroom_config::initial_policy(&src).map(String::into_bytes),
     }))
+}
+
+/// Where this node keeps the latest pool policy it has seen.
+fn policy_state_file(cfg: &Config) -> std::path::PathBuf {
+    cfg.cpu
+        .state_dir
+        .join(format!("policy-node{}.state", cfg.node.id))
+}
+
+/// Writes `bytes` to `path` atomically (a crash leaves the old content or
+/// the new, never a mix).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut f = tempfile::NamedTempFile::new_in(dir)?;
+    f.write_all(bytes)?;
+    f.as_file().sync_all()?;
+    f.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn rand_seed() -> u64 {
@@ -189,15 +230,15 @@ fn serve_control_socket(path: &Path, group: Option<u32>, tx: Sender<CtlMsg>) -> 
     // waits on its own thread, so a slow client holds up nobody else.
     crate::ctl::serve(listener, move |req| {
         let (rtx, rrx) = crossbeam_channel::bounded(1);
+        let within = req.answer_within();
         if tx.send((req, rtx)).is_err() {
             return Response::Error {
                 message: "daemon is stopping".into(),
             };
         }
-        rrx.recv_timeout(Duration::from_secs(8))
-            .unwrap_or(Response::Error {
-                message: "daemon did not answer".into(),
-            })
+        rrx.recv_timeout(within).unwrap_or(Response::Error {
+            message: "daemon did not answer".into(),
+        })
     })?;
     Ok(())
 }
@@ -227,6 +268,10 @@ struct Runtime<'a> {
     /// What `systemctl status` shows while serving (what a reload cannot
     /// change).
     serving: String,
+    /// Clients waiting for their `policy apply` / `rollback` to finish.
+    pending: HashMap<headroom_control::policy::ReqId, Sender<Response>>,
+    /// Where the policy state is persisted.
+    policy_state: std::path::PathBuf,
 }
 
 impl Runtime<'_> {
@@ -296,6 +341,17 @@ impl Runtime<'_> {
                 let table = read_neighbours();
                 self.agent.handle_neighbours(now, &table);
             }
+            Command::PolicyAnswer { req, answer } => {
+                if let Some(reply) = self.pending.remove(&req) {
+                    let _ = reply.send(Response::PolicyApplied(*answer));
+                }
+            }
+            Command::PersistPolicy(bytes) => {
+                if let Err(e) = write_atomic(&self.policy_state, &bytes) {
+                    tracing::error!(file = %self.policy_state.display(), error = %e,
+                        "policy state not persisted (a restart would wait for the pool's version)");
+                }
+            }
         }
     }
 
@@ -361,14 +417,57 @@ impl Runtime<'_> {
         }
     }
 
-    fn request(&mut self, now: Timestamp, req: Request) -> Response {
-        match req {
-            Request::Status => Response::Status(Box::new(self.status(now))),
-            Request::Reload => match self.reload(now) {
+    /// Answers `req` now, or keeps `reply` until the agent answers it
+    /// (policy apply and rollback).
+    fn request(&mut self, now: Timestamp, req: Request, reply: Sender<Response>) {
+        let pending = |r: Result<headroom_control::policy::ReqId, String>| match r {
+            Ok(id) => Err(id),
+            Err(message) => Ok(Response::Error { message }),
+        };
+        let answer = match req {
+            Request::Status => Ok(Response::Status(Box::new(self.status(now)))),
+            Request::Reload => Ok(match self.reload(now) {
                 Ok(changes) => Response::Reloaded { changes },
                 Err(message) => Response::Error { message },
-            },
+            }),
+            Request::PolicyApply {
+                file,
+                document,
+                user,
+                message,
+            } => pending(
+                self.agent
+                    .policy_apply(now, &document, &file, &user, &message),
+            ),
+            Request::PolicyRollback {
+                version,
+                user,
+                message,
+            } => pending(self.agent.policy_rollback(now, version, &user, &message)),
+            Request::PolicyShow { version } => Ok(match self.agent.policy_show(version) {
+                Ok(v) => Response::PolicyVersion(v),
+                Err(message) => Response::Error { message },
+            }),
+            Request::PolicyHistory => Ok(match self.agent.policy_history() {
+                Ok(rows) => Response::PolicyHistory { rows },
+                Err(message) => Response::Error { message },
+            }),
+            Request::PolicyDiff { file, document } => {
+                Ok(match self.agent.policy_diff(&document, &file) {
+                    Ok(changes) => Response::PolicyDiff { changes },
+                    Err(message) => Response::Error { message },
+                })
+            }
+        };
+        match answer {
+            Ok(resp) => {
+                let _ = reply.send(resp);
+            }
+            Err(id) => {
+                self.pending.insert(id, reply);
+            }
         }
+        self.carry_out(now);
     }
 
     /// A reload (control socket or SIGHUP) between RELOADING=1 and READY=1.
@@ -442,8 +541,7 @@ impl Runtime<'_> {
                     self.agent.handle_report(r);
                 },
                 recv(requests) -> m => if let Ok((req, reply)) = m {
-                    let resp = self.request(Timestamp::now(), req);
-                    let _ = reply.send(resp);
+                    self.request(Timestamp::now(), req, reply);
                 },
                 recv(datagrams) -> d => if let Ok((from, bytes)) = d {
                     self.agent.handle_datagram(Timestamp::now(), from, &bytes);
@@ -526,14 +624,17 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     let workers = cfg.workers.cores.len();
     let setup = AgentSetup {
         workers,
-        pool: pool_setup(&cfg)?,
+        pool: pool_setup(&cfg, config_path)?,
     };
+    let policy_state = policy_state_file(&cfg);
     let agent = Agent::new(
-        cfg.clone(),
+        cfg,
         config_path.display().to_string(),
         Timestamp::now(),
         setup,
     )?;
+    // The node file composed with the policy this node persisted (if any).
+    let cfg = agent.config().clone();
     // Before anything is attached or moved: one daemon per interface.
     let _lock = crate::instance_lock::acquire(&cfg, agent.cpu_scheduling())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -596,6 +697,8 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         service,
         serving,
         guarded,
+        pending: HashMap::new(),
+        policy_state,
     };
     rt.run(&report_rx, &ctl_rx, &stop, &hup);
     rt.service.stopping();

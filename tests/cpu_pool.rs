@@ -63,39 +63,50 @@ struct Burner {
 }
 
 impl Burner {
-    fn spawn(mut cmd: Command, core: usize) -> Burner {
+    /// Spawns `cmd` pinned to `core` in network namespace `ns` (the lab
+    /// server it belongs to: `[cpu] scope = "netns"` keeps each server's
+    /// scheduler to its own processes on the shared kernel).
+    fn spawn(mut cmd: Command, core: usize, ns: &str) -> Burner {
+        use std::os::fd::AsRawFd;
         let mut set = nix::sched::CpuSet::new();
         set.set(core).expect("cpu set");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0);
-        // SAFETY: the closure only makes the sched_setaffinity system call
-        // on a CpuSet prepared before fork; it allocates nothing.
+        let netns = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+        let fd = netns.as_raw_fd();
+        // SAFETY: the closure only makes the setns and sched_setaffinity
+        // system calls on a descriptor and a CpuSet prepared before fork
+        // (the descriptor stays open until spawn returns); it allocates
+        // nothing.
         unsafe {
             cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
             });
         }
-        Burner {
-            child: cmd.spawn().expect("spawn burner"),
-        }
+        let child = cmd.spawn().expect("spawn burner");
+        drop(netns);
+        Burner { child }
     }
 
     /// `/bin/sh -c LOOP tag`: the tag ends the command line.
-    fn busy(tag: &str, core: usize) -> Burner {
+    fn busy(tag: &str, core: usize, ns: &str) -> Burner {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg(LOOP).arg(tag);
-        Self::spawn(cmd, core)
+        Self::spawn(cmd, core, ns)
     }
 
     /// `perl ... -e LIGHT tag`: busy a fifth of the time.
-    fn light(tag: &str, core: usize) -> Burner {
+    fn light(tag: &str, core: usize, ns: &str) -> Burner {
         let mut cmd = Command::new("perl");
         cmd.arg("-MTime::HiRes=time,sleep")
             .arg("-e")
             .arg(LIGHT)
             .arg(tag);
-        Self::spawn(cmd, core)
+        Self::spawn(cmd, core, ns)
     }
 
     fn pid(&self) -> u32 {
@@ -282,6 +293,7 @@ failure_timeout = "1500ms"
 backend = "cgroup-v1"
 cgroup_parent = "{parent}"
 state_dir = "{state}"
+scope = "netns"
 
 [[job]]
 name = "{JOB}"
@@ -425,14 +437,18 @@ fn pool_cpu_policy_split_by_demand_across_two_servers() {
     let mut burners = Vec::new();
     let mut busy = Vec::new();
     for _ in 0..3 {
-        let b = Burner::busy(&tag_of(1), busy_core);
+        let b = Burner::busy(&tag_of(1), busy_core, &lab.servers[0].ns);
         busy.push(b.pid());
         burners.push(b);
     }
-    let light = Burner::light(&tag_of(2), light_core);
+    let light = Burner::light(&tag_of(2), light_core, &lab.servers[1].ns);
     let light_pid = light.pid();
     burners.push(light);
-    let unmanaged = Burner::busy(&format!("hrburn-{tag}-unmanaged"), busy_core);
+    let unmanaged = Burner::busy(
+        &format!("hrburn-{tag}-unmanaged"),
+        busy_core,
+        &lab.servers[0].ns,
+    );
     let unmanaged_pid = unmanaged.pid();
     burners.push(unmanaged);
     busy.sort_unstable();
@@ -453,7 +469,9 @@ fn pool_cpu_policy_split_by_demand_across_two_servers() {
     let start = |lab: &mut Lab, i: usize| {
         let s = lab.servers[i].clone();
         let sock = dir.path(&format!("s{}.sock", s.id));
-        let extra = config_extra(&key, &peers, &parents[i], &tag_of(s.id));
+        // One policy for the pool: the same rule on both servers, each
+        // matching its own processes (its network namespace).
+        let extra = config_extra(&key, &peers, &parents[i], &format!("hrburn-{tag}-s*"));
         start_daemon(lab, &dir, i, &server_config(&s, &sock, &extra))
     };
     // The light server starts first and runs alone for a while: its

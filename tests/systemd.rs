@@ -28,7 +28,6 @@ use common::*;
 use headroom_lab::{Lab, INNER, NIC as OUTER};
 
 const UNIT: &str = include_str!("../packaging/headroomd.service");
-const HEADROOMCTL: &str = env!("CARGO_BIN_EXE_headroomctl");
 
 /// The unit's `CapabilityBoundingSet=` as setpriv's `--bounding-set`.
 fn unit_caps(without: Option<&str>) -> String {
@@ -310,14 +309,20 @@ listen = "127.0.0.1:7947"
     };
     assert!(wait_for(Duration::from_secs(10), || in_cgroup().then_some(())).is_some());
 
-    // Reload: a job added (applied).
+    // Reload: the node file now adds a job, but the pool runs a policy of
+    // its own (v1, this file's initial sections): the reload says so and
+    // changes nothing of the policy.
     let extra = "[[job]]\nname = \"extra\"\n[[job.flow]]\nprotocol = \"udp\"\nlocal_port = \"9\"\n";
     let with_extra = server_config(&s, &socket, &job(extra));
     std::fs::write(&cfg_path, &with_extra).unwrap();
     let out = ctl(&socket, "reload");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("jobs added: extra"), "{text}");
+    assert!(
+        text.contains("note: the node file's policy sections are not used: the pool runs v1"),
+        "{text}"
+    );
+    assert!(status(&socket).job("extra").is_none());
     let skipped = notes.until("RELOADING=1", Duration::from_secs(5));
     assert!(skipped.iter().all(|m| has(m, "WATCHDOG=1")), "{skipped:?}");
     let between = notes.until("READY=1", Duration::from_secs(5));
@@ -325,21 +330,36 @@ listen = "127.0.0.1:7947"
     let reloading = notes.seen.iter().find(|m| has(m, "RELOADING=1")).unwrap();
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
 
-    // A start-only change (the pipe's capacity) is refused whole, named.
-    std::fs::write(&cfg_path, with_extra.replace("\"100Mbit\"", "\"200Mbit\"")).unwrap();
-    let out = ctl(&socket, "reload");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "accepted a start-only change");
+    // `policy apply` adds it, live.
+    let policy = headroom_config::initial_policy(&with_extra).unwrap();
+    let policy_file = dir.path("policy.toml");
+    std::fs::write(&policy_file, &policy).unwrap();
+    let (code, out, err) = headroomctl(
+        &socket,
+        &["policy", "apply", &policy_file.display().to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("pipe uplink: capacity 100Mbit -> 200Mbit") && err.contains("nothing changed"),
+        out.contains("v2 active on 1 node(s)") && out.contains("jobs added: extra"),
+        "{out}"
+    );
+    assert!(status(&socket).job("extra").is_some());
+
+    // A start-only change (the pipe's capacity) is refused whole, named.
+    std::fs::write(&policy_file, policy.replace("\"100Mbit\"", "\"200Mbit\"")).unwrap();
+    let (code, out, err) = headroomctl(
+        &socket,
+        &["policy", "apply", &policy_file.display().to_string()],
+    );
+    assert_eq!(code, 2, "accepted a start-only change: {out}{err}");
+    assert!(
+        err.contains("pipe uplink: capacity 100Mbit -> 200Mbit") && err.contains("restart"),
         "{err}"
     );
     let st = status(&socket);
-    assert_eq!((st.reloads_ok, st.reloads_failed), (1, 1));
+    assert_eq!((st.reloads_ok, st.reloads_failed), (1, 0));
     assert_eq!(st.pipes[0].capacity_bps, 100_000_000);
-    notes.until("RELOADING=1", Duration::from_secs(5));
-    notes.until("READY=1", Duration::from_secs(5));
-    std::fs::write(&cfg_path, &with_extra).unwrap();
+    assert_eq!(st.policy.unwrap().active.as_deref(), Some("v2"));
 
     // A key others can read is refused on reload too; nothing changes.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -350,7 +370,7 @@ listen = "127.0.0.1:7947"
         err.contains(&format!("chmod 600 {}", key.display())),
         "{err}"
     );
-    assert_eq!(status(&socket).reloads_failed, 2);
+    assert_eq!(status(&socket).reloads_failed, 1);
     notes.until("RELOADING=1", Duration::from_secs(5));
     notes.until("READY=1", Duration::from_secs(5));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -423,7 +443,23 @@ listen = "127.0.0.1:7947"
         .as_str()
         .unwrap()
         .to_string();
-    assert!(reloaded.contains("jobs added: extra"), "{reloaded}");
+    assert_eq!(reloaded, "no changes");
+    let activated = &lines
+        .iter()
+        .find(|v| {
+            v["fields"]["message"] == "policy activated"
+                && v["fields"]["version"]
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("v2 "))
+        })
+        .unwrap_or_else(|| panic!("no v2 activation in {log}"))["fields"];
+    assert!(
+        activated["changes"]
+            .as_str()
+            .unwrap()
+            .contains("jobs added: extra"),
+        "{activated}"
+    );
     find("headroomd stopped");
     drop(sleeper);
 }

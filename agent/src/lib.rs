@@ -36,6 +36,7 @@
 pub mod director;
 pub mod jobs;
 pub mod pipes;
+pub mod policy;
 pub mod pool;
 pub mod status;
 
@@ -43,9 +44,10 @@ pub mod status;
 mod tests;
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
+    path::Path,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -53,6 +55,7 @@ use headroom_clock::Timestamp;
 use headroom_config::{process::ProcessJob, Config, ConfigChanges, ConfigError, DEFAULT_JOB};
 use headroom_control::{
     health::probe::{ProbeRequest, ProbeResult},
+    policy::{PolicyEvent, ReqId},
     procsched::ProcSchedSnapshot,
 };
 use headroom_dataplane::{
@@ -66,7 +69,8 @@ use headroom_dataplane::{
 use director::Director;
 use jobs::JobRegistry;
 use pipes::{Pipes, PipesError};
-use pool::{Pool, PoolSetup, CODE_BANDWIDTH, CODE_CPU};
+use policy::{Composer, PolicyAnswer, PolicyHistoryRow, PolicyVersion, SharedComposer};
+use pool::{Pool, PoolError, PoolSetup, CODE_BANDWIDTH, CODE_CPU};
 use status::{CpuJobStatus, CpuStatus, InterfaceStatus, JobStatus, Status, WorkerStatus};
 
 /// What a worker publishes.
@@ -129,6 +133,18 @@ pub enum Command {
     /// addresses and their interfaces' MACs, and hand it to
     /// [`Agent::handle_neighbours`].
     ReadNeighbours,
+    /// A `policy apply` / `policy rollback` made on this node finished:
+    /// answer the client waiting for `req`.
+    PolicyAnswer {
+        /// The request ([`Agent::policy_apply`] returned it).
+        req: ReqId,
+        /// The answer.
+        answer: Box<PolicyAnswer>,
+    },
+    /// Write the policy state (atomically: a crash mid-write must leave the
+    /// previous state) where the next start reads it back into
+    /// [`PoolSetup::policy_state`].
+    PersistPolicy(Vec<u8>),
 }
 
 /// What only the runtime can read from the dataplane, for the status: the
@@ -174,15 +190,22 @@ pub enum AgentError {
     /// A worker's pacer could not be made.
     #[error("pacer of worker {0}: {1}")]
     Pacer(usize, PacerError),
-    /// The exchange refused a registration.
+    /// The exchange or the policy refused to start.
     #[error("joining the pool: {0}")]
-    Exchange(#[from] headroom_control::exchange::ExchangeError),
+    Pool(#[from] PoolError),
 }
 
 /// The control thread's state.
 #[derive(Debug)]
 pub struct Agent {
+    /// In force: the node file composed with the pool's active policy.
     cfg: Config,
+    /// The node file as last read, and what checks policy versions.
+    composer: SharedComposer,
+    /// Changes of this node's own pending applies, for their answers.
+    policy_changes: BTreeMap<ReqId, headroom_config::ConfigChanges>,
+    /// Active versions this node could not run (kept its previous one).
+    policy_failed: u64,
     config_file: String,
     started: Timestamp,
     jobs: JobRegistry,
@@ -210,13 +233,41 @@ impl Agent {
         now: Timestamp,
         setup: AgentSetup,
     ) -> Result<Agent, AgentError> {
+        let config_file = config_file.into();
+        let composer = Arc::new(Mutex::new(Composer {
+            node: cfg.clone(),
+            active: cfg.clone(),
+            cpu_scheduling: cpu_scheduling(&cfg),
+        }));
+        let validator = {
+            let c = Arc::clone(&composer);
+            Box::new(move |doc: &[u8]| policy::lock(&c).check(doc, "policy").map(|_| ()))
+        };
+        let initial = setup.pool.as_ref().and_then(|p| p.initial_policy.clone());
+        let pool = Pool::new(&cfg, setup.pool, initial, validator, now)?;
+        // A restarted node starts with the version it persisted (it still
+        // enforces nothing until the pool confirms it is current).
+        let mut cfg = cfg;
+        if let Some((meta, doc)) = pool.as_ref().and_then(|p| p.policy().active()) {
+            match policy::lock(&composer).check(doc, &format!("policy {}", meta.id)) {
+                Ok((c, _)) => cfg = c,
+                Err(e) => tracing::error!(error = %e, "persisted policy not used at start"),
+            }
+        }
+        {
+            let mut c = policy::lock(&composer);
+            c.active = cfg.clone();
+            c.cpu_scheduling = cpu_scheduling(&cfg);
+        }
         let mut jobs = JobRegistry::default();
         let rules = jobs.rules(&cfg);
         let pipes = Pipes::from_config(&cfg, setup.workers, |n| jobs.id(n).0)?;
-        let pool = Pool::new(&cfg, setup.pool, now)?;
         let director = Director::new(&cfg, now);
         let mut agent = Agent {
-            config_file: config_file.into(),
+            composer,
+            policy_changes: BTreeMap::new(),
+            policy_failed: 0,
+            config_file,
             started: now,
             jobs,
             rules,
@@ -364,7 +415,7 @@ impl Agent {
             self.next_low = now + self.cfg.control.low_freq_interval;
             self.low_frequency();
         }
-        self.drain_pool();
+        self.drain_pool(now);
     }
 
     /// Exchange and allocation (seed [0174] lines 8-20): publish this node's
@@ -377,9 +428,13 @@ impl Agent {
         if let Some(bw) = pipes {
             let entry = bw.measure(now, |id| jobs.name_of(id));
             match pool {
+                // No grant before this node runs the pool's current policy
+                // (a joiner or a restarted node must not enforce a stale one).
                 Some(pool) => {
                     pool.publish(now, CODE_BANDWIDTH, &entry);
-                    bw.allocate(now, pool.peer_entries(CODE_BANDWIDTH), |n| jobs.lookup(n));
+                    if pool.policy().is_current() {
+                        bw.allocate(now, pool.peer_entries(CODE_BANDWIDTH), |n| jobs.lookup(n));
+                    }
                 }
                 None => bw.allocate(now, std::iter::empty(), |n| jobs.lookup(n)),
             }
@@ -395,7 +450,7 @@ impl Agent {
     /// Process detection and CPU shares (seed [0179]-[0182]): the runtime
     /// runs the scheduler's tick with the peers' entries.
     fn low_frequency(&mut self) {
-        if !self.cpu_scheduling() {
+        if !self.cpu_scheduling() || !self.enforcing() {
             return;
         }
         let peers = match &self.pool {
@@ -408,8 +463,14 @@ impl Agent {
         self.out.commands.push_back(Command::CpuTick { peers });
     }
 
-    fn drain_pool(&mut self) {
+    fn drain_pool(&mut self, now: Timestamp) {
+        while let Some(ev) = self.pool.as_mut().and_then(Pool::poll_policy_event) {
+            self.on_policy_event(now, ev);
+        }
         if let Some(pool) = &mut self.pool {
+            if let Some(bytes) = pool.take_policy_persist() {
+                self.out.commands.push_back(Command::PersistPolicy(bytes));
+            }
             while let Some(t) = pool.poll_transmit() {
                 self.out.transmits.push_back(Transmit::Datagram {
                     to: t.dst,
@@ -424,7 +485,7 @@ impl Agent {
         if let Some(pool) = &mut self.pool {
             pool.handle_datagram(now, from, bytes);
         }
-        self.drain_pool();
+        self.drain_pool(now);
     }
 
     /// A worker published its counters.
@@ -458,7 +519,7 @@ impl Agent {
             pool.publish(now, CODE_CPU, entry);
         }
         self.cpu = Some(cpu_status(snap));
-        self.drain_pool();
+        self.drain_pool(now);
     }
 
     /// A transmit could not be sent (counted where it matters).
@@ -468,26 +529,49 @@ impl Agent {
         }
     }
 
-    /// A reload: the configuration file as read again (or why it could not
-    /// be). A valid one is applied whole; one that is invalid or changes a
+    /// A reload: the node file as read again (or why it could not be). With
+    /// a pool that runs a policy, the node file's policy sections are not
+    /// used (the pool's policy is composed in; `policy apply` changes it).
+    /// A valid result is applied whole; one that is invalid or changes a
     /// field only a start reads is rejected whole (naming those fields) and
     /// leaves the previous one in force. Returns what changed, or the error
     /// message of a rejected reload.
     pub fn reload(&mut self, loaded: Result<Config, ConfigError>) -> Result<ConfigChanges, String> {
-        let new = match loaded {
+        let node = match loaded {
             Ok(c) => c,
-            Err(e) => {
-                self.reloads_failed += 1;
-                let msg = e.to_string();
-                self.last_reload_error = Some(msg.clone());
-                tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
-                return Err(msg);
-            }
+            Err(e) => return Err(self.reload_failed(e.to_string())),
         };
-        for w in &new.warnings {
+        for w in &node.warnings {
             tracing::warn!("{w}");
         }
+        let mut notes = Vec::new();
+        let new = match self.pool.as_ref().and_then(|p| p.policy().active()) {
+            Some((meta, doc)) => {
+                let name = format!("policy {}", meta.id);
+                let composed = std::str::from_utf8(doc)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| {
+                        node.with_policy(d, Path::new(&name))
+                            .map_err(|e| e.to_string())
+                    });
+                match composed {
+                    Ok(c) => {
+                        if !c.same_policy(&node) {
+                            notes.push(format!(
+                                "the node file's policy sections are not used: the pool runs {} \
+                                 (`headroomctl policy apply FILE` changes it)",
+                                meta.id
+                            ));
+                        }
+                        c
+                    }
+                    Err(e) => return Err(self.reload_failed(e)),
+                }
+            }
+            None => node.clone(),
+        };
         let mut changes = ConfigChanges::between(&self.cfg, &new);
+        changes.notes = notes;
         if !self.cpu_scheduling && cpu_scheduling(&new) {
             changes
                 .restart_required
@@ -496,17 +580,37 @@ impl Agent {
         // All or nothing: a file that changes what only a start reads is
         // refused whole, so status, pool and dataplane never disagree.
         if !changes.restart_required.is_empty() {
-            self.reloads_failed += 1;
             let msg = format!(
                 "{}: not reloaded, nothing changed: {} only change(s) at a restart \
                  (restart headroomd to apply them, or put the running values back)",
                 self.config_file,
                 changes.restart_required.join(", ")
             );
-            self.last_reload_error = Some(msg.clone());
-            tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
-            return Err(msg);
+            return Err(self.reload_failed(msg));
         }
+        policy::lock(&self.composer).node = node;
+        self.apply_config(new, &changes);
+        self.reloads_ok += 1;
+        self.last_reload_error = None;
+        tracing::info!(file = %self.config_file, %changes, "configuration reloaded");
+        for n in &changes.notes {
+            tracing::warn!("{n}");
+        }
+        Ok(changes)
+    }
+
+    fn reload_failed(&mut self, msg: String) -> String {
+        self.reloads_failed += 1;
+        self.last_reload_error = Some(msg.clone());
+        tracing::error!(error = %msg, "configuration rejected; the previous one stays in force");
+        msg
+    }
+
+    /// Puts `new` in force: rules to the workers, bookings to the pipes,
+    /// process rules to the scheduler. `changes` must hold nothing for a
+    /// restart.
+    fn apply_config(&mut self, new: Config, changes: &ConfigChanges) {
+        debug_assert!(changes.restart_required.is_empty());
         let rules = self.jobs.rules(&new);
         self.rules = Arc::clone(&rules);
         self.out.commands.push_back(Command::SetRules(rules));
@@ -519,11 +623,170 @@ impl Agent {
                 jobs: new.jobs.iter().map(|j| j.process_job()).collect(),
             });
         }
+        policy::lock(&self.composer).active = new.clone();
         self.cfg = new;
-        self.reloads_ok += 1;
-        self.last_reload_error = None;
-        tracing::info!(file = %self.config_file, %changes, "configuration reloaded");
-        Ok(changes)
+    }
+
+    /// Whether this node enforces its policy: always alone; in a pool once
+    /// it has run the pool's current version.
+    pub fn enforcing(&self) -> bool {
+        self.pool.as_ref().is_none_or(|p| p.policy().is_current())
+    }
+
+    fn on_policy_event(&mut self, _now: Timestamp, ev: PolicyEvent) {
+        match ev {
+            PolicyEvent::Current { active } => match active {
+                Some(v) => {
+                    tracing::info!(version = %v.long(), "running the pool's current policy; enforcing")
+                }
+                None => tracing::info!("the pool has no policy yet; enforcing the node file's"),
+            },
+            PolicyEvent::Activated { id, previous } => self.activate_policy(id, previous),
+            PolicyEvent::Rejected { id, reason } => {
+                tracing::error!(version = %id.long(), %reason, "policy version refused here; the previous one stays in force")
+            }
+            PolicyEvent::ApplyAssigned { req, id } => {
+                tracing::info!(?req, version = %id.long(), "policy apply numbered")
+            }
+            PolicyEvent::ApplyFinished { req, result } => {
+                let changes = self.policy_changes.remove(&req);
+                let answer = Box::new(PolicyAnswer::from_result(&result, changes));
+                tracing::info!(outcome = %answer.outcome, version = ?answer.version, "policy apply finished");
+                self.out
+                    .commands
+                    .push_back(Command::PolicyAnswer { req, answer });
+            }
+            PolicyEvent::Lost { lost, winner } => {
+                for l in &lost {
+                    tracing::warn!(version = %l.id.long(), author = l.author, user = %l.user, message = %l.message,
+                        winner = %winner.long(), "policy version lost when a partition healed");
+                }
+            }
+            PolicyEvent::RolloutFinished(r) => tracing::info!(
+                version = %r.version.long(),
+                active = r.active,
+                rejected = r.rejected.len(),
+                stragglers = r.stragglers.len(),
+                took_ms = r.took_ms,
+                "policy rollout finished"
+            ),
+            PolicyEvent::InitialIgnored { reason } => {
+                tracing::info!(%reason, "the node file's initial policy is not used")
+            }
+        }
+    }
+
+    /// The pool activated `id` here: compose and apply it live.
+    fn activate_policy(
+        &mut self,
+        id: headroom_control::policy::VersionId,
+        previous: Option<headroom_control::policy::VersionId>,
+    ) {
+        let Some(doc) = self
+            .pool
+            .as_ref()
+            .and_then(|p| p.policy().active_document())
+            .map(<[u8]>::to_vec)
+        else {
+            return;
+        };
+        let checked = policy::lock(&self.composer).check(&doc, &format!("policy {id}"));
+        match checked {
+            Ok((new, changes)) => {
+                self.apply_config(new, &changes);
+                tracing::info!(version = %id.long(), previous = ?previous.map(|p| p.to_string()), %changes, "policy activated");
+            }
+            Err(e) => {
+                self.policy_failed += 1;
+                tracing::error!(version = %id.long(), error = %e, "policy active in the pool cannot run here; the previous configuration stays in force");
+            }
+        }
+    }
+
+    fn pool_for_policy(&mut self) -> Result<&mut Pool, String> {
+        self.pool.as_mut().ok_or_else(|| {
+            "policy commands need a pool: this node runs alone (no [exchange] key_file); \
+             edit the node file's [[job]] and [[pipe]] sections and run `headroomctl reload`"
+                .to_string()
+        })
+    }
+
+    /// `policy apply`: checks `doc` (named `file` in errors) against this
+    /// node, then submits it as the pool's next version. The answer comes as
+    /// [`Command::PolicyAnswer`] for the returned request.
+    pub fn policy_apply(
+        &mut self,
+        now: Timestamp,
+        doc: &str,
+        file: &str,
+        user: &str,
+        message: &str,
+    ) -> Result<ReqId, String> {
+        self.pool_for_policy()?;
+        let (_, changes) = policy::lock(&self.composer).check(doc.as_bytes(), file)?;
+        let pool = self.pool_for_policy()?;
+        let req = pool
+            .policy_apply(now, doc.as_bytes(), user, message)
+            .map_err(|e| e.to_string())?;
+        self.policy_changes.insert(req, changes);
+        self.drain_pool(now);
+        Ok(req)
+    }
+
+    /// `policy rollback N`: publishes version `seq`'s content anew.
+    pub fn policy_rollback(
+        &mut self,
+        now: Timestamp,
+        seq: u64,
+        user: &str,
+        message: &str,
+    ) -> Result<ReqId, String> {
+        let pool = self.pool_for_policy()?;
+        let doc = pool
+            .policy()
+            .version(seq)
+            .map(|(_, d)| d.to_vec())
+            .ok_or_else(|| {
+                format!("no document of v{seq} on this node (`policy history` lists the versions)")
+            })?;
+        let (_, changes) = policy::lock(&self.composer).check(&doc, &format!("policy v{seq}"))?;
+        let pool = self.pool_for_policy()?;
+        let req = pool
+            .policy_rollback(now, seq, user, message)
+            .map_err(|e| e.to_string())?;
+        self.policy_changes.insert(req, changes);
+        self.drain_pool(now);
+        Ok(req)
+    }
+
+    /// `policy show [--version N]`: the active version, or version `seq`.
+    pub fn policy_show(&mut self, seq: Option<u64>) -> Result<PolicyVersion, String> {
+        let p = self.pool_for_policy()?.policy();
+        let found = match seq {
+            Some(n) => p.version(n).ok_or_else(|| {
+                format!("no document of v{n} on this node (only the last versions are kept; `policy history` lists them)")
+            })?,
+            None => p
+                .active()
+                .ok_or("the pool has no policy yet (`headroomctl policy apply FILE` sets one)")?,
+        };
+        Ok(PolicyVersion::new(found.0, found.1))
+    }
+
+    /// `policy history`, oldest first.
+    pub fn policy_history(&mut self) -> Result<Vec<PolicyHistoryRow>, String> {
+        let p = self.pool_for_policy()?.policy();
+        let active = p.active().map(|(m, _)| m.id);
+        Ok(p.history()
+            .map(|h| PolicyHistoryRow::new(h, active))
+            .collect())
+    }
+
+    /// `policy diff FILE`: what `doc` would change here.
+    pub fn policy_diff(&mut self, doc: &str, file: &str) -> Result<ConfigChanges, String> {
+        policy::lock(&self.composer)
+            .check(doc.as_bytes(), file)
+            .map(|(_, c)| c)
     }
 
     /// The pool keys as a reload re-read them (`key_file`, and
@@ -540,7 +803,7 @@ impl Agent {
         if let Some(pool) = &mut self.pool {
             pool.leave(now);
         }
-        self.drain_pool();
+        self.drain_pool(now);
     }
 
     /// The next thing to send.
@@ -627,6 +890,7 @@ impl Agent {
                 .unwrap_or_default(),
             pipe_entries_rejected: self.pipes.as_ref().map_or(0, |bw| bw.entries_rejected()),
             exchange: self.pool.as_ref().map(Pool::status),
+            policy: self.pool.as_ref().map(|p| self.policy_status(p)),
             director: self.director.as_ref().map(|d| {
                 let mut ds = d.status(
                     self.reports
@@ -645,6 +909,54 @@ impl Agent {
                 }
                 ds
             }),
+        }
+    }
+}
+
+impl Agent {
+    fn policy_status(&self, p: &Pool) -> status::PolicyStatus {
+        let node = p.policy();
+        let st = node.stats();
+        let refusal = |r: &Option<(headroom_control::policy::VersionId, String)>| {
+            r.as_ref().map(|(v, why)| format!("{v}: {why}"))
+        };
+        status::PolicyStatus {
+            active: node.active().map(|(m, _)| m.id.to_string()),
+            active_id: node.active().map(|(m, _)| m.id.long()),
+            enforcing: node.is_current(),
+            nodes: p
+                .policy_pool()
+                .into_iter()
+                .map(|n| status::NodePolicyStatus {
+                    node: n.node as u16,
+                    active: n.active.map(|v| v.to_string()),
+                    current: n.current,
+                    rejected: refusal(&n.rejected),
+                })
+                .collect(),
+            rejected: refusal(&node.rejected().cloned()),
+            counters: vec![
+                ("activations".into(), st.activations),
+                ("versions_rejected".into(), st.versions_rejected),
+                ("activation_failed".into(), self.policy_failed),
+                ("versions_published".into(), st.versions_published),
+                ("submissions_refused".into(), st.submissions_refused),
+                ("versions_lost".into(), st.versions_lost),
+                ("messages_malformed".into(), st.messages_malformed),
+                ("messages_unexpected".into(), st.messages_unexpected),
+                ("send_failed".into(), st.send_failed),
+                ("chunks_ignored".into(), st.chunks_ignored),
+                ("blobs_corrupt".into(), st.blobs_corrupt),
+                ("records_invalid".into(), st.records_invalid),
+                ("drafts_invalid".into(), st.drafts_invalid),
+                ("beacons_malformed".into(), st.beacons_malformed),
+                ("transfers_refused".into(), st.transfers_refused),
+                ("transfers_expired".into(), st.transfers_expired),
+                (
+                    "restore_failed".into(),
+                    u64::from(p.policy_restore_error.is_some()),
+                ),
+            ],
         }
     }
 }

@@ -8,9 +8,12 @@ use std::net::SocketAddr;
 
 use headroom_clock::Timestamp;
 use headroom_config::{parse_peer, Config};
-use headroom_control::exchange::{
-    wire::KeyId, Event, Exchange, ExchangeConfig, ExchangeError, MemberState, NodeId, Registration,
-    Transmit,
+use headroom_control::{
+    exchange::{
+        wire::KeyId, Event, Exchange, ExchangeConfig, ExchangeError, MemberState, NodeId,
+        Registration, Transmit,
+    },
+    policy::{PolicyConfig, PolicyError, PolicyEvent, PolicyNode, Validator},
 };
 
 use crate::status::{ExchangeStatus, MemberStatus};
@@ -31,25 +34,53 @@ pub struct PoolSetup {
     pub epoch: u32,
     /// Seed of the exchange's randomness (peer choice, back-off).
     pub rng_seed: u64,
+    /// Wall clock at the agent's start, ms since the Unix epoch (recorded
+    /// in the policy history for humans; never used for ordering).
+    pub wall_ms: u64,
+    /// The policy state this node persisted before (None: none yet).
+    pub policy_state: Option<Vec<u8>>,
+    /// The node file's policy sections as a document (see
+    /// `headroom_config::initial_policy`): used only if the pool has none.
+    pub initial_policy: Option<Vec<u8>>,
+}
+
+/// Why joining the pool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The exchange refused a registration.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The policy state machine could not start.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// The exchange and what it knows of the pool.
 #[derive(Debug)]
 pub struct Pool {
     exchange: Exchange,
+    policy: PolicyNode,
     advertise: SocketAddr,
+    started: Timestamp,
+    wall_ms: u64,
     membership_events: u64,
     failures: u64,
+    /// Persisted policy state that did not decode (this node started empty).
+    pub policy_restore_error: Option<String>,
 }
 
 impl Pool {
     /// Joins the pool described by `cfg` (None when no pool key is configured:
-    /// the node then runs alone).
+    /// the node then runs alone). `initial` is the node file's policy (used
+    /// only if the pool has none); `validator` checks every version before
+    /// this node stages it.
     pub fn new(
         cfg: &Config,
         setup: Option<PoolSetup>,
+        initial: Option<Vec<u8>>,
+        validator: Box<dyn Validator + Send>,
         now: Timestamp,
-    ) -> Result<Option<Pool>, ExchangeError> {
+    ) -> Result<Option<Pool>, PoolError> {
         let (Some(_), Some(setup)) = (&cfg.exchange.key_file, setup) else {
             return Ok(None);
         };
@@ -83,11 +114,34 @@ impl Pool {
                 },
             )?;
         }
+        let mut pc = PolicyConfig::new(u32::from(cfg.node.id), setup.epoch);
+        pc.initial = initial;
+        if cfg
+            .exchange
+            .peers
+            .iter()
+            .all(|p| parse_peer(p).is_ok_and(|(id, _)| id == cfg.node.id))
+        {
+            // Alone: no member's persisted version to wait for.
+            pc.join_grace = std::time::Duration::ZERO;
+        }
+        let mut policy = PolicyNode::new(pc, validator, &mut exchange, now)?;
+        let mut policy_restore_error = None;
+        if let Some(bytes) = &setup.policy_state {
+            if let Err(e) = policy.restore(bytes) {
+                tracing::error!(error = %e, "persisted policy state not used; starting without it");
+                policy_restore_error = Some(e.to_string());
+            }
+        }
         Ok(Some(Pool {
             exchange,
+            policy,
             advertise,
+            started: now,
+            wall_ms: setup.wall_ms,
             membership_events: 0,
             failures: 0,
+            policy_restore_error,
         }))
     }
 
@@ -101,14 +155,82 @@ impl Pool {
         if let Err(e) = self.exchange.handle_datagram(now, from, bytes) {
             tracing::trace!(%from, error = %e, "exchange datagram dropped");
         }
+        self.take_events();
+        self.poll_policy(now);
     }
 
-    /// Runs the exchange's timers and takes in its events; returns whether
+    /// This node's wall clock at `now`, ms since the Unix epoch.
+    pub fn wall_ms(&self, now: Timestamp) -> u64 {
+        self.wall_ms + (now - self.started).as_millis() as u64
+    }
+
+    fn poll_policy(&mut self, now: Timestamp) {
+        let wall = self.wall_ms(now);
+        self.policy.poll(now, wall, &mut self.exchange);
+    }
+
+    /// Runs the exchange's timers and the policy's; returns whether
     /// membership changed.
     pub fn handle_timeout(&mut self, now: Timestamp) -> bool {
         self.exchange.handle_timeout(now);
+        let changed = self.take_events();
+        self.poll_policy(now);
+        changed
+    }
+
+    /// The policy state machine (apply, rollback, history, versions).
+    pub fn policy(&self) -> &PolicyNode {
+        &self.policy
+    }
+
+    /// Submits `doc` as the pool's next policy version (see
+    /// `PolicyNode::apply`).
+    pub fn policy_apply(
+        &mut self,
+        now: Timestamp,
+        doc: &[u8],
+        user: &str,
+        message: &str,
+    ) -> Result<headroom_control::policy::ReqId, PolicyError> {
+        let wall = self.wall_ms(now);
+        let r = self.policy.apply(now, wall, doc, user, message);
+        self.poll_policy(now);
+        r
+    }
+
+    /// Publishes version `seq`'s content as the next version.
+    pub fn policy_rollback(
+        &mut self,
+        now: Timestamp,
+        seq: u64,
+        user: &str,
+        message: &str,
+    ) -> Result<headroom_control::policy::ReqId, PolicyError> {
+        let wall = self.wall_ms(now);
+        let r = self.policy.rollback(now, wall, seq, user, message);
+        self.poll_policy(now);
+        r
+    }
+
+    /// The next policy event.
+    pub fn poll_policy_event(&mut self) -> Option<PolicyEvent> {
+        self.policy.poll_event()
+    }
+
+    /// The policy state to persist, when it changed.
+    pub fn take_policy_persist(&mut self) -> Option<Vec<u8>> {
+        self.policy.take_persist()
+    }
+
+    /// Every live node's policy state.
+    pub fn policy_pool(&self) -> Vec<headroom_control::policy::NodePolicy> {
+        self.policy.pool(&self.exchange)
+    }
+
+    fn take_events(&mut self) -> bool {
         let mut changed = false;
         while let Some(ev) = self.exchange.poll_event() {
+            self.policy.on_exchange_event(&ev);
             match ev {
                 Event::Joined(n) => tracing::info!(node = n, "node joined"),
                 Event::Left(n) => tracing::info!(node = n, "node left"),
@@ -127,7 +249,10 @@ impl Pool {
 
     /// The next time [`Pool::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.exchange.poll_timeout()
+        match (self.exchange.poll_timeout(), self.policy.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A datagram to send.

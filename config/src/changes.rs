@@ -30,6 +30,10 @@ pub struct ConfigChanges {
     /// reload (a file's content may change under the same name).
     #[serde(default)]
     pub pool_keys: Vec<String>,
+    /// Things the operator should know that change nothing (a node file's
+    /// policy sections while the pool runs a policy of its own).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Changed fields a running daemon does not apply: they take effect at
     /// the next start ("workers.cores", "pipe uplink: capacity 100Mbit -> 200Mbit").
     pub restart_required: Vec<String>,
@@ -250,7 +254,7 @@ impl ConfigChanges {
             old.cpu,
             new.cpu,
             "cpu",
-            [backend, cgroup_parent, enabled, state_dir]
+            [backend, cgroup_parent, enabled, state_dir, scope]
         );
         for p in &new.pipes {
             match old.pipes.iter().find(|o| o.name == p.name) {
@@ -320,25 +324,21 @@ impl ConfigChanges {
     }
 
     /// What `headroomctl reload` prints: what was applied, one line each,
-    /// then what waits for a restart.
+    /// then the notes. (A reload that would leave anything for a restart is
+    /// refused whole, so nothing here waits for one.)
     pub fn render_text(&self) -> String {
         use std::fmt::Write;
         let applied = self.applied();
-        if applied.is_empty() && self.restart_required.is_empty() {
-            return "reloaded: no changes\n".into();
-        }
-        let mut out = String::from("reloaded:\n");
-        if applied.is_empty() {
-            out.push_str("  nothing applied\n");
-        }
+        let mut out = if applied.is_empty() {
+            String::from("reloaded: no changes\n")
+        } else {
+            String::from("reloaded:\n")
+        };
         for line in applied {
             let _ = writeln!(out, "  {line}");
         }
-        if !self.restart_required.is_empty() {
-            out.push_str("not applied until headroomd restarts (systemctl restart headroomd):\n");
-            for f in &self.restart_required {
-                let _ = writeln!(out, "  {f}");
-            }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
         }
         out
     }
@@ -457,12 +457,6 @@ mod tests {
             ]
         );
         assert!(c.applied().is_empty());
-        assert_eq!(
-            c.render_text(),
-            "reloaded:\n  nothing applied\nnot applied until headroomd restarts \
-             (systemctl restart headroomd):\n  node.name\n  workers.cores\n  metrics.listen\n  \
-             pipe uplink: capacity 100Mbit -> 200Mbit\n"
-        );
         assert_eq!(
             c.to_string(),
             "nothing applied; not applied until restart: node.name, workers.cores, metrics.listen, \

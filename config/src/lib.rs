@@ -15,6 +15,7 @@ mod validate;
 
 pub use changes::{ConfigChanges, JobChange};
 pub use error::ConfigError;
+pub use policy::{initial_policy, POLICY_SECTIONS};
 pub use schema::*;
 
 pub mod cron;
@@ -23,6 +24,7 @@ pub mod fuzz;
 pub mod goal;
 pub mod history;
 pub mod net;
+pub mod policy;
 pub mod process;
 pub mod triggers;
 pub mod vip;

@@ -557,6 +557,22 @@ pub struct CpuConfig {
     /// processes it moved (`cpu-<cgroup_parent>.json`), read at the next
     /// start after a crash.
     pub state_dir: PathBuf,
+    /// Which processes are detected: every process of the host, or only
+    /// those in headroomd's own network namespace.
+    pub scope: CpuScope,
+}
+
+/// `[cpu] scope`: the processes process rules are matched against.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuScope {
+    /// Every process on the host (a server's applications, containers
+    /// included).
+    #[default]
+    Host,
+    /// Only processes in headroomd's network namespace (several headroomd
+    /// sharing one kernel, each for one namespace, as in the lab).
+    Netns,
 }
 
 impl CpuConfig {
@@ -574,8 +590,45 @@ impl Default for CpuConfig {
             cgroup_parent: "headroom".into(),
             enabled: true,
             state_dir: "/var/lib/headroom".into(),
+            scope: CpuScope::Host,
         }
     }
+}
+
+/// Upgrades keys of earlier releases in `src` and deserialises it, with
+/// errors at the line and column of the text the user wrote.
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    src: &str,
+    file: &Path,
+) -> Result<(T, deprecated::Upgraded), ConfigError> {
+    // Keys of earlier releases are rewritten first, line for line, so
+    // every position below is still one of the file the user wrote.
+    let upgraded =
+        deprecated::upgrade(src).map_err(|(line, field, message)| ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            field,
+            message,
+        })?;
+    let text = upgraded.src.as_str();
+    let value: T = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+                (line, col)
+            })
+            .unwrap_or((0, 0));
+        ConfigError::Syntax {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })?;
+    Ok((value, upgraded))
 }
 
 /// Name of the job that collects traffic no rule matches.
@@ -593,33 +646,8 @@ impl Config {
 
     /// Parses and validates `src`; `file` is used in error messages.
     pub fn parse(src: &str, file: &Path) -> Result<Config, ConfigError> {
-        // Keys of earlier releases are rewritten first, line for line, so
-        // every position below is still one of the file the user wrote.
-        let upgraded =
-            deprecated::upgrade(src).map_err(|(line, field, message)| ConfigError::Invalid {
-                file: file.to_owned(),
-                line,
-                field,
-                message,
-            })?;
+        let (mut cfg, upgraded) = deserialize::<Config>(src, file)?;
         let src = upgraded.src.as_str();
-        let mut cfg: Config = toml::from_str(src).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| {
-                    let before = &src.as_bytes()[..s.start.min(src.len())];
-                    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-                    let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-                    (line, col)
-                })
-                .unwrap_or((0, 0));
-            ConfigError::Syntax {
-                file: file.to_owned(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })?;
         cfg.validate()
             .map_err(|(path, message)| ConfigError::Invalid {
                 file: file.to_owned(),

@@ -443,3 +443,24 @@ fn peers_parse() {
     assert!(crate::parse_peer("10.0.0.2:7946").is_err());
     assert!(crate::parse_peer("x@10.0.0.2:7946").is_err());
 }
+
+#[test]
+fn the_example_policy_composes_with_the_reference_node_file() {
+    let node = parse(include_str!("../headroom.toml")).unwrap();
+    let policy = include_str!("../policy.toml");
+    let cfg = node
+        .with_policy(policy, Path::new("policy.toml"))
+        .expect("config/policy.toml must be valid with config/headroom.toml");
+    assert_eq!(cfg.node, node.node);
+    assert_eq!(cfg.job_names(), node.job_names());
+    let c = crate::ConfigChanges::between(&node, &cfg);
+    assert_eq!(
+        c.bookings,
+        [
+            "web on uplink: 40% (cap 80%) -> 60% (cap 90%)",
+            "batch on uplink: 20Mbit -> 10Mbit"
+        ]
+    );
+    // It applies live: nothing in it waits for a restart.
+    assert!(c.restart_required.is_empty(), "{:?}", c.restart_required);
+}

@@ -39,6 +39,14 @@ impl ServerConfig {
         doc["interfaces"]["outer"] = toml_edit::value(s.nic.as_str());
         doc["interfaces"]["inner"] = toml_edit::value(s.inner.as_str());
         doc["control"]["socket"] = toml_edit::value(socket.display().to_string());
+        // State (the persisted pool policy, CPU records) next to the socket:
+        // per server and per test, never the machine's /var/lib/headroom.
+        let state = socket
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("state-s{}", s.id));
+        doc["cpu"] = toml_edit::table();
+        doc["cpu"]["state_dir"] = toml_edit::value(state.display().to_string());
         doc["deploy"]["host"] = toml_edit::value(s.host_if.as_str());
         doc["deploy"]["bridge"] = toml_edit::value(s.bridge.as_str());
         Self { doc }

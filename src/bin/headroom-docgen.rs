@@ -218,9 +218,10 @@ mod tests {
         assert!(read("completions/bash/headroomctl").contains("reload"));
         assert!(read("completions/zsh/_headroomd").contains("log-format"));
         assert!(read("completions/fish/headroomctl.fish").contains("status"));
-        // Pages: headroomd, headroomctl and its four commands; completions:
+        assert!(read("man/headroomctl-policy.8").contains("apply"));
+        // Pages: headroomd, headroomctl and its five commands; completions:
         // two binaries in three shells.
-        assert_eq!(files.len(), 6 + 6);
+        assert_eq!(files.len(), 7 + 6);
         let _ = fs::remove_dir_all(&out);
     }
 

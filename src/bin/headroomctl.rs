@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use headroom::{
-    cli::{CtlArgs, CtlCmd, DeployArgs},
+    cli::{CtlArgs, CtlCmd, DeployArgs, PolicyCmd},
     ctl::{call, Request, Response},
 };
 
@@ -17,6 +17,13 @@ fn main() -> ExitCode {
         CtlCmd::Reload => Request::Reload,
         CtlCmd::Attach(d) => return deploy(&d, true),
         CtlCmd::Detach(d) => return deploy(&d, false),
+        CtlCmd::Policy(ref p) => match policy_request(p) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("headroomctl: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match call(&args.socket, &req) {
         Ok(Response::Status(st)) => {
@@ -31,8 +38,56 @@ fn main() -> ExitCode {
             print!("{}", changes.render_text());
             ExitCode::SUCCESS
         }
+        Ok(Response::PolicyApplied(a)) => {
+            print!("{}", a.render_text());
+            if a.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Response::PolicyVersion(v)) => {
+            println!("# {}: {}", v.id, v.kind);
+            println!(
+                "# applied on node {} by {} at {} UTC{}",
+                v.author,
+                if v.user.is_empty() { "?" } else { &v.user },
+                headroom_agent::policy::utc(v.author_ms),
+                if v.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", v.message)
+                }
+            );
+            print!("{}", v.document);
+            if !v.document.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::PolicyHistory { rows }) => {
+            print!("{}", headroom_agent::policy::render_history(&rows));
+            ExitCode::SUCCESS
+        }
+        Ok(Response::PolicyDiff { changes }) => {
+            let lines = changes.applied();
+            if lines.is_empty() {
+                println!("no changes");
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
         Ok(Response::Error { message }) => {
             eprintln!("headroomctl: {message}");
+            // A refused policy changed nothing: tell scripts it was the input.
+            if matches!(
+                args.cmd,
+                CtlCmd::Policy(PolicyCmd::Apply { .. } | PolicyCmd::Diff { .. })
+            ) {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -40,6 +95,47 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The request of a `policy` command (files are read here: the daemon may
+/// not see the caller's files).
+fn policy_request(cmd: &PolicyCmd) -> Result<Request, String> {
+    let read = |f: &std::path::Path| {
+        std::fs::read_to_string(f).map_err(|e| format!("{}: cannot read: {e}", f.display()))
+    };
+    Ok(match cmd {
+        PolicyCmd::Show { version } => Request::PolicyShow { version: *version },
+        PolicyCmd::History => Request::PolicyHistory,
+        PolicyCmd::Diff { file } => Request::PolicyDiff {
+            file: file.display().to_string(),
+            document: read(file)?,
+        },
+        PolicyCmd::Apply { file, message } => Request::PolicyApply {
+            file: file.display().to_string(),
+            document: read(file)?,
+            user: user(),
+            message: message.clone(),
+        },
+        PolicyCmd::Rollback { version, message } => Request::PolicyRollback {
+            version: *version,
+            user: user(),
+            message: message.clone(),
+        },
+    })
+}
+
+/// Who runs the command: the sudo caller if any, else the user.
+fn user() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
 /// `attach` / `detach`: acts on the kernel directly, not through headroomd.

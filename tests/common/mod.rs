@@ -16,6 +16,23 @@ use headroom_lab::{Lab, Server, ServerConfig};
 
 /// Path of the daemon binary built for these tests.
 pub const HEADROOMD: &str = env!("CARGO_BIN_EXE_headroomd");
+/// Path of the client binary built for these tests.
+pub const HEADROOMCTL: &str = env!("CARGO_BIN_EXE_headroomctl");
+
+/// Runs `headroomctl --socket SOCKET ARGS...`: (exit code, stdout, stderr).
+pub fn headroomctl(socket: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(HEADROOMCTL)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("running headroomctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -43,6 +43,40 @@ pub struct Status {
     /// Flow director (absent when no VIP service is configured).
     #[serde(default)]
     pub director: Option<DirectorStatus>,
+    /// The pool policy (absent when running alone).
+    #[serde(default)]
+    pub policy: Option<PolicyStatus>,
+}
+
+/// The pool policy as this node sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PolicyStatus {
+    /// The version this node runs ("v3"; None: the pool has none, the node
+    /// file's sections are in force).
+    pub active: Option<String>,
+    /// The same with its term ("v3 (term 1 of node 1)").
+    pub active_id: Option<String>,
+    /// Whether this node enforces it (it has run the pool's current version).
+    pub enforcing: bool,
+    /// Every live node's version.
+    pub nodes: Vec<NodePolicyStatus>,
+    /// This node's last refusal of a version, with why.
+    pub rejected: Option<String>,
+    /// Counters (name, value); every dropped message and refusal is one.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// One node's policy version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodePolicyStatus {
+    /// Node id.
+    pub node: u16,
+    /// Version it runs.
+    pub active: Option<String>,
+    /// It runs the pool's current version.
+    pub current: bool,
+    /// Its last refusal.
+    pub rejected: Option<String>,
 }
 
 /// One pipe.

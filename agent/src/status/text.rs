@@ -209,6 +209,33 @@ impl Status {
             );
             }
         }
+        if let Some(pol) = &st.policy {
+            let nodes: Vec<String> = pol
+                .nodes
+                .iter()
+                .map(|n| {
+                    let v = n.active.as_deref().unwrap_or("none");
+                    let mark = if n.current { "" } else { " (behind)" };
+                    format!("node {} {v}{mark}", n.node)
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "policy: {} here{}; pool: {}",
+                pol.active_id
+                    .as_deref()
+                    .unwrap_or("none (the node file's sections are in force)"),
+                if pol.enforcing {
+                    ""
+                } else {
+                    ", not enforcing until the pool confirms it"
+                },
+                nodes.join(", ")
+            );
+            if let Some(r) = &pol.rejected {
+                let _ = writeln!(o, "  last refused here: {r}");
+            }
+        }
         for p in &st.pipes {
             let _ = writeln!(o,
             "pipe {} ({}): {} bit/s shared by {} server(s); this server's credit {} B + {} B immediate per interval",

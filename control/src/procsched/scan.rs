@@ -193,6 +193,8 @@ pub struct Scanner {
     root: PathBuf,
     procs: HashMap<u32, ProcInfo>,
     stats: ScanStats,
+    /// Only processes in the network namespace with this inode.
+    netns: Option<u64>,
 }
 
 enum ReadErr {
@@ -217,6 +219,23 @@ impl Scanner {
             root: root.into(),
             procs: HashMap::new(),
             stats: ScanStats::default(),
+            netns: None,
+        }
+    }
+
+    /// Sees only processes in the network namespace whose inode is `ino`
+    /// (`stat -L -c %i /proc/self/ns/net`).
+    pub fn only_netns(mut self, ino: u64) -> Scanner {
+        self.netns = Some(ino);
+        self
+    }
+
+    /// Whether process `dir` is in scope (and still there).
+    fn in_scope(&self, dir: &Path) -> Result<bool, io::Error> {
+        use std::os::unix::fs::MetadataExt;
+        match self.netns {
+            None => Ok(true),
+            Some(want) => Ok(fs::metadata(dir.join("ns/net"))?.ino() == want),
         }
     }
 
@@ -298,6 +317,19 @@ impl Scanner {
             let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
+            match self.in_scope(&ent.path()) {
+                Ok(true) => {}
+                // Out of scope, or gone: not seen (an exit if it was known).
+                Ok(false) => continue,
+                Err(e) if is_gone(&e) => {
+                    self.stats.races += 1;
+                    continue;
+                }
+                Err(_) => {
+                    self.stats.parse_errors += 1;
+                    continue;
+                }
+            }
             let stat = match fs::read_to_string(ent.path().join("stat")) {
                 Ok(s) => s,
                 Err(e) if is_gone(&e) => {

@@ -521,34 +521,8 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
     let t0 = Instant::now() + Duration::from_secs(1);
     std::thread::sleep(Duration::from_secs(4));
     let st: Vec<Status> = sockets.iter().filter_map(|s| status(s).ok()).collect();
-    stop.store(true, Ordering::Relaxed);
-    for h in floods {
-        let _ = h.join();
-    }
-    for h in sinks {
-        let _ = h.join();
-    }
-    let t1 = t0 + Duration::from_secs(3);
-    println!("   received by client 2 over 3 s (Mbit/s on the wire):");
-    println!(
-        "   {:<8} {:>8} {:>8} {:>8}",
-        "server", "export", "bulk", "total"
-    );
-    let mut sums = (0.0, 0.0);
-    for s in &lab.servers {
-        let octet = s.host_ip.octets()[3];
-        let e = traffic::wire_rate(&log, t0, t1, |p, o| p == 9001 && o == octet) / 1e6;
-        let b = traffic::wire_rate(&log, t0, t1, |p, o| p == 9002 && o == octet) / 1e6;
-        sums = (sums.0 + e, sums.1 + b);
-        println!("   {:<8} {e:>8.2} {b:>8.2} {:>8.2}", s.id, e + b);
-    }
-    println!(
-        "   {:<8} {:>8.2} {:>8.2} {:>8.2}   (pipe: 30.00; export's booking: 21.00)",
-        "pool",
-        sums.0,
-        sums.1,
-        sums.0 + sums.1
-    );
+    println!("   received by client 2 over 3 s (Mbit/s on the wire), policy v1 (the node files'):");
+    let before = split_table(lab, &log, t0, "export's booking: 21.00");
     println!("   export gets its 21 Mbit/s booking plus part of the 9 Mbit/s left, which both jobs' unbooked");
     println!("   demand shares; every server computed its own credit from the demands all servers gossiped.");
     for (i, s) in st.iter().enumerate() {
@@ -563,5 +537,81 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
             );
         }
     }
+
+    // One policy for the pool: applied on server 3, active everywhere at once.
+    let doc = headroom_config::initial_policy(include_str!("../../../../config/demo.toml"))
+        .context("the demo policy has policy sections")?
+        .replace("rate = \"70%\"", "rate = \"30%\"");
+    println!("\n== policy apply on server 3: export's booking 70% -> 30% (headroomctl policy apply FILE)");
+    let applied = Instant::now();
+    let answer = call(
+        &sockets[sockets.len() - 1],
+        &Request::PolicyApply {
+            file: "demo-policy.toml".into(),
+            document: doc,
+            user: "demo".into(),
+            message: "less for export".into(),
+        },
+    )?;
+    match answer {
+        Response::PolicyApplied(a) => {
+            for l in a.render_text().lines() {
+                println!("   {l}");
+            }
+            println!(
+                "   (answered after {:.0} ms: the version is active on every server)",
+                applied.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Response::Error { message } => bail!("policy apply: {message}"),
+        other => bail!("unexpected answer {other:?}"),
+    }
+    let t2 = Instant::now() + Duration::from_secs(1);
+    std::thread::sleep(Duration::from_secs(4));
+    println!("   received by client 2 over 3 s (Mbit/s on the wire), policy v2:");
+    let after = split_table(lab, &log, t2, "export's booking: 9.00");
+    println!(
+        "   export {:.2} -> {:.2} Mbit/s, bulk {:.2} -> {:.2} Mbit/s",
+        before.0, after.0, before.1, after.1
+    );
+    stop.store(true, Ordering::Relaxed);
+    for h in floods {
+        let _ = h.join();
+    }
+    for h in sinks {
+        let _ = h.join();
+    }
+    println!("\n== the pool from server 1 (headroomctl status):");
+    if let Some(first) = sockets.first() {
+        for l in status(first)?.render_text().lines() {
+            println!("   {l}");
+        }
+    }
     Ok(())
+}
+
+/// Prints export's and bulk's rates per server over the 3 s from `t0`;
+/// returns the pool's (export, bulk) in Mbit/s.
+fn split_table(lab: &Lab, log: &traffic::ArrivalLog, t0: Instant, booking: &str) -> (f64, f64) {
+    let t1 = t0 + Duration::from_secs(3);
+    println!(
+        "   {:<8} {:>8} {:>8} {:>8}",
+        "server", "export", "bulk", "total"
+    );
+    let mut sums = (0.0, 0.0);
+    for s in &lab.servers {
+        let octet = s.host_ip.octets()[3];
+        let e = traffic::wire_rate(log, t0, t1, |p, o| p == 9001 && o == octet) / 1e6;
+        let b = traffic::wire_rate(log, t0, t1, |p, o| p == 9002 && o == octet) / 1e6;
+        sums = (sums.0 + e, sums.1 + b);
+        println!("   {:<8} {e:>8.2} {b:>8.2} {:>8.2}", s.id, e + b);
+    }
+    println!(
+        "   {:<8} {:>8.2} {:>8.2} {:>8.2}   (pipe: 30.00; {booking})",
+        "pool",
+        sums.0,
+        sums.1,
+        sums.0 + sums.1
+    );
+    sums
 }
