@@ -158,6 +158,9 @@ pub const FAMILIES: &[Family] = &[
     counter("headroom_membership_failures_held_total", Count, &[], "Failure checks that kept a silent member suspect because this node was losing datagrams on receive."),
     counter("headroom_exchange_prefilter_rejected_total", Count, &["reason"], "Exchange datagrams the receive thread rejected before the MAC, by reason (length, oversize, header, join_limited, join_total_limited, member_limited)."),
     counter("headroom_exchange_prefilter_passed_total", Count, &[], "Exchange datagrams the receive pre-filter passed on to the MAC check."),
+    gauge("headroom_policy_version", Count, &["node"], "Pool policy version each live node runs, as this node sees it (0: none; the node's own under its id)."),
+    gauge("headroom_policy_enforcing", Count, &[], "1 once this node runs the pool's current policy version (it grants bandwidth and sets CPU shares only then), else 0."),
+    counter("headroom_policy_events_total", Count, &["event"], "Pool policy events and drops: activations, versions refused here (versions_rejected, activation_failed), published, lost in a partition merge, and messages dropped by cause (malformed, unexpected, corrupt, ...)."),
     counter("headroom_exchange_kernel_drops_total", Count, &[], "Exchange datagrams the kernel dropped for a full socket receive buffer (SO_RXQ_OVFL)."),
     counter("headroom_exchange_queue_full_total", Count, &[], "Exchange datagrams dropped because the queue to the control thread was full."),
     gauge("headroom_pool_live_nodes", Count, &[], "Servers of the pool this one sees alive, itself included."),
@@ -345,6 +348,21 @@ pub fn render(st: &Status) {
             metrics::counter!("headroom_exchange_queue_full_total").absolute(r.queue_full);
         }
         metrics::gauge!("headroom_pool_live_nodes").set(ex.live_nodes as f64);
+    }
+    if let Some(p) = &st.policy {
+        for n in &p.nodes {
+            let seq = n
+                .active
+                .as_deref()
+                .and_then(|v| v.trim_start_matches('v').parse::<f64>().ok())
+                .unwrap_or(0.0);
+            metrics::gauge!("headroom_policy_version", "node" => n.node.to_string()).set(seq);
+        }
+        metrics::gauge!("headroom_policy_enforcing").set(if p.enforcing { 1.0 } else { 0.0 });
+        for (event, v) in &p.counters {
+            metrics::counter!("headroom_policy_events_total", "event" => event.clone())
+                .absolute(*v);
+        }
     }
     if let Some(d) = &st.director {
         director(d);

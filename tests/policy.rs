@@ -140,6 +140,41 @@ fn policy_apply_moves_a_saturated_pipe_on_every_server() {
     assert!((0.77..=0.83).contains(&share2), "v2 gold share {share2:.3}");
     assert!(g2 + b2 <= 1.03 * 20e6, "pipe over capacity: {}", g2 + b2);
 
+    // The pool from server 1: every server's summary, on v2, each sending
+    // gold through the pipe.
+    let pool = wait_for(Duration::from_secs(5), || {
+        let st = status(&socks[0]);
+        let ok = st.pool.len() == 3
+            && st.pool.iter().all(|n| {
+                n.policy.as_deref() == Some("v2")
+                    && n.jobs.iter().any(|j| {
+                        j.name == "gold"
+                            && j.tx_mbit_s > 1.0
+                            && j.pipe
+                                .as_ref()
+                                .is_some_and(|p| p.pipe == "uplink" && p.booked_mbit_s == 16.0)
+                    })
+            });
+        ok.then_some(st)
+    })
+    .unwrap_or_else(|| panic!("pool view: {:?}", status(&socks[0]).pool));
+    let text = pool.render_text();
+    eprintln!("{text}");
+    assert!(
+        text.contains("pool: 3 server(s)") && text.contains("job gold:"),
+        "{text}"
+    );
+    let gold_sent: f64 = pool
+        .pool
+        .iter()
+        .flat_map(|n| n.jobs.iter().filter(|j| j.name == "gold"))
+        .map(|j| j.tx_mbit_s)
+        .sum();
+    assert!(
+        gold_sent > 16.0,
+        "the servers offer gold 36 Mbit/s in all: {gold_sent}"
+    );
+
     // An invalid file changes nothing anywhere and names file, line, field.
     let bad = dir.path("bad.toml");
     let mut parts: Vec<&str> = next.rsplitn(2, "pipe = \"uplink\"").collect();

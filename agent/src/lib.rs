@@ -39,6 +39,7 @@ pub mod pipes;
 pub mod policy;
 pub mod pool;
 pub mod status;
+mod summary;
 
 #[cfg(test)]
 mod tests;
@@ -206,6 +207,8 @@ pub struct Agent {
     policy_changes: BTreeMap<ReqId, headroom_config::ConfigChanges>,
     /// Active versions this node could not run (kept its previous one).
     policy_failed: u64,
+    /// Job counters at the last summary (for its rates).
+    rates: summary::Rates,
     config_file: String,
     started: Timestamp,
     jobs: JobRegistry,
@@ -267,6 +270,7 @@ impl Agent {
             composer,
             policy_changes: BTreeMap::new(),
             policy_failed: 0,
+            rates: summary::Rates::default(),
             config_file,
             started: now,
             jobs,
@@ -414,6 +418,7 @@ impl Agent {
         if now >= self.next_low {
             self.next_low = now + self.cfg.control.low_freq_interval;
             self.low_frequency();
+            self.publish_summary(now);
         }
         self.drain_pool(now);
     }
@@ -461,6 +466,20 @@ impl Agent {
             None => Vec::new(),
         };
         self.out.commands.push_back(Command::CpuTick { peers });
+    }
+
+    /// Gossips this node's summary (the pool from any server).
+    fn publish_summary(&mut self, now: Timestamp) {
+        if self.pool.is_none() {
+            return;
+        }
+        let st = self.status(now, DataplaneView::default());
+        let mut s = self.rates.summary(now, &st, &self.cfg);
+        if let Some(pool) = &mut self.pool {
+            s.policy = pool.policy().active().map(|(m, _)| m.id);
+            let bytes = s.encode(headroom_control::policy::summary::SUMMARY_MAX);
+            pool.publish(now, headroom_control::policy::summary::SUMMARY_CODE, &bytes);
+        }
     }
 
     fn drain_pool(&mut self, now: Timestamp) {
@@ -891,6 +910,12 @@ impl Agent {
             pipe_entries_rejected: self.pipes.as_ref().map_or(0, |bw| bw.entries_rejected()),
             exchange: self.pool.as_ref().map(Pool::status),
             policy: self.pool.as_ref().map(|p| self.policy_status(p)),
+            pool: self
+                .pool
+                .as_ref()
+                .map(|p| summary::pool_status(p.summaries(now)))
+                .unwrap_or_default(),
+            schema_version: status::STATUS_SCHEMA,
             director: self.director.as_ref().map(|d| {
                 let mut ds = d.status(
                     self.reports

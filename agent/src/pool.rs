@@ -114,6 +114,15 @@ impl Pool {
                 },
             )?;
         }
+        use headroom_control::policy::summary;
+        exchange.register(
+            summary::SUMMARY_CODE,
+            summary::registration(
+                cfg.control.low_freq_interval,
+                cfg.control.high_freq_interval,
+                summary::SUMMARY_MAX,
+            ),
+        )?;
         let mut pc = PolicyConfig::new(u32::from(cfg.node.id), setup.epoch);
         pc.initial = initial;
         if cfg
@@ -220,6 +229,12 @@ impl Pool {
     /// The policy state to persist, when it changed.
     pub fn take_policy_persist(&mut self) -> Option<Vec<u8>> {
         self.policy.take_persist()
+    }
+
+    /// Every member with its latest gossiped summary.
+    pub fn summaries(&self, now: Timestamp) -> Vec<headroom_control::policy::summary::PoolNode> {
+        use headroom_control::policy::summary;
+        summary::pool_view(&self.exchange, summary::SUMMARY_CODE, now)
     }
 
     /// Every live node's policy state.

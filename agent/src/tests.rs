@@ -866,7 +866,16 @@ fn a_policy_applied_on_one_node_runs_everywhere_and_survives_a_restart() {
         sim.run_for(Duration::from_secs(3));
         assert!(sim.nodes[i].agent.enforcing());
         assert_eq!(booked(&sim.nodes[i].agent, "web"), "75%");
-        let p = sim.status(i).policy.unwrap();
+        let st = sim.status(i);
+        let p = st.policy.unwrap();
         assert_eq!(p.active.as_deref(), Some("v2"), "{p:?}");
+        // Every member's summary reached the restarted node.
+        assert_eq!(st.pool.len(), usize::from(n), "{:?}", st.pool);
+        let fresh = st
+            .pool
+            .iter()
+            .filter(|m| m.state == "alive" && m.policy.as_deref() == Some("v2"))
+            .count();
+        assert_eq!(fresh, usize::from(n), "{:?}", st.pool);
     }
 }

@@ -86,6 +86,18 @@ fn full_status() -> Status {
             }],
             ..Default::default()
         }),
+        policy: Some(PolicyStatus {
+            active: Some("v2".into()),
+            enforcing: true,
+            nodes: vec![NodePolicyStatus {
+                node: 1,
+                active: Some("v2".into()),
+                current: true,
+                rejected: None,
+            }],
+            counters: vec![("activations".into(), 2)],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

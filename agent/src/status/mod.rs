@@ -46,6 +46,92 @@ pub struct Status {
     /// The pool policy (absent when running alone).
     #[serde(default)]
     pub policy: Option<PolicyStatus>,
+    /// Every pool member with its latest gossiped summary (empty when
+    /// running alone).
+    #[serde(default)]
+    pub pool: Vec<PoolNodeStatus>,
+    /// Version of this document's layout ([`STATUS_SCHEMA`]).
+    #[serde(default)]
+    pub schema_version: u32,
+}
+
+/// The status document's layout version: 2 added `policy` and `pool`.
+pub const STATUS_SCHEMA: u32 = 2;
+
+/// One pool member, from its gossiped summary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolNodeStatus {
+    /// Node id.
+    pub node: u16,
+    /// Membership state: alive, suspect, failed, left.
+    pub state: String,
+    /// How long ago its summary was updated here, ms.
+    pub age_ms: Option<u64>,
+    /// Why its summary could not be read.
+    pub error: Option<String>,
+    /// The window its rates are over, ms.
+    pub window_ms: u32,
+    /// Policy version it runs.
+    pub policy: Option<String>,
+    /// Its cores.
+    pub cores: u32,
+    /// CPU it uses (jobs and unmanaged processes), cores.
+    pub cpu_cores: f64,
+    /// Idle share of its cores, percent.
+    pub headroom_percent: f64,
+    /// Its jobs, busiest first (at most what fits a summary).
+    pub jobs: Vec<PoolJobStatus>,
+    /// Jobs it has in all.
+    pub jobs_total: u32,
+    /// Its VIP services.
+    pub vips: Vec<PoolVipStatus>,
+    /// VIP services it has in all.
+    pub vips_total: u32,
+}
+
+/// One job on one pool member.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolJobStatus {
+    /// Job name.
+    pub name: String,
+    /// Received, Mbit/s.
+    pub rx_mbit_s: f64,
+    /// Sent, Mbit/s.
+    pub tx_mbit_s: f64,
+    /// CPU, cores.
+    pub cpu_cores: f64,
+    /// Open flows.
+    pub connections: u32,
+    /// Its use of its pipe.
+    pub pipe: Option<PoolPipeUse>,
+}
+
+/// A job's use of its pipe on one member, Mbit/s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolPipeUse {
+    /// Pipe.
+    pub pipe: String,
+    /// Booked.
+    pub booked_mbit_s: f64,
+    /// Granted to this member.
+    pub granted_mbit_s: f64,
+    /// Sent.
+    pub sent_mbit_s: f64,
+    /// Dropped by the pacer.
+    pub dropped_mbit_s: f64,
+}
+
+/// A VIP service on one member.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolVipStatus {
+    /// Service name.
+    pub name: String,
+    /// Flows it placed (as owner), all members.
+    pub placements: u32,
+    /// New flows it placed.
+    pub flows: u32,
+    /// unknown, up, down, draining.
+    pub health: String,
 }
 
 /// The pool policy as this node sees it.

@@ -236,6 +236,9 @@ impl Status {
                 let _ = writeln!(o, "  last refused here: {r}");
             }
         }
+        if !st.pool.is_empty() {
+            pool(o, &st.pool);
+        }
         for p in &st.pipes {
             let _ = writeln!(o,
             "pipe {} ({}): {} bit/s shared by {} server(s); this server's credit {} B + {} B immediate per interval",
@@ -297,5 +300,80 @@ impl Status {
             d.render_text(o);
         }
         out
+    }
+}
+
+/// The pool from this server: every member's summary, then every job
+/// across the members.
+fn pool(o: &mut String, nodes: &[super::PoolNodeStatus]) {
+    let window = nodes.iter().map(|n| n.window_ms).max().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "pool: {} server(s), rates over {window} ms:",
+        nodes.len()
+    );
+    for n in nodes {
+        let age = n.age_ms.map_or("no summary yet".to_string(), |a| {
+            format!("updated {a} ms ago")
+        });
+        let cpu = if n.cores == 0 {
+            "CPU not measured (no process rules)".to_string()
+        } else {
+            format!(
+                "{} core(s), {:.2} used ({:.1}% idle)",
+                n.cores, n.cpu_cores, n.headroom_percent
+            )
+        };
+        let _ = writeln!(
+            o,
+            "  node {} {}: policy {}, {cpu}, {} job(s), {} VIP(s), {age}{}",
+            n.node,
+            n.state,
+            n.policy.as_deref().unwrap_or("none"),
+            n.jobs_total,
+            n.vips_total,
+            n.error
+                .as_ref()
+                .map(|e| format!(" (summary unreadable: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    let mut names: Vec<&str> = nodes
+        .iter()
+        .flat_map(|n| n.jobs.iter().map(|j| j.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let _ = writeln!(o, "  job {name}:");
+        for n in nodes {
+            let Some(j) = n.jobs.iter().find(|j| j.name == name) else {
+                continue;
+            };
+            let pipe = j
+                .pipe
+                .as_ref()
+                .map(|p| {
+                    format!(
+                        "; {} booked {:.2}, granted {:.2}, sent {:.2}, dropped {:.2} Mbit/s",
+                        p.pipe, p.booked_mbit_s, p.granted_mbit_s, p.sent_mbit_s, p.dropped_mbit_s
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    node {}: in {:.2} Mbit/s, out {:.2} Mbit/s, {:.2} cores, {} flows{pipe}",
+                n.node, j.rx_mbit_s, j.tx_mbit_s, j.cpu_cores, j.connections
+            );
+        }
+    }
+    for n in nodes {
+        for v in &n.vips {
+            let _ = writeln!(
+                o,
+                "  vip {} on node {}: {} placements, {} new flows, health {}",
+                v.name, n.node, v.placements, v.flows, v.health
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::{
 };
 
 mod bench_deploy;
+mod bench_policy;
 mod bench_tcp;
 
 use anyhow::{bail, Context, Result};
@@ -100,6 +101,17 @@ enum Cmd {
         #[arg(long, default_value = "perf/results")]
         out: PathBuf,
     },
+    /// Pool policy rollout: time from `policy apply` to active on every
+    /// server of a 3-server lab, over N applies; writes a Markdown table
+    /// under perf/results/.
+    BenchPolicy {
+        /// Applies to time.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        applies: u64,
+        /// Directory for the report.
+        #[arg(long, default_value = "perf/results")]
+        out: PathBuf,
+    },
     /// Run the demo: a 3-server lab, headroomd everywhere, real traffic, a report.
     Demo {
         /// Bytes each TCP transfer carries.
@@ -136,6 +148,9 @@ fn main() -> ExitCode {
         } => sibling("headroomd").and_then(|d| {
             bench_tcp::run(&d, &mtu, &workers, queues, seconds, rounds as usize, &out)
         }),
+        Cmd::BenchPolicy { applies, out } => {
+            sibling("headroomd").and_then(|d| bench_policy::run(&d, applies as usize, &out))
+        }
         Cmd::BenchDeploy { rounds, out } => {
             sibling("headroomctl").and_then(|ctl| bench_deploy::run(&ctl, rounds as usize, &out))
         }
