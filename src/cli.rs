@@ -110,6 +110,10 @@ pub enum CtlCmd {
         /// Print the raw JSON document.
         #[arg(long)]
         json: bool,
+        /// Show one server of the pool in detail, from its gossiped summary
+        /// (any server can answer for any other).
+        #[arg(long, value_name = "ID")]
+        node: Option<u16>,
     },
     /// Re-read the configuration file (same as SIGHUP and `systemctl reload
     /// headroomd`) and print what changed; exits 1 when the file is rejected

@@ -313,6 +313,9 @@ impl Runtime<'_> {
                     .broadcast(|| pipeline::Command::SetRules(Arc::clone(&rules)));
                 // Fast-path decisions made under the old rules are stale.
                 self.dp.new_rules();
+                // New rules come with every configuration applied (reload
+                // or policy version): its VIPs may have changed.
+                self.guarded = guard_vips(self.agent.config(), Some(&self.guarded));
             }
             Command::CpuTick { peers } => {
                 let Some(ps) = &mut self.procsched else {

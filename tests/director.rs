@@ -724,3 +724,109 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     assert!(director(&p.socks[1]).counter("arp_announced") >= 3);
     p.apps.clear();
 }
+
+#[test]
+fn a_policy_drains_a_member_live_and_its_connections_stay() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = pool();
+    let c = p.lab.clients[0].clone();
+    // Long-lived connections to every server.
+    let mut held = run_in_ns(&c.ns, || {
+        (0..30)
+            .map(|i| {
+                let (src, sport) = numbered(44000)(i);
+                let mut s = connect_from(src, sport, SocketAddrV4::new(VIP, ECHO)).expect("echo");
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let id = echo(&mut s).expect("first echo");
+                (s, id)
+            })
+            .collect::<Vec<_>>()
+    })
+    .expect("client");
+    assert!(
+        held.iter().any(|(_, id)| *id == 2),
+        "no connection on server 2"
+    );
+
+    // Server 3 drains server 2 from the echo service (weight 0).
+    let cfg = std::fs::read_to_string(p.dir.path("s1.toml")).unwrap();
+    let policy = headroom_config::initial_policy(&cfg).expect("initial policy");
+    let echo_line = format!("ports = [{ECHO}]");
+    assert!(policy.contains(&echo_line), "{policy}");
+    let drained = policy.replace(
+        &echo_line,
+        &format!("{echo_line}\nweights = [{{ node = 2, weight = 0 }}]"),
+    );
+    let file = p.dir.path("drain.toml");
+    std::fs::write(&file, &drained).unwrap();
+    let (code, out, err) = headroomctl(
+        &p.socks[2],
+        &[
+            "policy",
+            "apply",
+            &file.display().to_string(),
+            "-m",
+            "drain 2",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}\n{}", p.logs());
+    assert!(
+        out.contains("v2 active on 3 node(s)") && out.contains("vip echo: changed"),
+        "{out}"
+    );
+
+    // Every established connection keeps its server, server 2's included.
+    for (s, id) in &mut held {
+        assert_eq!(
+            echo(s).as_ref(),
+            Ok(&*id),
+            "a held connection moved or broke"
+        );
+    }
+    // New connections avoid server 2.
+    let res = echo_many(&c.ns, 200, numbered(46000));
+    assert!(failures(&res).is_empty(), "{:?}", failures(&res));
+    let n = counts(&res);
+    assert_eq!(n[2], 0, "new flows on the drained server: {n:?}");
+    assert!(n[1] > 0 && n[3] > 0, "{n:?}");
+
+    // Back to weight 1: server 2 takes new flows again; held ones stay.
+    std::fs::write(&file, &policy).unwrap();
+    let (code, out, err) = headroomctl(
+        &p.socks[0],
+        &["policy", "apply", &file.display().to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let res = echo_many(&c.ns, 200, numbered(48000));
+    assert!(failures(&res).is_empty(), "{:?}", failures(&res));
+    assert!(counts(&res)[2] > 0, "{:?}", counts(&res));
+    for (s, id) in &mut held {
+        assert_eq!(
+            echo(s).as_ref(),
+            Ok(&*id),
+            "a held connection moved or broke"
+        );
+    }
+}
+
+/// `n` short echo connections (one line each) from the client, the i-th
+/// from `src(i)`: the server id that answered each.
+fn echo_many(
+    ns: &str,
+    n: usize,
+    src: impl Fn(usize) -> (Ipv4Addr, u16) + Send + 'static,
+) -> Vec<Result<u16, String>> {
+    run_in_ns(ns, move || {
+        (0..n)
+            .map(|i| {
+                let (a, p) = src(i);
+                let mut s = connect_from(a, p, SocketAddrV4::new(VIP, ECHO))
+                    .map_err(|e| format!("connect from {a}:{p}: {e}"))?;
+                s.set_read_timeout(Some(Duration::from_secs(3)))
+                    .map_err(|e| e.to_string())?;
+                echo(&mut s)
+            })
+            .collect()
+    })
+    .expect("client thread")
+}

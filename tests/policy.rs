@@ -174,6 +174,18 @@ fn policy_apply_moves_a_saturated_pipe_on_every_server() {
         gold_sent > 16.0,
         "the servers offer gold 36 Mbit/s in all: {gold_sent}"
     );
+    // One server in detail, from another; `--socket` anywhere on the line.
+    let out = std::process::Command::new(HEADROOMCTL)
+        .args(["status", "--node", "3", "--socket"])
+        .arg(&socks[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("node 3 alive: policy v2") && !text.contains("node 2 "),
+        "{text}"
+    );
 
     // An invalid file changes nothing anywhere and names file, line, field.
     let bad = dir.path("bad.toml");

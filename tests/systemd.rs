@@ -345,21 +345,35 @@ listen = "127.0.0.1:7947"
     );
     assert!(status(&socket).job("extra").is_some());
 
-    // A start-only change (the pipe's capacity) is refused whole, named.
-    std::fs::write(&policy_file, policy.replace("\"100Mbit\"", "\"200Mbit\"")).unwrap();
+    // A pipe's capacity changes live; adding a pipe (start-only: the
+    // workers' pacing rules) is refused whole, named.
+    let bigger = policy.replace("\"100Mbit\"", "\"200Mbit\"");
+    std::fs::write(&policy_file, &bigger).unwrap();
+    let (code, out, err) = headroomctl(
+        &socket,
+        &["policy", "apply", &policy_file.display().to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("pipe uplink: capacity 100Mbit -> 200Mbit"),
+        "{out}"
+    );
+    assert_eq!(status(&socket).pipes[0].capacity_bps, 200_000_000);
+    let added = format!("{bigger}\n[[pipe]]\nname = \"wan\"\ncapacity = \"10Mbit\"\n");
+    std::fs::write(&policy_file, added).unwrap();
     let (code, out, err) = headroomctl(
         &socket,
         &["policy", "apply", &policy_file.display().to_string()],
     );
     assert_eq!(code, 2, "accepted a start-only change: {out}{err}");
     assert!(
-        err.contains("pipe uplink: capacity 100Mbit -> 200Mbit") && err.contains("restart"),
+        err.contains("pipe wan: added") && err.contains("restart"),
         "{err}"
     );
     let st = status(&socket);
     assert_eq!((st.reloads_ok, st.reloads_failed), (1, 0));
-    assert_eq!(st.pipes[0].capacity_bps, 100_000_000);
-    assert_eq!(st.policy.unwrap().active.as_deref(), Some("v2"));
+    assert_eq!(st.pipes.len(), 1);
+    assert_eq!(st.policy.unwrap().active.as_deref(), Some("v3"));
 
     // A key others can read is refused on reload too; nothing changes.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -136,6 +136,38 @@ impl Director {
         Some(d)
     }
 
+    /// A new policy's VIP services (added, removed, re-weighted, drained
+    /// with weight 0, new members or health checks): the tables are rebuilt
+    /// at the next tick. Established flows keep their node while it serves
+    /// (conntrack is the workers' and outlives tables); a drained node gets
+    /// no new flows. Health state is kept when no health check changed.
+    pub fn reconfigure(&mut self, cfg: &Config, now: Timestamp) {
+        if cfg.vips == self.services {
+            return;
+        }
+        let checks = |v: &[VipService]| -> Vec<_> {
+            v.iter()
+                .map(|s| (s.vip, s.ports.clone(), s.health_check.clone()))
+                .collect()
+        };
+        if checks(&cfg.vips) != checks(&self.services) {
+            self.health.clear();
+            self.unhealthy.clear();
+            if cfg.vips.iter().any(|s| s.health_check.is_some()) {
+                for h in &self.hosts {
+                    self.health
+                        .push((h.node, HealthMonitor::new(&cfg.vips, h.ip, now)));
+                }
+            }
+        }
+        tracing::info!(services = cfg.vips.len(), "director: VIP services replaced");
+        self.services = cfg.vips.clone();
+        // The ARP interceptor answers for the new set of VIPs (and announces
+        // the owned ones) from the next rebuild.
+        self.arp = None;
+        self.dirty = true;
+    }
+
     /// The cell the workers follow.
     pub fn cell(&self) -> &Arc<TableCell> {
         &self.cell

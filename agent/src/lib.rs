@@ -209,6 +209,9 @@ pub struct Agent {
     policy_failed: u64,
     /// Job counters at the last summary (for its rates).
     rates: summary::Rates,
+    /// The latest time the agent was given (for changes that arrive
+    /// without one: a reload).
+    now_hint: Timestamp,
     config_file: String,
     started: Timestamp,
     jobs: JobRegistry,
@@ -271,6 +274,7 @@ impl Agent {
             policy_changes: BTreeMap::new(),
             policy_failed: 0,
             rates: summary::Rates::default(),
+            now_hint: now,
             config_file,
             started: now,
             jobs,
@@ -404,6 +408,7 @@ impl Agent {
     /// the pipes loop and the director every high-frequency interval, the
     /// process scheduler's tick every low-frequency interval.
     pub fn handle_tick(&mut self, now: Timestamp) {
+        self.now_hint = self.now_hint.max(now);
         if let Some(pool) = &mut self.pool {
             pool.handle_timeout(now);
         }
@@ -636,6 +641,9 @@ impl Agent {
         if let Some(bw) = &mut self.pipes {
             let jobs = &mut self.jobs;
             bw.set_bookings(&new, |n| jobs.id(n).0);
+        }
+        if let Some(d) = &mut self.director {
+            d.reconfigure(&new, self.now_hint);
         }
         if self.cpu_scheduling {
             self.out.commands.push_back(Command::CpuReload {

@@ -252,13 +252,19 @@ impl<P: PacerPort> Pipes<P> {
         self.entries_rejected
     }
 
-    /// Re-reads the bookings (on reload; the set of pipes needs a restart).
+    /// Re-reads each pipe's capacity, immediate share and bookings (live;
+    /// the set of pipes and what traffic they carry need a restart).
     pub fn set_bookings(&mut self, cfg: &Config, mut id_of: impl FnMut(&str) -> u16) {
         for pipe in &mut self.pipes {
             let Some(pc) = cfg.pipes.iter().find(|p| p.name == pipe.def.name) else {
                 continue;
             };
             let capacity = pc.capacity.bps(0);
+            match PipeSpec::new(capacity, pc.immediate_share, pipe.def.spec.interval_ns) {
+                Ok(spec) => pipe.def.spec = spec,
+                // Validation bounds the fields: not reached with a valid config.
+                Err(e) => tracing::error!(pipe = %pc.name, error = %e, "pipe settings kept"),
+            }
             pipe.def.bookings = cfg
                 .jobs
                 .iter()

@@ -879,3 +879,60 @@ fn a_policy_applied_on_one_node_runs_everywhere_and_survives_a_restart() {
         assert_eq!(fresh, usize::from(n), "{:?}", st.pool);
     }
 }
+
+/// Nodes the first VIP service's Maglev table places `n` hashes on, as
+/// node `i`'s workers would.
+fn placements(sim: &Sim, i: usize, n: u64) -> BTreeMap<NodeId, u64> {
+    let t = sim.nodes[i].agent.director_cell().expect("director").load();
+    let mut m = BTreeMap::new();
+    for h in 0..n {
+        let hash = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if let Some(node) = t.services[0].maglev.lookup(hash) {
+            *m.entry(node).or_default() += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn a_policy_drains_and_re_weights_a_vip_member_live() {
+    let hosts = [(1, true), (2, true), (3, true)];
+    let base = director(&hosts, false);
+    let mut sim = Sim::new(21);
+    for id in 1..=3 {
+        sim.add(id, 3, &base);
+    }
+    sim.run_for(Duration::from_secs(3));
+    let before = placements(&sim, 0, 30_000);
+    assert_eq!(before.len(), 3, "{before:?}");
+    // Node 2 drained (weight 0), node 3 weighted 2: applied on node 3.
+    let initial = headroom_config::initial_policy(&base).unwrap();
+    let drained = initial.replace(
+        "members = [1, 2, 3]",
+        "members = [1, 2, 3]\nweights = [{ node = 2, weight = 0 }, { node = 3, weight = 2 }]",
+    );
+    let now = sim.now;
+    let req = sim.nodes[2]
+        .agent
+        .policy_apply(now, &drained, "drain.toml", "root", "drain node 2")
+        .expect("valid");
+    sim.run_for(Duration::from_secs(2));
+    let (r, answer) = sim.nodes[2].answers.pop().expect("answered");
+    assert_eq!(r, req);
+    assert!(answer.complete(), "{answer:?}");
+    let c = answer.changes.unwrap();
+    assert_eq!(c.vips, ["web: changed"]);
+    for i in 0..3 {
+        let after = placements(&sim, i, 30_000);
+        assert!(
+            !after.contains_key(&2),
+            "node {} still places on 2: {after:?}",
+            i + 1
+        );
+        let (a, b) = (after[&1] as f64, after[&3] as f64);
+        assert!((b / a - 2.0).abs() < 0.2, "weights 1:2, got {after:?}");
+        // Established flows on node 2 stay: it still serves.
+        let t = sim.nodes[i].agent.director_cell().unwrap().load();
+        assert!(t.services[0].serves(2));
+    }
+}

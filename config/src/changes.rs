@@ -25,6 +25,12 @@ pub struct ConfigChanges {
     pub bookings: Vec<String>,
     /// Process-rule changes, one line per job ("web: 1 -> 2 rules").
     pub process_rules: Vec<String>,
+    /// Pipe changes applied live ("uplink: capacity 20Mbit -> 30Mbit").
+    #[serde(default)]
+    pub pipes: Vec<String>,
+    /// VIP service changes applied live ("web: added", "web: changed").
+    #[serde(default)]
+    pub vips: Vec<String>,
     /// Pool key changes, by key id ("signs with 1a2b3c4d (was 5e6f7a8b)"):
     /// filled in by the daemon, which re-reads the key files on every
     /// reload (a file's content may change under the same name).
@@ -256,24 +262,30 @@ impl ConfigChanges {
             "cpu",
             [backend, cgroup_parent, enabled, state_dir, scope]
         );
+        let mut live = Vec::new();
         for p in &new.pipes {
             match old.pipes.iter().find(|o| o.name == p.name) {
                 None => out.push(format!("pipe {}: added", p.name)),
                 Some(o) => {
+                    // Capacity and immediate share are the allocator's:
+                    // live. What traffic a pipe carries is the workers'.
                     if o.capacity != p.capacity {
-                        out.push(format!(
-                            "pipe {}: capacity {} -> {}",
+                        live.push(format!(
+                            "{}: capacity {} -> {}",
                             p.name, o.capacity, p.capacity
+                        ));
+                    }
+                    if o.immediate_share != p.immediate_share {
+                        live.push(format!(
+                            "{}: immediate_share {}% -> {}%",
+                            p.name, o.immediate_share, p.immediate_share
                         ));
                     }
                     if o.remote != p.remote {
                         out.push(format!("pipe {}: remote", p.name));
                     }
-                    if o.immediate_share != p.immediate_share {
-                        out.push(format!(
-                            "pipe {}: immediate_share {} -> {}",
-                            p.name, o.immediate_share, p.immediate_share
-                        ));
+                    if o.direction != p.direction {
+                        out.push(format!("pipe {}: direction", p.name));
                     }
                 }
             }
@@ -284,11 +296,28 @@ impl ConfigChanges {
             }
         }
         if old.vips != new.vips {
-            out.push("[[vip]]".into());
+            if old.vips.is_empty() {
+                // The workers' director is set up at start.
+                out.push("[[vip]] (the first VIP service)".into());
+            } else {
+                for v in &new.vips {
+                    match old.vips.iter().find(|o| o.name == v.name) {
+                        None => self.vips.push(format!("{}: added", v.name)),
+                        Some(o) if o != v => self.vips.push(format!("{}: changed", v.name)),
+                        Some(_) => {}
+                    }
+                }
+                for o in &old.vips {
+                    if !new.vips.iter().any(|v| v.name == o.name) {
+                        self.vips.push(format!("{}: removed", o.name));
+                    }
+                }
+            }
         }
         if old.director != new.director {
             out.push("[director]".into());
         }
+        self.pipes = live;
     }
 
     /// True when the files configure the same thing.
@@ -310,6 +339,12 @@ impl ConfigChanges {
         }
         if self.job_order_changed {
             lines.push("job order changed (the first matching job takes a flow)".into());
+        }
+        for p in &self.pipes {
+            lines.push(format!("pipe {p}"));
+        }
+        for v in &self.vips {
+            lines.push(format!("vip {v}"));
         }
         for b in &self.bookings {
             lines.push(format!("booking {b}"));
@@ -443,6 +478,7 @@ mod tests {
         let old = cfg(REFERENCE);
         let new = cfg(&REFERENCE
             .replace("capacity = \"100Mbit\"", "capacity = \"200Mbit\"")
+            .replace("direction = \"out\"", "direction = \"both\"")
             .replace("cores = [1]", "cores = [1, 2]")
             .replace("name = \"web-1\"", "name = \"web-9\"")
             .replace("listen = \"127.0.0.1:7947\"", "listen = \"127.0.0.1:7950\""));
@@ -453,14 +489,15 @@ mod tests {
                 "node.name",
                 "workers.cores",
                 "metrics.listen",
-                "pipe uplink: capacity 100Mbit -> 200Mbit"
+                "pipe uplink: direction"
             ]
         );
-        assert!(c.applied().is_empty());
+        // A pipe's capacity is the allocator's: applied live.
+        assert_eq!(c.applied(), ["pipe uplink: capacity 100Mbit -> 200Mbit"]);
         assert_eq!(
             c.to_string(),
-            "nothing applied; not applied until restart: node.name, workers.cores, metrics.listen, \
-             pipe uplink: capacity 100Mbit -> 200Mbit"
+            "pipe uplink: capacity 100Mbit -> 200Mbit; not applied until restart: node.name, \
+             workers.cores, metrics.listen, pipe uplink: direction"
         );
     }
 

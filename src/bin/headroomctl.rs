@@ -27,10 +27,31 @@ fn main() -> ExitCode {
     };
     match call(&args.socket, &req) {
         Ok(Response::Status(st)) => {
-            if matches!(args.cmd, CtlCmd::Status { json: true }) {
-                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
-            } else {
-                print!("{}", st.render_text());
+            let CtlCmd::Status { json, node } = args.cmd else {
+                return ExitCode::FAILURE;
+            };
+            match node {
+                Some(id) => {
+                    let Some(n) = st.pool.iter().find(|n| n.node == id) else {
+                        let known: Vec<String> =
+                            st.pool.iter().map(|n| n.node.to_string()).collect();
+                        eprintln!(
+                            "headroomctl: node {id} is not in the pool as server {} sees it (members: {})",
+                            st.node_id,
+                            if known.is_empty() { "none: it runs alone".into() } else { known.join(", ") }
+                        );
+                        return ExitCode::FAILURE;
+                    };
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(n).unwrap_or_default());
+                    } else {
+                        print!("{}", headroom::status::render_pool(std::slice::from_ref(n)));
+                    }
+                }
+                None if json => {
+                    println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default())
+                }
+                None => print!("{}", st.render_text()),
             }
             ExitCode::SUCCESS
         }

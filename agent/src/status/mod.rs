@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 mod text;
 
+pub use text::render_pool;
+
 /// Everything the daemon reports about itself.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {

@@ -303,6 +303,14 @@ impl Status {
     }
 }
 
+/// The pool section of the status text for `nodes` (`status --node N`
+/// renders one).
+pub fn render_pool(nodes: &[super::PoolNodeStatus]) -> String {
+    let mut o = String::new();
+    pool(&mut o, nodes);
+    o
+}
+
 /// The pool from this server: every member's summary, then every job
 /// across the members.
 fn pool(o: &mut String, nodes: &[super::PoolNodeStatus]) {
