@@ -50,7 +50,6 @@ use nix::{
     unistd::Pid,
 };
 
-const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
 const SKIP_VAR: &str = "HEADROOM_SKIP_CGROUP_TESTS";
 const JOB: &str = "batch";
 const LOOP: &str = "while :; do :; done";
@@ -124,35 +123,6 @@ impl Drop for Burner {
 
 /// Removes the daemons' parent cgroups if a failed run left them behind
 /// (a killed daemon cannot clean up): remaining tasks go to the root.
-struct CgroupCleanup(Vec<String>);
-
-impl Drop for CgroupCleanup {
-    fn drop(&mut self) {
-        let root = Path::new(CPU_MOUNT);
-        for parent in &self.0 {
-            let p = root.join(parent);
-            if !p.exists() {
-                continue;
-            }
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&p)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.path())
-                        .filter(|d| d.is_dir())
-                        .collect()
-                })
-                .unwrap_or_default();
-            dirs.push(p.clone());
-            for d in dirs {
-                for pid in procs_in(&d) {
-                    let _ = std::fs::write(root.join("cgroup.procs"), pid.to_string());
-                }
-                let _ = std::fs::remove_dir(&d);
-            }
-        }
-    }
-}
-
 fn preflight() -> bool {
     if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
         eprintln!("cpu_pool: SKIPPED because {SKIP_VAR}=1");
@@ -173,16 +143,6 @@ fn preflight() -> bool {
         "needs two cores"
     );
     true
-}
-
-fn procs_in(dir: &Path) -> Vec<u32> {
-    let mut v: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    v.sort_unstable();
-    v
 }
 
 fn cpu_cgroup(pid: u32) -> String {

@@ -185,6 +185,12 @@ struct Pool {
 }
 
 fn pool() -> Pool {
+    pool_with(|_, _| String::new())
+}
+
+/// [`pool`] with `extra(lab tag, node id)` merged into each server's
+/// configuration.
+fn pool_with(extra: impl Fn(&str, u16) -> String) -> Pool {
     let mut lab = Lab::up(3, 1).expect("lab");
     let dir = TempDir::new(&format!("{}-director", lab.tag));
     let mut apps = Vec::new();
@@ -215,7 +221,12 @@ fn pool() -> Pool {
     for i in 0..lab.servers.len() {
         let s = lab.servers[i].clone();
         let sock = dir.path(&format!("s{}.sock", s.id));
-        let cfg = server_config(&s, &sock, &director_config(&lab, s.id, &key));
+        let more = extra(&lab.tag, s.id);
+        let cfg = server_config(
+            &s,
+            &sock,
+            &format!("{}{more}", director_config(&lab, s.id, &key)),
+        );
         socks.push(start_headroomd(&mut lab, &dir, i, &cfg));
     }
     let p = Pool {
@@ -829,4 +840,66 @@ fn echo_many(
             .collect()
     })
     .expect("client thread")
+}
+
+#[test]
+fn a_server_with_busy_cores_gets_fewer_new_connections() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        std::path::Path::new(CPU_MOUNT).join("cpu.shares").exists(),
+        "no cgroup v1 cpu controller at {CPU_MOUNT}"
+    );
+    // Every server measures the CPU of its own namespace's processes; a
+    // job "hog" takes whatever matches.
+    let parent = |tag: &str, id: u16| format!("{tag}-dirhr-n{id}");
+    let cpu = move |tag: &str, id: u16| {
+        format!(
+            "\n[cpu]\nbackend = \"cgroup-v1\"\ncgroup_parent = \"{}\"\nscope = \"netns\"\n\
+             [[job]]\nname = \"hog\"\ncpu = {{ server_percent = 90 }}\n[[job.process]]\n\
+             cmdline = \"* hrhog-{tag}\"\n",
+            parent(tag, id)
+        )
+    };
+    let p = pool_with(cpu);
+    let tag = p.lab.tag.clone();
+    let _cleanup = CgroupCleanup((1..=3).map(|id| parent(&tag, id)).collect());
+    let c = p.lab.clients[0].clone();
+    let before = counts(&echo_many(&c.ns, 300, numbered(50000)));
+    eprintln!("idle servers: {before:?}");
+    // A busy loop on server 2 (in its namespace, so only its scheduler
+    // sees it), a core's worth of work.
+    let s2 = p.lab.servers[1].clone();
+    let mut hog = p
+        .lab
+        .command(&s2.ns, "sh")
+        .args(["-c", "while :; do :; done", &format!("hrhog-{tag}")])
+        .spawn()
+        .expect("spawn the hog");
+    let low = wait_for(Duration::from_secs(15), || {
+        let st = status(&p.socks[0]);
+        let n2 = st.pool.iter().find(|n| n.node == 2)?;
+        (n2.cores > 0 && n2.headroom_percent < 70.0).then_some(n2.headroom_percent)
+    });
+    // Two rounds of smoothing after the summaries show it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = counts(&echo_many(&c.ns, 300, numbered(52000)));
+    let _ = hog.kill();
+    let _ = hog.wait();
+    eprintln!("server 2 busy ({low:?} % idle): {after:?}");
+    let low = low.unwrap_or_else(|| {
+        panic!(
+            "server 2's headroom did not drop: {:?}",
+            status(&p.socks[0]).pool
+        )
+    });
+    assert!(low < 70.0);
+    let peers = after[1].min(after[3]) as f64;
+    assert!(
+        // Its factor is at most 7 of 10 (headroom under 70%).
+        (after[2] as f64) < 0.85 * peers,
+        "the busy server got {} new connections, its peers {} and {}",
+        after[2],
+        after[1],
+        after[3]
+    );
 }

@@ -115,6 +115,7 @@ fn forged_flood_does_not_split_the_pool() {
         })
         .expect("pool of 3 formed");
     }
+    wait_pool_ready(&socks, 3);
 
     // The control socket is root's alone, and three clients that connect
     // and never ask anything do not hold up the status calls below.

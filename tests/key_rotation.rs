@@ -53,12 +53,7 @@ fn a_pool_of_three_rotates_its_key_without_failure_or_re_split() {
         let cfg = config_of(i, &a, None);
         socks.push(start_headroomd(&mut lab, &dir, i, &cfg));
     }
-    for sock in &socks {
-        wait_for(Duration::from_secs(10), || {
-            (status(sock).exchange?.live_nodes == 3).then_some(())
-        })
-        .expect("pool of 3 formed");
-    }
+    wait_pool_ready(&socks, 3);
     let key_a = status(&socks[0]).exchange.unwrap().key_id;
 
     // Every server offers 12 Mbit/s of gold into the 20 Mbit/s pipe (bronze

@@ -42,20 +42,7 @@ fn three_servers_share_a_pipe_by_booking() {
         ));
     }
     // Everyone sees everyone before traffic starts.
-    for sock in &socks {
-        wait_for(Duration::from_secs(10), || {
-            let st = status(sock);
-            let live = st
-                .exchange
-                .as_ref()?
-                .members
-                .iter()
-                .filter(|m| m.state == "alive" || m.state == "self")
-                .count();
-            (live == 3).then_some(())
-        })
-        .expect("pool of 3 formed");
-    }
+    wait_pool_ready(&socks, 3);
     let client = lab.clients[0].clone();
     let log: ArrivalLog = Arc::default();
     let stop_sink = Arc::new(AtomicBool::new(false));

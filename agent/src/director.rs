@@ -82,6 +82,7 @@ pub struct Director {
     static_alive: Vec<NodeId>,
     live_after: Timestamp,
     live_converged: bool,
+    headroom: std::collections::HashMap<NodeId, u32>,
 }
 
 impl Director {
@@ -131,6 +132,7 @@ impl Director {
             static_alive: static_alive(cfg),
             live_after: now + cfg.exchange.failure_timeout,
             live_converged: false,
+            headroom: std::collections::HashMap::new(),
         };
         d.on_membership(&d.static_alive.clone());
         Some(d)
@@ -166,6 +168,16 @@ impl Director {
         // the owned ones) from the next rebuild.
         self.arp = None;
         self.dirty = true;
+    }
+
+    /// Each node's live headroom factor (see `headroom`): multiplies the
+    /// static weights of new placements. Empty: static weights only.
+    pub fn set_headroom(&mut self, factors: std::collections::HashMap<NodeId, u32>) {
+        if factors != self.headroom {
+            tracing::info!(?factors, "director: headroom factors");
+            self.headroom = factors;
+            self.dirty = true;
+        }
     }
 
     /// The cell the workers follow.
@@ -305,6 +317,7 @@ impl Director {
     fn pool(&self) -> PoolView {
         let mut pool = PoolView {
             alive: self.alive.clone(),
+            headroom: self.headroom.iter().map(|(n, h)| (*n, *h)).collect(),
             ..PoolView::default()
         };
         for (i, s) in self.services.iter().enumerate() {

@@ -34,6 +34,7 @@
 //! `tests`), at several pool sizes.
 
 pub mod director;
+mod headroom;
 pub mod jobs;
 pub mod pipes;
 pub mod policy;
@@ -209,6 +210,8 @@ pub struct Agent {
     policy_failed: u64,
     /// Job counters at the last summary (for its rates).
     rates: summary::Rates,
+    /// The pool's smoothed headroom, for VIP placement.
+    headroom: headroom::Headroom,
     /// The latest time the agent was given (for changes that arrive
     /// without one: a reload).
     now_hint: Timestamp,
@@ -274,6 +277,7 @@ impl Agent {
             policy_changes: BTreeMap::new(),
             policy_failed: 0,
             rates: summary::Rates::default(),
+            headroom: headroom::Headroom::default(),
             now_hint: now,
             config_file,
             started: now,
@@ -484,6 +488,22 @@ impl Agent {
             s.policy = pool.policy().active().map(|(m, _)| m.id);
             let bytes = s.encode(headroom_control::policy::summary::SUMMARY_MAX);
             pool.publish(now, headroom_control::policy::summary::SUMMARY_CODE, &bytes);
+            // Every live node's headroom (its summary: cores 0 = not measured).
+            let samples: Vec<(u32, Option<u32>)> = pool
+                .summaries(now)
+                .into_iter()
+                .filter(|p| p.state == headroom_control::exchange::MemberState::Alive)
+                .map(|p| {
+                    let h = p
+                        .summary
+                        .filter(|s| s.cores > 0)
+                        .map(|s| s.headroom_permille);
+                    (p.node, h)
+                })
+                .collect();
+            if let (Some(f), Some(d)) = (self.headroom.update(&samples), &mut self.director) {
+                d.set_headroom(f);
+            }
         }
     }
 

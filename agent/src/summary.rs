@@ -101,13 +101,16 @@ impl Rates {
                 },
             })
             .collect();
-        let (cores, used) = match cpu {
-            Some(c) => (
-                c.local_cores,
-                c.jobs.iter().map(|j| j.cores_used).sum::<f64>() + c.unmanaged_cores,
-            ),
+        // Headroom is what this node's jobs leave of its cores (headroomd's
+        // own threads and unmanaged processes are not the pool's to place
+        // around); the CPU shown is everything the scheduler sees.
+        let (cores, jobs_used, used) = match cpu {
+            Some(c) => {
+                let jobs = c.jobs.iter().map(|j| j.cores_used).sum::<f64>();
+                (c.local_cores, jobs, jobs + c.unmanaged_cores)
+            }
             // Not measured without the process scheduler: 0 cores says so.
-            None => (0.0, 0.0),
+            None => (0.0, 0.0, 0.0),
         };
         self.last = Some((now, counters));
         NodeSummary {
@@ -116,7 +119,7 @@ impl Rates {
             cores: cores.round() as u32,
             cpu_permille: (used * 1000.0) as u32,
             headroom_permille: if cores > 0.0 {
-                ((1.0 - used / cores).clamp(0.0, 1.0) * 1000.0) as u32
+                ((1.0 - jobs_used / cores).clamp(0.0, 1.0) * 1000.0) as u32
             } else {
                 0
             },

@@ -195,3 +195,72 @@ rate = "40%"
         key = key.display()
     )
 }
+
+/// The cgroup v1 cpu hierarchy the CPU tests use.
+pub const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
+
+/// Pids in the cgroup `dir`, ascending.
+pub fn procs_in(dir: &std::path::Path) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Removes the named cgroup parents under [`CPU_MOUNT`] (their processes
+/// moved back to the root first) on drop: a daemon killed by a failing
+/// test leaves its cgroups behind.
+pub struct CgroupCleanup(pub Vec<String>);
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        let root = std::path::Path::new(CPU_MOUNT);
+        for parent in &self.0 {
+            let p = root.join(parent);
+            if !p.exists() {
+                continue;
+            }
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|d| d.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default();
+            dirs.push(p.clone());
+            for d in dirs {
+                for pid in procs_in(&d) {
+                    let _ = std::fs::write(root.join("cgroup.procs"), pid.to_string());
+                }
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+    }
+}
+
+/// Waits until every daemon of `socks` sees `n` live members and enforces
+/// the pool's policy (it runs the pool's current version: before that it
+/// grants no bandwidth and sets no CPU share). Panics with the last status.
+pub fn wait_pool_ready(socks: &[PathBuf], n: usize) {
+    for sock in socks {
+        let ok = wait_for(Duration::from_secs(15), || {
+            let st = status(sock);
+            let live = st.exchange.as_ref()?.live_nodes;
+            let enforcing = st.policy.as_ref()?.enforcing;
+            (live == n && enforcing).then_some(())
+        });
+        if ok.is_none() {
+            let st = status(sock);
+            panic!(
+                "{}: pool of {n} not ready: exchange {:?}, policy {:?}",
+                sock.display(),
+                st.exchange.map(|e| e.members),
+                st.policy
+            );
+        }
+    }
+}

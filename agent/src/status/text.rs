@@ -328,7 +328,7 @@ fn pool(o: &mut String, nodes: &[super::PoolNodeStatus]) {
             "CPU not measured (no process rules)".to_string()
         } else {
             format!(
-                "{} core(s), {:.2} used ({:.1}% idle)",
+                "{} core(s), {:.2} used, {:.1}% headroom (idle share its jobs leave)",
                 n.cores, n.cpu_cores, n.headroom_percent
             )
         };

@@ -493,13 +493,12 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        // Formed: every server sees every other and enforces the pool's
+        // policy (it grants no bandwidth before it runs the current version).
         let formed = sockets.iter().all(|s| {
-            status(s).ok().and_then(|st| st.exchange).is_some_and(|e| {
-                e.members
-                    .iter()
-                    .filter(|m| m.state == "alive" || m.state == "self")
-                    .count()
-                    == sockets.len()
+            status(s).ok().is_some_and(|st| {
+                st.policy.is_some_and(|p| p.enforcing)
+                    && st.exchange.is_some_and(|e| e.live_nodes == sockets.len())
             })
         });
         if formed {
