@@ -9,7 +9,6 @@ mod changes;
 mod deprecated;
 mod error;
 mod locate;
-mod machine;
 mod schema;
 mod validate;
 
@@ -22,6 +21,7 @@ pub mod deploy;
 pub mod fuzz;
 pub mod goal;
 pub mod history;
+pub mod machine;
 pub mod net;
 pub mod process;
 pub mod triggers;
