@@ -9,7 +9,6 @@ use std::{
 
 mod bench_deploy;
 mod bench_tcp;
-mod soak;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -18,6 +17,8 @@ use headroom::{
     status::Status,
 };
 use headroom_lab::{traffic, Lab, ServerConfig};
+
+mod soak;
 
 /// Network-namespace labs for Headroom: a switch, servers (each one
 /// namespace, put behind headroomd's interfaces like a real server) and
@@ -101,6 +102,15 @@ enum Cmd {
         #[arg(long, default_value = "perf/results")]
         out: PathBuf,
     },
+    /// Run the demo: a 3-server lab, headroomd everywhere, real traffic, a report.
+    Demo {
+        /// Bytes each TCP transfer carries.
+        #[arg(long, default_value_t = 4_000_000)]
+        tcp_bytes: u64,
+        /// UDP datagrams sent to each server.
+        #[arg(long, default_value_t = 2000)]
+        udp_datagrams: u64,
+    },
     /// Soak (perf/soak.sh): a 3-server pool under mixed TCP and UDP for a
     /// long time, with periodic reloads and peer restarts; reports RSS
     /// slopes, frame-ledger violations, job counter exactness and false
@@ -136,15 +146,6 @@ enum Cmd {
         #[arg(long)]
         logs: Option<PathBuf>,
     },
-    /// Run the demo: a 3-server lab, headroomd everywhere, real traffic, a report.
-    Demo {
-        /// Bytes each TCP transfer carries.
-        #[arg(long, default_value_t = 4_000_000)]
-        tcp_bytes: u64,
-        /// UDP datagrams sent to each server.
-        #[arg(long, default_value_t = 2000)]
-        udp_datagrams: u64,
-    },
 }
 
 fn main() -> ExitCode {
@@ -175,6 +176,12 @@ fn main() -> ExitCode {
         Cmd::BenchDeploy { rounds, out } => {
             sibling("headroomctl").and_then(|ctl| bench_deploy::run(&ctl, rounds as usize, &out))
         }
+        Cmd::BenchPacing {
+            rates,
+            seconds,
+            out,
+            fast_path,
+        } => bench_pacing(&rates, seconds, &out, &fast_path),
         Cmd::Soak {
             duration,
             reload_every,
@@ -200,12 +207,6 @@ fn main() -> ExitCode {
             };
             soak::run(&d, &ctl, &opts)
         }),
-        Cmd::BenchPacing {
-            rates,
-            seconds,
-            out,
-            fast_path,
-        } => bench_pacing(&rates, seconds, &out, &fast_path),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
