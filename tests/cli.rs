@@ -184,3 +184,64 @@ fn a_config_valid_elsewhere_is_reported_and_refused_at_start_here() {
     );
     assert!(!dir.path("s.sock").exists());
 }
+
+#[test]
+fn a_dataplane_bigger_than_its_share_of_ram_is_refused_before_attach() {
+    let dir = TempDir::new("hr-cli-memory");
+    let cfg = dir.path("c.toml");
+    // 1 Mi frames of 4 KiB for the one queue of lo: 4 GiB of UMEM, more
+    // than 5% of any machine this runs on (the test says so otherwise).
+    let ram_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap();
+    assert!(
+        ram_kb * 1024 / 20 < 4 << 30,
+        "this machine has {ram_kb} kB: 5% of it holds 4 GiB of UMEM"
+    );
+    let write = |frames: u32| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[node]\nid = 1\naddress = \"10.0.0.1\"\n[interfaces]\nouter = \"lo\"\ninner = \"hr-nosuch9\"\n\
+                 [workers]\ncores = [0]\nframe_count = {frames}\nmax_memory_share = 5\n\
+                 [control]\nsocket = \"{}\"\n",
+                dir.path("s.sock").display()
+            ),
+        )
+        .unwrap()
+    };
+    write(1 << 20);
+    let path = cfg.to_str().unwrap();
+    let out = run(&["--check-config", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let memory = ":9: workers.frame_count: the dataplane would allocate 4.0 GiB at start, \
+                  more than max_memory_share = 5% of this machine's";
+    assert!(
+        err.contains("valid, but on this machine headroomd would not start:")
+            && err.contains(memory)
+            && err.contains(
+                "UMEM 4.0 GiB (workers.frame_size 4096 B x workers.frame_count 1048576 \
+                 x 1 served queue(s) over 1 worker(s))"
+            )
+            && err.contains("Lower workers.frame_count first"),
+        "{err}"
+    );
+    // At start: the same message, before anything is attached.
+    let out = run(&["--config", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(memory), "{err}");
+    assert!(!dir.path("s.sock").exists());
+    // The default frame count fits: only the missing interface is left.
+    write(8192);
+    let out = run(&["--check-config", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("interfaces.inner") && !err.contains("would allocate"),
+        "{err}"
+    );
+}

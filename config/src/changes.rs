@@ -212,6 +212,7 @@ impl ConfigChanges {
                 zero_copy,
                 fast_path,
                 fast_path_flows,
+                max_memory_share,
                 poll_timeout,
                 publish_interval,
                 pacer_burst,

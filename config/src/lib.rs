@@ -9,7 +9,6 @@ mod changes;
 mod deprecated;
 mod error;
 mod locate;
-mod machine;
 mod schema;
 mod validate;
 
@@ -23,6 +22,7 @@ pub mod deploy;
 pub mod fuzz;
 pub mod goal;
 pub mod history;
+pub mod machine;
 pub mod net;
 pub mod policy;
 pub mod process;

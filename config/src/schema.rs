@@ -201,6 +201,11 @@ pub struct WorkersConfig {
     pub fast_path: FastPath,
     /// Decided flows the fast path holds per interface (an LRU table).
     pub fast_path_flows: u32,
+    /// Most of the machine's RAM, percent, that what the dataplane
+    /// allocates at start (UMEM, rings, flow tables, fast-path tables) may
+    /// take; a configuration that needs more is refused before anything
+    /// is attached.
+    pub max_memory_share: u8,
     /// How long an idle worker sleeps in poll() before re-checking.
     #[serde(with = "humantime_serde")]
     pub poll_timeout: Duration,
@@ -231,6 +236,7 @@ impl Default for WorkersConfig {
             zero_copy: ZeroCopy::Auto,
             fast_path: FastPath::Auto,
             fast_path_flows: 65536,
+            max_memory_share: 50,
             poll_timeout: Duration::from_millis(50),
             publish_interval: Duration::from_millis(100),
             pacer_burst: Duration::from_millis(2),

@@ -108,6 +108,7 @@ fn every_validation_rule() {
         ("[workers]\nfill_size = 32\n", "workers.fill_size"),
         ("[workers]\nframe_size = 1000\n", "workers.frame_size"),
         ("[workers]\nframe_count = 100\n", "workers.frame_count"),
+        ("[workers]\nmax_memory_share = 0\n", "workers.max_memory_share"),
         ("[workers]\npoll_timeout_ms = 0\n", "workers.poll_timeout_ms"),
         ("[workers]\npublish_interval_ms = 1\n", "workers.publish_interval_ms"),
         ("[workers]\npacer_burst_us = 1\n", "workers.pacer_burst_us"),
@@ -190,6 +191,18 @@ fn every_numeric_bound() {
             "2097152",
             "1048576",
             "workers.frame_count",
+        ),
+        (
+            "[workers]\nmax_memory_share",
+            "0",
+            "1",
+            "workers.max_memory_share",
+        ),
+        (
+            "[workers]\nmax_memory_share",
+            "96",
+            "95",
+            "workers.max_memory_share",
         ),
         (
             "[workers]\npoll_timeout",

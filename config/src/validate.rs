@@ -34,6 +34,9 @@ fn within(path: &[&'static str], d: Duration, min: Duration, max: Duration) -> R
 pub const MAX_FLOW_CAPACITY: usize = 1 << 24;
 /// Most UMEM frames per served queue (1 Mi frames: 4 GiB at 4 KiB frames).
 pub const MAX_FRAME_COUNT: u32 = 1 << 20;
+/// Largest `[workers] max_memory_share`, percent of RAM (the kernel and
+/// the host's own processes need the rest).
+pub const MAX_MEMORY_SHARE: u8 = 95;
 
 impl Config {
     /// The bookings of every job on pipe `p`, bit/s.
@@ -161,6 +164,15 @@ impl Config {
                      (UMEM frames per served queue)",
                     w.frame_count,
                     2 * w.fill_size
+                ),
+            );
+        }
+        if !(1..=MAX_MEMORY_SHARE).contains(&w.max_memory_share) {
+            return err(
+                vec![K("workers"), K("max_memory_share")],
+                format!(
+                    "{} must be 1..={MAX_MEMORY_SHARE} (percent of this machine's RAM)",
+                    w.max_memory_share
                 ),
             );
         }

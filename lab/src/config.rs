@@ -73,12 +73,39 @@ impl ServerConfig {
     pub fn merge(mut self, toml: &str) -> Result<Self, toml_edit::TomlError> {
         let extra: DocumentMut = toml.parse()?;
         merge_table(self.doc.as_table_mut(), extra.as_table());
+        // Tables render in the order of their positions, which the merged
+        // ones bring from their own document: renumbered in the logical
+        // order, a `[[job.flow]]` stays under its own `[[job]]` however
+        // many merges brought jobs.
+        let mut next = 0;
+        renumber(self.doc.as_table_mut(), &mut next);
         Ok(self)
     }
 
     /// The TOML text.
     pub fn render(&self) -> String {
         self.doc.to_string()
+    }
+}
+
+/// Gives `t`'s sub-tables (depth first, in key order) positions from `next` on.
+fn renumber(t: &mut Table, next: &mut usize) {
+    for (_, item) in t.iter_mut() {
+        match item {
+            Item::Table(sub) => {
+                sub.set_position(*next);
+                *next += 1;
+                renumber(sub, next);
+            }
+            Item::ArrayOfTables(a) => {
+                for sub in a.iter_mut() {
+                    sub.set_position(*next);
+                    *next += 1;
+                    renumber(sub, next);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -147,6 +174,41 @@ mod tests {
         assert!(ServerConfig::new(&a, Path::new("/x"))
             .merge("[node\n")
             .is_err());
+    }
+
+    #[test]
+    fn jobs_of_several_merges_keep_their_own_flows() {
+        let a = server(1);
+        let text = ServerConfig::new(&a, Path::new("/tmp/s1.sock"))
+            .merge(
+                "[[job]]\nname = \"a\"\n[[job.flow]]\nlocal_port = \"1\"\n\
+                 [[job]]\nname = \"b\"\n[[job.flow]]\nlocal_port = \"2\"\n",
+            )
+            .unwrap()
+            .merge("[workers]\nfast_path = \"off\"\n")
+            .unwrap()
+            .merge("[[job]]\nname = \"p\"\n[[job.flow]]\nlocal_port = \"9\"\n")
+            .unwrap()
+            .render();
+        let cfg = headroom_config::Config::parse(&text, Path::new("lab.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let flows: Vec<(String, usize)> = cfg
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.flow_rules.len()))
+            .collect();
+        assert_eq!(
+            flows,
+            [("a".into(), 1), ("b".into(), 1), ("p".into(), 1)],
+            "{text}"
+        );
+        for (job, port) in [(0, "1"), (1, "2"), (2, "9")] {
+            assert!(
+                format!("{:?}", cfg.jobs[job].flow_rules[0]).contains(port),
+                "{text}"
+            );
+        }
+        assert_eq!(cfg.workers.fast_path, headroom_config::FastPath::Off);
     }
 
     #[test]

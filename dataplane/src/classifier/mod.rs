@@ -245,6 +245,13 @@ impl Classifier {
         self.shards.len()
     }
 
+    /// Bytes the flow table allocated up front (every shard's buckets):
+    /// what `headroom_config::machine::flow_table_bytes` predicts for the
+    /// memory budget at start.
+    pub fn table_bytes(&self) -> usize {
+        self.shards.iter().map(HashTable::allocation_size).sum()
+    }
+
     /// Classify and count one packet of an IP flow. `key` is the wire key (from
     /// `parse_frame`), `dir` the packet's direction, `bytes` its length as the caller
     /// accounts it (e.g. the frame length).

@@ -592,3 +592,26 @@ mod model {
         }
     }
 }
+
+#[test]
+fn the_memory_budget_counts_the_flow_table_as_allocated() {
+    use headroom_config::machine as m;
+    assert_eq!(std::mem::size_of::<Slot>() as u64, m::FLOW_SLOT_BYTES);
+    assert_eq!(SHARD_TARGET, m::FLOW_SHARD_TARGET);
+    assert_eq!(MAX_SHARDS, m::FLOW_MAX_SHARDS);
+    for cap in [1, 15, 100, 4096, 4097, 65536, 100_000, 1 << 20] {
+        let c = Classifier::new(cap, 1_000, Arc::new(RuleSet::empty()));
+        let (real, est) = (c.table_bytes() as u64, m::flow_table_bytes(cap));
+        // hashbrown's control groups are 16 bytes with SSE2, 8 elsewhere:
+        // the estimate takes the larger.
+        let slack = 8 * c.shard_count() as u64;
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(real, est, "capacity {cap}");
+        } else {
+            assert!(
+                est >= real && est - real <= slack,
+                "capacity {cap}: {real} vs {est}"
+            );
+        }
+    }
+}

@@ -238,6 +238,20 @@ mod tests {
     use super::super::IPPROTO_UDP;
     use super::*;
 
+    #[test]
+    fn the_memory_budget_counts_the_table_as_allocated() {
+        use headroom_config::machine as m;
+        let cap = 1000;
+        let ct = Conntrack::new(ConntrackConfig {
+            capacity: cap,
+            ..ConntrackConfig::default()
+        });
+        assert_eq!(
+            ct.table.allocated_bytes() as u64,
+            m::director_table_bytes(cap, m::CONNTRACK_SLOT_BYTES)
+        );
+    }
+
     const S: u64 = 1_000_000_000;
 
     fn key(sport: u16, proto: u8) -> (ConnKey, u64) {

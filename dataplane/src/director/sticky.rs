@@ -109,6 +109,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_memory_budget_counts_the_table_as_allocated() {
+        use headroom_config::machine as m;
+        let t = StickyTable::new(1000);
+        assert_eq!(
+            t.table.allocated_bytes() as u64,
+            m::director_table_bytes(1000, m::STICKY_SLOT_BYTES)
+        );
+    }
+
+    #[test]
     fn expires_after_period_and_refreshes() {
         let mut t = StickyTable::new(1024);
         let c = Ipv4Addr::new(198, 51, 100, 7);

@@ -57,6 +57,12 @@ impl<K: Copy + Default + Eq, V: Copy + Default> BoundedTable<K, V> {
         self.slots.len()
     }
 
+    /// Bytes of the slots, allocated up front (what
+    /// `headroom_config::machine::director_table_bytes` predicts).
+    pub fn allocated_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
     /// Occupied slots (including expired entries not yet reclaimed).
     pub fn len(&self) -> usize {
         self.occupied
@@ -189,6 +195,20 @@ impl<K: Copy + Default + Eq, V: Copy + Default> BoundedTable<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_budget_counts_the_slots_as_allocated() {
+        assert_eq!(WAYS, headroom_config::machine::DIRECTOR_WAYS);
+        for cap in [0, 1, 8, 9, 1000, 1 << 18] {
+            let t: BoundedTable<u64, u64> = BoundedTable::with_capacity(cap);
+            let slot = std::mem::size_of::<Slot<u64, u64>>() as u64;
+            assert_eq!(
+                t.allocated_bytes() as u64,
+                headroom_config::machine::director_table_bytes(cap, slot),
+                "capacity {cap}"
+            );
+        }
+    }
 
     #[test]
     fn capacity_rounding() {

@@ -263,6 +263,16 @@ impl HrXdpConfig {
 mod tests {
     use std::mem::{align_of, offset_of, size_of, MaybeUninit};
 
+    #[test]
+    fn the_memory_budget_sizes_the_fast_path_entries_as_the_abi() {
+        use headroom_config::machine as m;
+        assert_eq!(size_of::<super::HrFlowKey>() as u64, m::FAST_PATH_KEY_BYTES);
+        assert_eq!(
+            size_of::<super::HrFlowEntry>() as u64,
+            m::FAST_PATH_VALUE_BYTES
+        );
+    }
+
     use libbpf_rs::{skel::SkelBuilder, OpenObject};
 
     use super::*;

@@ -2,6 +2,9 @@
 //! count, MTU and driver, read with the ethtool and interface ioctls on a
 //! socket in the caller's network namespace (`/sys/class/net` may show
 //! another namespace's devices when the daemon was started with `nsenter`).
+//! The queue count comes from [`headroom_config::machine::rx_queues`], so
+//! `headroomd --check-config` checks `[workers] queues` against the same
+//! number.
 //!
 //! Hand-written because the calls are three fixed-layout ioctls; the ethtool
 //! crates on crates.io wrap the netlink API behind an async runtime the
@@ -14,28 +17,12 @@ use std::{
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
-const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
 const ETHTOOL_GGRO: u32 = 0x0000_002b;
 const ETHTOOL_GSSET_INFO: u32 = 0x0000_0037;
 const ETHTOOL_GSTRINGS: u32 = 0x0000_001b;
 const ETHTOOL_GSTATS: u32 = 0x0000_001d;
 const ETH_SS_STATS: u32 = 1;
 const ETH_GSTRING_LEN: usize = 32;
-
-/// `struct ethtool_channels`.
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
-}
 
 /// `struct ethtool_drvinfo`.
 #[repr(C)]
@@ -75,11 +62,9 @@ impl Netdev {
     pub fn read(name: &str) -> io::Result<Netdev> {
         let sock = Socket::new()?;
         let mtu = sock.mtu(name)?;
-        let (rx_queues, channels_known) = match sock.channels(name) {
-            Ok(c) => ((c.rx_count + c.combined_count).max(1), true),
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => (1, false),
-            Err(e) => return Err(e),
-        };
+        // The same count `--check-config` checks `[workers] queues` against.
+        let q = headroom_config::machine::rx_queues(name)?;
+        let (rx_queues, channels_known) = (q.count, q.known);
         let driver = sock.driver(name).unwrap_or_default();
         Ok(Netdev {
             name: name.to_string(),
@@ -228,15 +213,6 @@ impl Socket {
             return Err(io::Error::last_os_error());
         }
         Ok(())
-    }
-
-    fn channels(&self, name: &str) -> io::Result<EthtoolChannels> {
-        let mut c = EthtoolChannels {
-            cmd: ETHTOOL_GCHANNELS,
-            ..Default::default()
-        };
-        self.ethtool(name, &mut c)?;
-        Ok(c)
     }
 
     fn driver(&self, name: &str) -> io::Result<String> {

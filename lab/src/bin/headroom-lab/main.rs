@@ -19,6 +19,8 @@ use headroom::{
 };
 use headroom_lab::{traffic, Lab, ServerConfig};
 
+mod soak;
+
 /// Network-namespace labs for Headroom: a switch, servers (each one
 /// namespace, put behind headroomd's interfaces like a real server) and
 /// clients.
@@ -121,6 +123,41 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         udp_datagrams: u64,
     },
+    /// Soak (perf/soak.sh): a 3-server pool under mixed TCP and UDP for a
+    /// long time, with periodic reloads and peer restarts; reports RSS
+    /// slopes, frame-ledger violations, job counter exactness and false
+    /// failures under perf/results/<date>/soak.md. Exits 1 on a problem.
+    Soak {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..=7 * 86_400))]
+        duration: u64,
+        /// Seconds between `headroomctl reload`s (of every daemon).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        reload_every: u64,
+        /// Seconds between peer restarts (servers 2 and 3 in turn).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..))]
+        restart_every: u64,
+        /// Seconds between RSS and status samples.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        sample_every: u64,
+        /// Seconds of each daemon's life left out of its RSS slope.
+        #[arg(long, default_value_t = 300)]
+        warmup: u64,
+        /// Namespace prefix (`headroom-lab down --name NAME` removes a
+        /// leftover lab).
+        #[arg(long, default_value = "hrsoak")]
+        name: String,
+        /// Directory for the report.
+        #[arg(long, default_value = "perf/results")]
+        out: PathBuf,
+        /// The daemons' `[workers] fast_path` setting.
+        #[arg(long, default_value = "auto", value_parser = ["on", "off", "auto"])]
+        fast_path: String,
+        /// Copy every daemon's log (one per life) into this directory at
+        /// the end.
+        #[arg(long)]
+        logs: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -160,6 +197,31 @@ fn main() -> ExitCode {
             out,
             fast_path,
         } => bench_pacing(&rates, seconds, &out, &fast_path),
+        Cmd::Soak {
+            duration,
+            reload_every,
+            restart_every,
+            sample_every,
+            warmup,
+            name,
+            out,
+            fast_path,
+            logs,
+        } => sibling("headroomd").and_then(|d| {
+            let ctl = sibling("headroomctl")?;
+            let opts = soak::Opts {
+                duration,
+                reload_every,
+                restart_every,
+                sample_every,
+                warmup,
+                name,
+                out,
+                fast_path,
+                logs,
+            };
+            soak::run(&d, &ctl, &opts)
+        }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
