@@ -125,6 +125,39 @@ fn merge_table(into: &mut Table, from: &Table) {
     }
 }
 
+/// The lab's saturated-pipe policy: the 20 Mbit/s pipe `uplink` towards
+/// the clients, shared by job `gold` (UDP from port 7001) booking `gold`
+/// percent and `bronze` (7002) the rest.
+pub fn gold_bronze_policy(gold: u8) -> String {
+    let bronze = 100 - u32::from(gold.min(100));
+    format!(
+        r#"
+[[pipe]]
+name = "uplink"
+capacity = "20Mbit"
+remote = "10.200.2.0/24"
+
+[[job]]
+name = "gold"
+[[job.flow]]
+protocol = "udp"
+local_port = "7001"
+[[job.booking]]
+pipe = "uplink"
+rate = "{gold}%"
+
+[[job]]
+name = "bronze"
+[[job.flow]]
+protocol = "udp"
+local_port = "7002"
+[[job.booking]]
+pipe = "uplink"
+rate = "{bronze}%"
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

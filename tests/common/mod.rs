@@ -163,35 +163,8 @@ pub fn pipe_config(
         .map(|r| format!("rotation_key_file = \"{}\"\n", r.display()))
         .unwrap_or_default();
     format!(
-        r#"
-[exchange]
-key_file = "{key}"
-{rotation}peers = [{peers}]
-failure_timeout = "1500ms"
-
-[[pipe]]
-name = "uplink"
-capacity = "20Mbit"
-remote = "10.200.2.0/24"
-
-[[job]]
-name = "gold"
-[[job.flow]]
-protocol = "udp"
-local_port = "7001"
-[[job.booking]]
-pipe = "uplink"
-rate = "60%"
-
-[[job]]
-name = "bronze"
-[[job.flow]]
-protocol = "udp"
-local_port = "7002"
-[[job.booking]]
-pipe = "uplink"
-rate = "40%"
-"#,
+        "\n[exchange]\nkey_file = \"{key}\"\n{rotation}peers = [{peers}]\nfailure_timeout = \"1500ms\"\n{}",
+        headroom_lab::gold_bronze_policy(60),
         key = key.display()
     )
 }

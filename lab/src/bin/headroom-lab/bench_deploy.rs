@@ -8,7 +8,7 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -269,16 +269,7 @@ pub fn run(headroomctl: &Path, rounds: usize, out: &Path) -> Result<()> {
         sent as f64 / 1e6,
         got as f64 / 1e6
     ));
-    let date = std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let dir_out: PathBuf = out.join(date);
-    std::fs::create_dir_all(&dir_out)?;
-    let path = dir_out.join("deploy-gap.md");
-    std::fs::write(&path, md)?;
-    println!("wrote {}", path.display());
+    crate::write_report(out, "deploy-gap.md", &md)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

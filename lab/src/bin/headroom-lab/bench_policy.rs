@@ -4,43 +4,13 @@
 //! Markdown table under perf/results/<date>/policy-apply.md.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use headroom::ctl::{call, Request, Response};
-use headroom_lab::{Lab, ServerConfig};
-
-/// The policy each apply alternates: a pipe and two booked jobs.
-fn policy(gold: u32) -> String {
-    format!(
-        r#"[[pipe]]
-name = "uplink"
-capacity = "20Mbit"
-remote = "10.200.2.0/24"
-
-[[job]]
-name = "gold"
-[[job.flow]]
-protocol = "udp"
-local_port = "7001"
-[[job.booking]]
-pipe = "uplink"
-rate = "{gold}%"
-
-[[job]]
-name = "bronze"
-[[job.flow]]
-protocol = "udp"
-local_port = "7002"
-[[job.booking]]
-pipe = "uplink"
-rate = "{}%"
-"#,
-        100 - gold
-    )
-}
+use headroom_lab::{gold_bronze_policy as policy, Lab, ServerConfig};
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
@@ -84,7 +54,7 @@ pub fn run(headroomd: &Path, applies: usize, out: &Path) -> Result<()> {
     let mut master_ms = Vec::new();
     for k in 0..applies {
         let sock = &sockets[k % sockets.len()];
-        let gold = if k % 2 == 0 { 80 } else { 60 };
+        let gold: u8 = if k % 2 == 0 { 80 } else { 60 };
         let t = Instant::now();
         let r = call(
             sock,
@@ -131,16 +101,7 @@ pub fn run(headroomd: &Path, applies: usize, out: &Path) -> Result<()> {
         master_ms.last().copied().unwrap_or(0.0),
     );
     print!("\n{md}");
-    let date = std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let dir_out: PathBuf = out.join(date);
-    std::fs::create_dir_all(&dir_out)?;
-    let path = dir_out.join("policy-apply.md");
-    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}", path.display());
+    crate::write_report(out, "policy-apply.md", &md)?;
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -385,6 +385,21 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     Ok(())
 }
 
+/// Writes a benchmark's Markdown report to `out/<date>/name`.
+fn write_report(out: &Path, name: &str, md: &str) -> Result<()> {
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let dir = out.join(date);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 /// Bytes beyond `bps`'s allowance in the worst 1 ms window of `arrivals`
 /// (time, wire bytes), sorted by time.
 fn largest_burst(arrivals: &[(Instant, usize)], bps: f64) -> f64 {
