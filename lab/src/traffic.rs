@@ -4,6 +4,10 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -332,6 +336,72 @@ pub fn tcp_counters(ns: &str) -> Result<TcpCounters, LabError> {
                 .map(|k| get(&ext, k))
                 .sum(),
         }
+    })
+}
+
+/// A TCP server in `ns` on `port` that answers every connection with
+/// `server=<id>` and closes it (the demo's VIP members), until `stop`.
+pub fn id_server(
+    ns: &str,
+    port: u16,
+    id: u16,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<u64>, LabError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns = ns.to_string();
+    let h = std::thread::spawn(move || {
+        run_in_ns(&ns, move || {
+            let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind id server");
+            l.set_nonblocking(true).expect("nonblocking listener");
+            let _ = tx.send(());
+            let mut served = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(format!("server={id}\n").as_bytes());
+                        served += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+            served
+        })
+        .unwrap_or_default()
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(5));
+    Ok(h)
+}
+
+/// From `ns`, one TCP connection to `dst` from each of `sources` (local
+/// addresses of `ns`): the id each answered with ([`id_server`]).
+pub fn id_requests(
+    ns: &str,
+    dst: SocketAddr,
+    sources: Vec<Ipv4Addr>,
+) -> Result<Vec<Result<u16, String>>, LabError> {
+    run_in_ns(ns, move || {
+        sources
+            .into_iter()
+            .map(|src| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .map_err(|e| e.to_string())?;
+                s.bind(&SocketAddr::from((src, 0)).into())
+                    .map_err(|e| format!("bind {src}: {e}"))?;
+                s.connect_timeout(&dst.into(), Duration::from_secs(5))
+                    .map_err(|e| format!("connect from {src}: {e}"))?;
+                let mut c: std::net::TcpStream = s.into();
+                c.set_read_timeout(Some(Duration::from_secs(5)))
+                    .map_err(|e| e.to_string())?;
+                let mut line = String::new();
+                c.read_to_string(&mut line)
+                    .map_err(|e| format!("read from {src}: {e}"))?;
+                line.trim()
+                    .strip_prefix("server=")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("bad answer {line:?}"))
+            })
+            .collect()
     })
 }
 

@@ -283,11 +283,21 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     headroom_config::write_key_file(&key, &key_bytes)?;
     let mut sockets = Vec::new();
     let servers = lab.servers.clone();
+    let hosts: String = servers
+        .iter()
+        .map(|s| {
+            format!(
+                "[[director.hosts]]\nnode = {}\naddress = \"{}\"\n",
+                s.id, s.host_ip
+            )
+        })
+        .collect();
     for (i, s) in servers.iter().enumerate() {
         let sock = dir.join(format!("s{}.sock", s.id));
         let cfg = ServerConfig::new(s, &sock)
             .pool(s, &servers, &key)
             .merge(policy)?
+            .merge(&format!("[director]\n{hosts}"))?
             .render();
         sockets.push(lab.start_headroomd(&headroomd, i, &dir, &cfg)?);
     }
@@ -335,6 +345,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
             tcp.join(" + ")
         );
     }
+    vip_phase(&lab, &sockets)?;
     pipe_phase(&lab, &sockets)?;
     std::thread::sleep(Duration::from_millis(300));
     println!();
@@ -676,6 +687,111 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
     if let Some(first) = sockets.first() {
         for l in status(first)?.render_text().lines() {
             println!("   {l}");
+        }
+    }
+    Ok(())
+}
+
+/// The demo's VIP (config/demo.toml): one address for the pool.
+const DEMO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 200, 100, 1);
+
+/// One VIP served by all three servers: 300 connections from 50 client
+/// addresses, answered by whichever server the owner placed each on.
+fn vip_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut apps = Vec::new();
+    for s in &lab.servers {
+        // The host accepts the VIP (on lo) but never answers ARP for it:
+        // only the owner's headroomd does.
+        lab.ip(
+            &s.host_ns,
+            &["addr", "add", &format!("{DEMO_VIP}/32"), "dev", "lo"],
+        )?;
+        for k in ["all", s.host_if.as_str()] {
+            headroom_lab::sysctl(&s.host_ns, &format!("ipv4/conf/{k}/arp_ignore"), "1")?;
+            headroom_lab::sysctl(&s.host_ns, &format!("ipv4/conf/{k}/arp_announce"), "2")?;
+        }
+        apps.push(traffic::id_server(&s.host_ns, 8000, s.id, stop.clone())?);
+    }
+    let client = &lab.clients[0];
+    let sources: Vec<std::net::Ipv4Addr> = (1..=50)
+        .map(|i| std::net::Ipv4Addr::new(10, 200, 3, i))
+        .collect();
+    for a in &sources {
+        lab.ip(
+            &client.ns,
+            &["addr", "add", &format!("{a}/16"), "dev", "eth0"],
+        )?;
+    }
+    // Ready: every server sees all three and knows their MACs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let owner = loop {
+        let ready: Vec<Option<u32>> = sockets
+            .iter()
+            .map(|s| {
+                let st = status(s).ok()?;
+                let d = st.director?;
+                let v = d.services.iter().find(|v| v.name == "web-vip")?;
+                (d.ready && d.nodes.iter().all(|n| n.mac.is_some()) && v.serving.len() == 3)
+                    .then_some(v.owner)
+                    .flatten()
+            })
+            .collect();
+        if let Some(Some(o)) = ready.first().filter(|_| ready.iter().all(Option::is_some)) {
+            break *o;
+        }
+        if Instant::now() > deadline {
+            bail!("the VIP's director did not get ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("\n== one VIP for the pool: {DEMO_VIP}:8000, owned by server {owner} (it alone answers ARP)");
+    let dst = SocketAddr::from((DEMO_VIP, 8000));
+    let mut all = Vec::new();
+    for round in 0..6 {
+        let _ = round;
+        all.extend(traffic::id_requests(&client.ns, dst, sources.clone())?);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in apps {
+        let _ = h.join();
+    }
+    let failed = all.iter().filter(|r| r.is_err()).count();
+    let mut per = [0usize; 4];
+    for id in all.iter().flatten() {
+        if let Some(c) = per.get_mut(usize::from(*id)) {
+            *c += 1;
+        }
+    }
+    println!(
+        "   {} connections from {} client addresses: server 1 {}, server 2 {}, server 3 {}; {failed} failed",
+        all.len(),
+        sources.len(),
+        per[1],
+        per[2],
+        per[3]
+    );
+    if let Some(Err(e)) = all.iter().find(|r| r.is_err()) {
+        println!("   first failure: {e}");
+    }
+    if let Ok(st) = status(&sockets[owner as usize - 1]) {
+        if let Some(v) = st
+            .director
+            .as_ref()
+            .and_then(|d| d.services.iter().find(|v| v.name == "web-vip"))
+        {
+            println!(
+                "   the owner's placements per server: {}",
+                v.placements
+                    .iter()
+                    .map(|(n, c)| format!("server {n} {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     Ok(())
