@@ -304,7 +304,7 @@ impl Director {
     }
 
     /// Rebuilds what changed and queues the announcements that are due.
-    fn update(&mut self, now: Timestamp, out: &mut Outbox) {
+    pub(crate) fn update(&mut self, now: Timestamp, out: &mut Outbox) {
         if self.dirty {
             self.dirty = false;
             self.rebuild(now);

@@ -663,7 +663,10 @@ impl Agent {
             bw.set_bookings(&new, |n| jobs.id(n).0);
         }
         if let Some(d) = &mut self.director {
+            // Tables rebuilt now, before this node acknowledges the version:
+            // once `policy apply` answers, every owner places by it.
             d.reconfigure(&new, self.now_hint);
+            d.update(self.now_hint, &mut self.out);
         }
         if self.cpu_scheduling {
             self.out.commands.push_back(Command::CpuReload {

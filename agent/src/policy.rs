@@ -165,9 +165,13 @@ impl PolicyAnswer {
                 );
             }
         }
-        if let Some(c) = &self.changes {
-            if self.outcome == "done" {
-                s += &c.render_text();
+        if let Some(c) = self.changes.as_ref().filter(|_| self.outcome == "done") {
+            let lines = c.applied();
+            if lines.is_empty() {
+                s += "  no changes\n";
+            }
+            for l in lines {
+                s += &format!("  {l}\n");
             }
         }
         s

@@ -297,25 +297,41 @@ impl DirectorStatus {
     pub fn render_text(&self, out: &mut String) {
         use std::fmt::Write;
         let d = self;
+        let list = |v: &[u32]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            }
+        };
         let _ = writeln!(
             out,
-            "director: {} mac {} alive {:?} owns {:?} tables {}",
+            "director: {}, mac {}, servers alive: {}, owns VIPs: {}, tables published {}",
             if d.ready { "ready" } else { "not ready" },
             d.local_mac,
-            d.alive,
-            d.owned_vips,
+            list(&d.alive),
+            if d.owned_vips.is_empty() {
+                "none".to_string()
+            } else {
+                d.owned_vips.join(", ")
+            },
             d.tables_published
         );
         for s in &d.services {
+            let placements: Vec<String> = s
+                .placements
+                .iter()
+                .map(|(n, c)| format!("server {n} {c}"))
+                .collect();
             let _ = writeln!(
                 out,
-                "  vip {} {} {}: owner {:?} serving {:?} unhealthy {:?}{} packets {} bytes {} new {} sticky {} local {} remote {} encap {} placements {:?}",
+                "  vip {} {} {}: owner {}, serving {}, unhealthy {}{}; placed here: {} packets, {} bytes, {} new flows ({} sticky), {} local, {} remote, {} encapsulated; placements: {}",
                 s.name,
                 s.vip,
                 s.protocol,
-                s.owner,
-                s.serving,
-                s.unhealthy,
+                s.owner.map_or("none".to_string(), |o| format!("server {o}")),
+                list(&s.serving),
+                list(&s.unhealthy),
                 if s.degraded { " DEGRADED" } else { "" },
                 s.packets,
                 s.bytes,
@@ -324,7 +340,7 @@ impl DirectorStatus {
                 s.placed_local,
                 s.placed_remote,
                 s.encapsulated,
-                s.placements
+                if placements.is_empty() { "none".to_string() } else { placements.join(", ") }
             );
         }
         for n in &d.nodes {

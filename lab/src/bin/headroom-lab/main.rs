@@ -641,7 +641,12 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
     }
 
     // One policy for the pool: applied on server 3, active everywhere at once.
-    let doc = headroom_config::initial_policy(include_str!("../../../../config/demo.toml"))
+    // The policy in force is server 3's node file's policy sections (the
+    // demo policy plus the lab's [director] hosts).
+    let node_file = sockets[sockets.len() - 1].with_extension("toml");
+    let node_src = std::fs::read_to_string(&node_file)
+        .with_context(|| format!("reading {}", node_file.display()))?;
+    let doc = headroom_config::initial_policy(&node_src)
         .context("the demo policy has policy sections")?
         .replace("rate = \"70%\"", "rate = \"30%\"");
     println!("\n== policy apply on server 3: export's booking 70% -> 30% (headroomctl policy apply FILE)");
@@ -778,6 +783,8 @@ fn vip_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
     if let Some(Err(e)) = all.iter().find(|r| r.is_err()) {
         println!("   first failure: {e}");
     }
+    // The owner's counters come with its workers' next reports.
+    std::thread::sleep(Duration::from_secs(1));
     if let Ok(st) = status(&sockets[owner as usize - 1]) {
         if let Some(v) = st
             .director
