@@ -32,14 +32,14 @@ fn versions(socket: &Path) -> Vec<(u16, Option<String>)> {
         .unwrap_or_default()
 }
 
-/// Waits until all three servers run `v`, each seeing all three on it.
+/// Waits until every server of `socks` runs `v`, each seeing them all on it.
 fn all_on(socks: &[PathBuf], v: &str) -> bool {
     wait_for(Duration::from_secs(10), || {
         socks
             .iter()
             .all(|s| {
                 let vs = versions(s);
-                vs.len() == 3 && vs.iter().all(|(_, a)| a.as_deref() == Some(v))
+                vs.len() == socks.len() && vs.iter().all(|(_, a)| a.as_deref() == Some(v))
             })
             .then_some(())
     })
@@ -57,7 +57,8 @@ fn split(log: &ArrivalLog, from: Instant) -> (f64, f64) {
 
 #[test]
 fn policy_apply_moves_a_saturated_pipe_on_every_server() {
-    let mut lab = Lab::up(3, 1).expect("lab");
+    // Four servers; the fourth joins at the end.
+    let mut lab = Lab::up(4, 1).expect("lab");
     let dir = TempDir::new(&format!("{}-policy", lab.tag));
     let key = dir.path("pool.key");
     headroom_config::write_key_file(&key, b"policy-test-pool-key-0123456789ab").unwrap();
@@ -92,7 +93,7 @@ fn policy_apply_moves_a_saturated_pipe_on_every_server() {
     // Every job on every server offers 12 Mbit/s: 72 Mbit/s for 20 Mbit/s.
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
-    for s in lab.servers.clone() {
+    for s in lab.servers[..3].iter().cloned() {
         for (port, dport) in [(7001u16, 9001u16), (7002, 9002)] {
             senders.push(udp_flood(
                 &s.host_ns,
@@ -253,6 +254,33 @@ fn policy_apply_moves_a_saturated_pipe_on_every_server() {
         (0.77..=0.83).contains(&share3),
         "after restart gold share {share3:.3}"
     );
+
+    // A new server joins with the same (stale) node file: it grants
+    // nothing until it runs the pool's version, then runs v2.
+    let s4 = lab.servers[3].clone();
+    let sock4 = dir.path(&format!("s{}.sock", s4.id));
+    let cfg4 = server_config(&s4, &sock4, &extra);
+    let sock4 = start_headroomd(&mut lab, &dir, 3, &cfg4);
+    let first = status(&sock4);
+    let p = first.policy.clone().expect("policy status");
+    if !p.enforcing {
+        assert_eq!(
+            first.pipes[0].node_credit, 0,
+            "granted before it ran the pool's policy"
+        );
+    } else {
+        assert_eq!(
+            p.active.as_deref(),
+            Some("v2"),
+            "enforcing a stale policy: {p:?}"
+        );
+    }
+    socks.push(sock4.clone());
+    assert!(all_on(&socks, "v2"), "{:?}", versions(&sock4));
+    let st = status(&sock4);
+    assert!(st.policy.as_ref().unwrap().enforcing);
+    let (code, out, _) = headroomctl(&sock4, &["policy", "show"]);
+    assert!(code == 0 && out.contains("\"80%\""), "{out}");
 
     stop.store(true, Ordering::Relaxed);
     stop_sink.store(true, Ordering::Relaxed);

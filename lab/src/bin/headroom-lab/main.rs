@@ -298,6 +298,12 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
             .pool(s, &servers, &key)
             .merge(policy)?
             .merge(&format!("[director]\n{hosts}"))?
+            // Each server's scheduler sees its own namespace's processes
+            // (the lab's servers share one kernel).
+            .merge(&format!(
+                "[cpu]\ncgroup_parent = \"{}-demo-n{}\"\nscope = \"netns\"\n",
+                lab.tag, s.id
+            ))?
             .render();
         sockets.push(lab.start_headroomd(&headroomd, i, &dir, &cfg)?);
     }
@@ -346,6 +352,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
         );
     }
     vip_phase(&lab, &sockets)?;
+    cpu_phase(&lab, &sockets)?;
     pipe_phase(&lab, &sockets)?;
     std::thread::sleep(Duration::from_millis(300));
     println!();
@@ -391,6 +398,17 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
         }
     }
     println!("\n== tearing the lab down");
+    // SIGTERM, so every headroomd puts its processes back and removes its
+    // cgroups (the lab's teardown would SIGKILL them).
+    for s in lab.servers.clone() {
+        if let Some(c) = lab.child(&format!("headroomd-{}", s.id)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -693,6 +711,64 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
         for l in status(first)?.render_text().lines() {
             println!("   {l}");
         }
+    }
+    Ok(())
+}
+
+/// Two jobs' CPU shares on server 1: a busy loop in each, on one core.
+fn cpu_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
+    let s = &lab.servers[0];
+    let spawn = |job: &str| -> Result<std::process::Child> {
+        // Both on core 0 (the workers run on core 1), so they compete.
+        let mut cmd = lab.command(&s.ns, "taskset");
+        cmd.args([
+            "-c",
+            "0",
+            "sh",
+            "-c",
+            "while :; do :; done",
+            &format!("hrdemo-{job}"),
+        ])
+        .stdout(std::process::Stdio::null());
+        Ok(cmd.spawn()?)
+    };
+    let mut loops = vec![spawn("web")?, spawn("bulk")?];
+    println!("\n== CPU: one busy loop of job web (server_percent 70) and one of bulk (30) on one core of server 1");
+    std::thread::sleep(Duration::from_secs(5));
+    let st = status(&sockets[0])?;
+    for l in &mut loops {
+        let _ = l.kill();
+        let _ = l.wait();
+    }
+    match st.cpu {
+        Some(cpu) => {
+            for j in cpu
+                .jobs
+                .iter()
+                .filter(|j| j.name == "web" || j.name == "bulk")
+            {
+                println!(
+                    "   job {:<5} processes {:?}: target {:.0}% of the server, using {:.2} cores",
+                    j.name, j.pids, j.target_percent, j.cores_used
+                );
+            }
+            let used = |n: &str| {
+                cpu.jobs
+                    .iter()
+                    .find(|j| j.name == n)
+                    .map_or(0.0, |j| j.cores_used)
+            };
+            let (w, b) = (used("web"), used("bulk"));
+            if w + b > 0.0 {
+                println!(
+                    "   on their shared core: web {:.0}%, bulk {:.0}% (enforced by {})",
+                    100.0 * w / (w + b),
+                    100.0 * b / (w + b),
+                    cpu.backend
+                );
+            }
+        }
+        None => println!("   (no CPU status: process detection is off on this server)"),
     }
     Ok(())
 }
