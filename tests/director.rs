@@ -801,6 +801,36 @@ fn a_policy_drains_a_member_live_and_its_connections_stay() {
     assert_eq!(n[2], 0, "new flows on the drained server: {n:?}");
     assert!(n[1] > 0 && n[3] > 0, "{n:?}");
 
+    // A second VIP service, added live on a new address.
+    let vip2 = Ipv4Addr::new(10, 200, 100, 2);
+    for s in p.lab.servers.clone() {
+        sh(&p.lab, &s.host_ns, &format!("ip addr add {vip2}/32 dev lo"));
+    }
+    let added = format!(
+        "{drained}\n[[vip]]\nname = \"echo2\"\nvip = \"{vip2}\"\nprotocol = \"tcp\"\nports = [{ECHO}]\n"
+    );
+    std::fs::write(&file, &added).unwrap();
+    let (code, out, err) = headroomctl(
+        &p.socks[1],
+        &["policy", "apply", &file.display().to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("vip echo2: added"), "{out}");
+    let res = echo_many_to(&c.ns, vip2, 150, numbered(47000));
+    assert!(failures(&res).is_empty(), "{:?}", failures(&res));
+    let n2 = counts(&res);
+    assert!(
+        n2[1] > 0 && n2[2] > 0 && n2[3] > 0,
+        "the new VIP on every server: {n2:?}"
+    );
+    for (s, id) in &mut held {
+        assert_eq!(
+            echo(s).as_ref(),
+            Ok(&*id),
+            "a held connection moved or broke"
+        );
+    }
+
     // Back to weight 1: server 2 takes new flows again; held ones stay.
     std::fs::write(&file, &policy).unwrap();
     let (code, out, err) = headroomctl(
@@ -827,11 +857,21 @@ fn echo_many(
     n: usize,
     src: impl Fn(usize) -> (Ipv4Addr, u16) + Send + 'static,
 ) -> Vec<Result<u16, String>> {
+    echo_many_to(ns, VIP, n, src)
+}
+
+/// [`echo_many`] to the echo port of `vip`.
+fn echo_many_to(
+    ns: &str,
+    vip: Ipv4Addr,
+    n: usize,
+    src: impl Fn(usize) -> (Ipv4Addr, u16) + Send + 'static,
+) -> Vec<Result<u16, String>> {
     run_in_ns(ns, move || {
         (0..n)
             .map(|i| {
                 let (a, p) = src(i);
-                let mut s = connect_from(a, p, SocketAddrV4::new(VIP, ECHO))
+                let mut s = connect_from(a, p, SocketAddrV4::new(vip, ECHO))
                     .map_err(|e| format!("connect from {a}:{p}: {e}"))?;
                 s.set_read_timeout(Some(Duration::from_secs(3)))
                     .map_err(|e| e.to_string())?;
