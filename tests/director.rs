@@ -626,18 +626,7 @@ fn owner_failover_new_owner_answers_arp_within_two_seconds() {
     assert!(failures(&res).is_empty(), "{:?}", failures(&res));
     assert_eq!(client_neighbour(&p.lab, &c.ns), Some(mac1));
     // Long-lived idle connections, open across the failover.
-    let mut held = run_in_ns(&c.ns, || {
-        (0..24)
-            .map(|i| {
-                let (src, sport) = numbered(42000)(i);
-                let mut s = connect_from(src, sport, SocketAddrV4::new(VIP, ECHO)).expect("echo");
-                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let id = echo(&mut s).expect("first echo");
-                (s, id)
-            })
-            .collect::<Vec<_>>()
-    })
-    .expect("client");
+    let mut held = hold_echo(&c.ns, 24, 42000);
 
     // The owner's daemon dies.
     let mut d1 = p.lab.forget("headroomd-1").expect("daemon 1");
@@ -742,18 +731,7 @@ fn a_policy_drains_a_member_live_and_its_connections_stay() {
     let p = pool();
     let c = p.lab.clients[0].clone();
     // Long-lived connections to every server.
-    let mut held = run_in_ns(&c.ns, || {
-        (0..30)
-            .map(|i| {
-                let (src, sport) = numbered(44000)(i);
-                let mut s = connect_from(src, sport, SocketAddrV4::new(VIP, ECHO)).expect("echo");
-                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let id = echo(&mut s).expect("first echo");
-                (s, id)
-            })
-            .collect::<Vec<_>>()
-    })
-    .expect("client");
+    let mut held = hold_echo(&c.ns, 30, 44000);
     assert!(
         held.iter().any(|(_, id)| *id == 2),
         "no connection on server 2"
@@ -942,4 +920,21 @@ fn a_server_with_busy_cores_gets_fewer_new_connections() {
         after[1],
         after[3]
     );
+}
+
+/// `n` long-lived echo connections from the client (sources
+/// `numbered(base)`), each with the server id that answered its first line.
+fn hold_echo(ns: &str, n: usize, base: u16) -> Vec<(TcpStream, u16)> {
+    run_in_ns(ns, move || {
+        (0..n)
+            .map(|i| {
+                let (src, sport) = numbered(base)(i);
+                let mut s = connect_from(src, sport, SocketAddrV4::new(VIP, ECHO)).expect("echo");
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let id = echo(&mut s).expect("first echo");
+                (s, id)
+            })
+            .collect()
+    })
+    .expect("client")
 }

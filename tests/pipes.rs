@@ -5,7 +5,7 @@
 mod common;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -15,7 +15,6 @@ use std::{
 
 use common::*;
 use headroom_lab::{
-    run_in_ns,
     traffic::{arrival_log, udp_flood, wire_rate, ArrivalLog},
     Lab,
 };
@@ -155,30 +154,8 @@ fn three_servers_share_a_pipe_by_booking() {
     );
 
     // Forged datagrams: an exchange with the wrong key tries to join node 1.
-    let bad_before = status(&socks[0]).exchange.unwrap().bad_mac;
     let node1 = SocketAddr::from((lab.servers[0].node_ip, 7946));
-    let c_ns = client.ns.clone();
-    run_in_ns(&c_ns, move || {
-        use headroom_control::exchange::{Exchange, ExchangeConfig};
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 7946)).unwrap();
-        let me = SocketAddr::from((Ipv4Addr::new(10, 200, 2, 1), 7946));
-        let mut cfg = ExchangeConfig::new(99, 1, me);
-        cfg.seeds = vec![node1];
-        let now = headroom_clock::Timestamp::now();
-        let mut ex = Exchange::new(cfg, b"not-the-pool-key-at-all-00000000", now);
-        for k in 0..50u32 {
-            ex.handle_timeout(now + Duration::from_millis(20 * k as u64));
-            while let Some(t) = ex.poll_transmit() {
-                let _ = s.send_to(&t.bytes, node1);
-            }
-        }
-    })
-    .unwrap();
-    let st = wait_for(Duration::from_secs(3), || {
-        let st = status(&socks[0]);
-        (st.exchange.as_ref()?.bad_mac > bad_before).then_some(st)
-    })
-    .expect("forged datagrams counted");
+    let st = forge_exchange(&client.ns, node1, &[], &socks[0]);
     let ex = st.exchange.unwrap();
     assert!(
         ex.members.iter().all(|m| m.id != 99),

@@ -18,7 +18,6 @@ use std::{
 
 use common::*;
 use headroom_lab::{
-    run_in_ns,
     traffic::{arrival_log, udp_flood, wire_rate, ArrivalLog},
     Lab,
 };
@@ -208,38 +207,13 @@ fn policy_apply_moves_a_saturated_pipe_on_every_server() {
 
     // A node with the wrong key can neither join nor inject a policy: its
     // beacons and messages fail the MAC and are counted.
-    let bad_before = status(&socks[0]).exchange.unwrap().bad_mac;
     let node1 = SocketAddr::from((lab.servers[0].node_ip, 7946));
-    run_in_ns(&client.ns, move || {
-        use headroom_control::exchange::{Exchange, ExchangeConfig, Registration};
-        let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 7946)).unwrap();
-        let me = SocketAddr::from((std::net::Ipv4Addr::new(10, 200, 2, 1), 7946));
-        let mut cfg = ExchangeConfig::new(99, 1, me);
-        cfg.seeds = vec![node1];
-        let now = headroom_clock::Timestamp::now();
-        let mut ex = Exchange::new(cfg, b"not-the-pool-key-at-all-00000000", now);
-        let reg = Registration {
-            period_ticks: 1,
-            max_size: 512,
-            flags: 0,
-        };
-        ex.register(headroom_control::policy::POLICY_CODE, reg)
-            .unwrap();
-        ex.set_local(now, headroom_control::policy::POLICY_CODE, &[0xff; 64])
-            .unwrap();
-        for k in 0..50u64 {
-            ex.handle_timeout(now + Duration::from_millis(20 * k));
-            while let Some(t) = ex.poll_transmit() {
-                let _ = s.send_to(&t.bytes, node1);
-            }
-        }
-    })
-    .unwrap();
-    let st = wait_for(Duration::from_secs(3), || {
-        let st = status(&socks[0]);
-        (st.exchange.as_ref()?.bad_mac > bad_before).then_some(st)
-    })
-    .expect("forged datagrams counted");
+    let st = forge_exchange(
+        &client.ns,
+        node1,
+        &[headroom_control::policy::POLICY_CODE],
+        &socks[0],
+    );
     assert!(st.exchange.unwrap().members.iter().all(|m| m.id != 99));
     let pol = st.policy.unwrap();
     assert_eq!(pol.active.as_deref(), Some("v2"));

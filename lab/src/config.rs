@@ -67,6 +67,21 @@ impl ServerConfig {
         self
     }
 
+    /// Names every server's host address for the flow director
+    /// (`[[director.hosts]]`), which VIP services need.
+    pub fn director_hosts(self, servers: &[Server]) -> Result<Self, toml_edit::TomlError> {
+        let hosts: String = servers
+            .iter()
+            .map(|s| {
+                format!(
+                    "[[director.hosts]]\nnode = {}\naddress = \"{}\"\n",
+                    s.id, s.host_ip
+                )
+            })
+            .collect();
+        self.merge(&format!("[director]\n{hosts}"))
+    }
+
     /// Merges `toml` in: its tables extend (and its keys override) the
     /// configuration's, its arrays of tables (`[[job]]`, `[[vip]]`) are
     /// appended.
@@ -250,6 +265,7 @@ mod tests {
         let text = ServerConfig::new(&b, Path::new("/tmp/x.sock"))
             .pool(&b, &[a, b.clone()], Path::new("/tmp/pool.key"))
             .merge(include_str!("../../config/demo.toml"))
+            .and_then(|c| c.director_hosts(&[server(1), server(2)]))
             .unwrap()
             .render();
         let cfg = headroom_config::Config::parse(&text, Path::new("lab.toml"))

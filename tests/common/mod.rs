@@ -237,3 +237,49 @@ pub fn wait_pool_ready(socks: &[PathBuf], n: usize) {
         }
     }
 }
+
+/// From the client namespace `ns`, a node 99 with the wrong pool key tries
+/// to join the node at `target` (its exchange address) for a second,
+/// publishing an entry under each of `codes` (e.g. the policy's); then
+/// waits until `socket`'s daemon counted more bad-MAC datagrams than
+/// before, and returns its status.
+pub fn forge_exchange(
+    ns: &str,
+    target: std::net::SocketAddr,
+    codes: &[u8],
+    socket: &std::path::Path,
+) -> Status {
+    use headroom_control::exchange::{Exchange, ExchangeConfig, Registration};
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    let bad_before = status(socket).exchange.map_or(0, |e| e.bad_mac);
+    let codes = codes.to_vec();
+    headroom_lab::run_in_ns(ns, move || {
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 7946)).expect("forger socket");
+        let me = SocketAddr::from((Ipv4Addr::new(10, 200, 2, 1), 7946));
+        let mut cfg = ExchangeConfig::new(99, 1, me);
+        cfg.seeds = vec![target];
+        let now = headroom_clock::Timestamp::now();
+        let mut ex = Exchange::new(cfg, b"not-the-pool-key-at-all-00000000", now);
+        for code in codes {
+            let reg = Registration {
+                period_ticks: 1,
+                max_size: 512,
+                flags: 0,
+            };
+            ex.register(code, reg).expect("register");
+            ex.set_local(now, code, &[0xff; 64]).expect("entry");
+        }
+        for k in 0..50u64 {
+            ex.handle_timeout(now + Duration::from_millis(20 * k));
+            while let Some(t) = ex.poll_transmit() {
+                let _ = s.send_to(&t.bytes, target);
+            }
+        }
+    })
+    .expect("forger thread");
+    wait_for(Duration::from_secs(3), || {
+        let st = status(socket);
+        (st.exchange.as_ref()?.bad_mac > bad_before).then_some(st)
+    })
+    .expect("forged datagrams counted")
+}

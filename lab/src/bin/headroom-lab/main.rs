@@ -283,21 +283,12 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     headroom_config::write_key_file(&key, &key_bytes)?;
     let mut sockets = Vec::new();
     let servers = lab.servers.clone();
-    let hosts: String = servers
-        .iter()
-        .map(|s| {
-            format!(
-                "[[director.hosts]]\nnode = {}\naddress = \"{}\"\n",
-                s.id, s.host_ip
-            )
-        })
-        .collect();
     for (i, s) in servers.iter().enumerate() {
         let sock = dir.join(format!("s{}.sock", s.id));
         let cfg = ServerConfig::new(s, &sock)
             .pool(s, &servers, &key)
             .merge(policy)?
-            .merge(&format!("[director]\n{hosts}"))?
+            .director_hosts(&servers)?
             // Each server's scheduler sees its own namespace's processes
             // (the lab's servers share one kernel).
             .merge(&format!(
