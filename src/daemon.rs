@@ -499,8 +499,8 @@ impl Runtime<'_> {
                 tracing::info!(changes = %changes.pool_keys.join("; "), "pool keys reloaded");
             }
         }
+        // An applied reload's SetRules refreshes the VIP guard (see command()).
         self.carry_out(now);
-        self.guarded = guard_vips(self.agent.config(), Some(&self.guarded));
         self.service.reloaded(&self.serving);
         r
     }

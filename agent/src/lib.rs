@@ -614,13 +614,8 @@ impl Agent {
             }
             None => node.clone(),
         };
-        let mut changes = ConfigChanges::between(&self.cfg, &new);
+        let mut changes = policy::live_changes(&self.cfg, &new, self.cpu_scheduling);
         changes.notes = notes;
-        if !self.cpu_scheduling && cpu_scheduling(&new) {
-            changes
-                .restart_required
-                .push("process rules (no job had any at start: process detection is off)".into());
-        }
         // All or nothing: a file that changes what only a start reads is
         // refused whole, so status, pool and dataplane never disagree.
         if !changes.restart_required.is_empty() {

@@ -42,12 +42,7 @@ impl Composer {
             .node
             .with_policy(text, Path::new(name))
             .map_err(|e| e.to_string())?;
-        let mut changes = ConfigChanges::between(&self.active, &new);
-        if !self.cpu_scheduling && crate::cpu_scheduling(&new) {
-            changes
-                .restart_required
-                .push("process rules (no job had any at start: process detection is off)".into());
-        }
+        let changes = live_changes(&self.active, &new, self.cpu_scheduling);
         if !changes.restart_required.is_empty() {
             return Err(format!(
                 "node {}: {name}: {} only change(s) at a restart of headroomd",
@@ -57,6 +52,19 @@ impl Composer {
         }
         Ok((new, changes))
     }
+}
+
+/// What `new` changes against `active`, with what only a start applies in
+/// `restart_required` (also process rules when the process scheduler did
+/// not start).
+pub fn live_changes(active: &Config, new: &Config, cpu_scheduling: bool) -> ConfigChanges {
+    let mut changes = ConfigChanges::between(active, new);
+    if !cpu_scheduling && crate::cpu_scheduling(new) {
+        changes
+            .restart_required
+            .push("process rules (no job had any at start: process detection is off)".into());
+    }
+    changes
 }
 
 /// The composer shared between the agent and the validator it hands the

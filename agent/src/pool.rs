@@ -23,6 +23,16 @@ pub const CODE_BANDWIDTH: u8 = 1;
 /// Registration code of the pool CPU state (low frequency).
 pub const CODE_CPU: u8 = 2;
 
+/// A membership state as the status shows it.
+pub(crate) fn state_name(st: MemberState) -> &'static str {
+    match st {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Failed => "failed",
+        MemberState::Left => "left",
+    }
+}
+
 /// What joining the pool takes besides the config (read by the runtime).
 #[derive(Debug, Clone)]
 pub struct PoolSetup {
@@ -352,13 +362,7 @@ impl Pool {
             .map(|(id, st, addr)| MemberStatus {
                 id,
                 rotation_key: other_key.contains(&id),
-                state: match st {
-                    MemberState::Alive => "alive",
-                    MemberState::Suspect => "suspect",
-                    MemberState::Failed => "failed",
-                    MemberState::Left => "left",
-                }
-                .into(),
+                state: state_name(st).into(),
                 addr: addr.to_string(),
             })
             .collect();

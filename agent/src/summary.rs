@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use headroom_clock::Timestamp;
 use headroom_config::Config;
-use headroom_control::{
-    exchange::MemberState,
-    policy::summary::{Health, JobSummary, NodeSummary, PipeUse, PoolNode, VipSummary},
+use headroom_control::policy::summary::{
+    Health, JobSummary, NodeSummary, PipeUse, PoolNode, VipSummary,
 };
 
 use crate::status::{PoolJobStatus, PoolNodeStatus, PoolPipeUse, PoolVipStatus, Status};
@@ -136,12 +135,7 @@ pub(crate) fn pool_status(view: Vec<PoolNode>) -> Vec<PoolNodeStatus> {
     let mbit = |b: u64| b as f64 / 1e6;
     view.into_iter()
         .map(|p| {
-            let state = match p.state {
-                MemberState::Alive => "alive",
-                MemberState::Suspect => "suspect",
-                MemberState::Failed => "failed",
-                MemberState::Left => "left",
-            };
+            let state = crate::pool::state_name(p.state);
             let mut n = PoolNodeStatus {
                 node: p.node as u16,
                 state: state.into(),
