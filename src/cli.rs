@@ -3,8 +3,11 @@
 //! and shell completions, so the shipped documentation is the real CLI.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::history::Resolution;
 
 /// The configuration file the package installs and the unit starts with.
 pub const DEFAULT_CONFIG: &str = "/etc/headroom/headroom.toml";
@@ -131,6 +134,131 @@ pub enum CtlCmd {
     /// triggers) that every server of the pool runs the same version of.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Print one entity's recorded series, one row per step: a job's
+    /// traffic, CPU, memory, connections and pipe use; a pipe's; a VIP's
+    /// connections and placements; a node's CPU, headroom and exchange
+    /// traffic. Any server answers for the pool (others' data at 1 min
+    /// resolution, also for servers that have since died).
+    History {
+        /// JOB (or job/NAME), pipe/NAME, vip/NAME or node/N.
+        entity: String,
+        /// How far back ("90s", "1h", "7days").
+        #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
+        since: Duration,
+        /// Time between rows ("1s", "1m", "1h"); rounded to a whole
+        /// multiple of the tier read.
+        #[arg(long, default_value = "1m", value_parser = duration, value_name = "DURATION")]
+        step: Duration,
+        /// Comma-separated values with a header row.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per job: p50/p95/p99/max of each resource, a histogram of its
+    /// utilisation, time above and below its policy, squeezed periods
+    /// (demand above grant) and breaches; per pipe its top consumers.
+    Report {
+        /// How far back.
+        #[arg(long, default_value = "24h", value_parser = duration, value_name = "DURATION")]
+        since: Duration,
+        /// Points read: 1s (this server only), 1m or 1h (the whole pool).
+        #[arg(long, default_value = "1m", value_parser = resolution, value_name = "RES")]
+        resolution: Resolution,
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the recorded demand under a policy (the allocator and CPU
+    /// policy code the daemons run): per job the predicted grant,
+    /// shortfall and time squeezed, and whether the pool fits on the
+    /// servers left.
+    WhatIf {
+        /// Policy file to replay under (default: the policy in force).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Take server N out of the pool (repeatable).
+        #[arg(long = "without-node", value_name = "N")]
+        without_node: Vec<u32>,
+        /// How far back.
+        #[arg(long, default_value = "7days", value_parser = duration, value_name = "DURATION")]
+        since: Duration,
+        /// Points replayed: 1m or 1h (the pool), 1s (this server only).
+        #[arg(long, default_value = "1m", value_parser = resolution, value_name = "RES")]
+        resolution: Resolution,
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a policy file with bookings and CPU shares suggested from the
+    /// observed use (decaying histograms), each value's basis as a comment
+    /// and a backtest: how often it would have been met over the window.
+    Suggest {
+        /// How far back.
+        #[arg(long, default_value = "7days", value_parser = duration, value_name = "DURATION")]
+        since: Duration,
+        /// Percentile of use each value covers ("p95", "p99", "50").
+        #[arg(long, default_value = "p95", value_parser = percentile, value_name = "PN")]
+        target: f64,
+        /// Added on top ("10%").
+        #[arg(long, default_value = "5%", value_parser = percent, value_name = "PCT")]
+        margin: f64,
+        /// Weight of a point halves this much older ("2days"; "off": all
+        /// points weigh the same).
+        #[arg(long, default_value = "2days", value_parser = half_life, value_name = "DURATION")]
+        half_life: Duration,
+        /// Points read: 1m or 1h (the pool), 1s (this server only).
+        #[arg(long, default_value = "1m", value_parser = resolution, value_name = "RES")]
+        resolution: Resolution,
+        /// JSON (the suggestion with its bases) instead of the policy file.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A duration as the configuration writes them ("90s", "1h 30m", "7days").
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. \"90s\", \"1h\", \"7days\")"))
+}
+
+fn resolution(s: &str) -> Result<Resolution, String> {
+    Resolution::parse(s)
+}
+
+/// "p95", "95" or "99.9" -> 95.0.
+fn percentile(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .strip_prefix('p')
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("invalid percentile {s:?}: expected e.g. p95"))?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err(format!("percentile {v} is outside 0..100"));
+    }
+    Ok(v)
+}
+
+/// "10%" -> 0.10.
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .strip_suffix('%')
+        .ok_or_else(|| format!("invalid margin {s:?}: expected a percentage, e.g. 10%"))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid margin {s:?}: expected a percentage, e.g. 10%"))?;
+    if !(0.0..=1000.0).contains(&v) {
+        return Err(format!("margin {v}% is outside 0..1000%"));
+    }
+    Ok(v / 100.0)
+}
+
+/// A half-life; "off" is zero: no decay.
+fn half_life(s: &str) -> Result<Duration, String> {
+    if s == "off" || s == "none" {
+        return Ok(Duration::ZERO);
+    }
+    duration(s)
 }
 
 /// `headroomctl policy` commands (on any server of the pool).
@@ -203,6 +331,31 @@ mod tests {
     fn the_command_lines_are_well_formed() {
         HeadroomdArgs::command().debug_assert();
         CtlArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn history_options_parse_human_units_and_say_what_is_wrong() {
+        assert_eq!(duration("7days").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(duration("soon").unwrap_err().contains("7days"));
+        assert_eq!(percentile("p95").unwrap(), 95.0);
+        assert_eq!(percentile("99.9").unwrap(), 99.9);
+        assert!(percentile("p101").is_err());
+        assert!((percent("10%").unwrap() - 0.10).abs() < 1e-12);
+        assert!(percent("10").unwrap_err().contains("10%"));
+        assert_eq!(half_life("off").unwrap(), Duration::ZERO);
+        assert!(resolution("5m").unwrap_err().contains("1s"));
+        let a = CtlArgs::try_parse_from([
+            "headroomctl",
+            "suggest",
+            "--since",
+            "1h",
+            "--target",
+            "p99",
+            "--margin",
+            "10%",
+        ])
+        .unwrap();
+        assert!(matches!(a.cmd, CtlCmd::Suggest { target, .. } if target == 99.0));
     }
 
     #[test]

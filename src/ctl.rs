@@ -58,6 +58,48 @@ pub enum Request {
         /// The policy document.
         document: String,
     },
+    /// One entity's recorded series.
+    History {
+        /// JOB, job/NAME, pipe/NAME, vip/NAME or node/N.
+        selector: String,
+        /// Window: this far back from now, seconds.
+        since_secs: u64,
+        /// Step between rows, seconds.
+        step_secs: u64,
+    },
+    /// Per job distributions, time above/below policy, squeezed periods.
+    Report {
+        /// Window, seconds back from now.
+        since_secs: u64,
+        /// Tier read.
+        #[serde(default)]
+        resolution: crate::history::Resolution,
+    },
+    /// Replays recorded demand under a policy.
+    #[serde(rename = "what_if")]
+    WhatIf {
+        /// The policy file (None: the policy in force).
+        file: Option<String>,
+        /// Its content.
+        document: Option<String>,
+        /// Nodes taken out of the pool.
+        without_nodes: Vec<u32>,
+        /// Window, seconds back from now.
+        since_secs: u64,
+        /// Tier read.
+        #[serde(default)]
+        resolution: crate::history::Resolution,
+    },
+    /// A policy from the observed use.
+    Suggest {
+        /// Window, seconds back from now.
+        since_secs: u64,
+        /// Options.
+        options: headroom_history::suggest::SuggestOptions,
+        /// Tier read.
+        #[serde(default)]
+        resolution: crate::history::Resolution,
+    },
 }
 
 impl Request {
@@ -68,7 +110,11 @@ impl Request {
             Request::Status
             | Request::PolicyShow { .. }
             | Request::PolicyHistory
-            | Request::PolicyDiff { .. } => false,
+            | Request::PolicyDiff { .. }
+            | Request::History { .. }
+            | Request::Report { .. }
+            | Request::WhatIf { .. }
+            | Request::Suggest { .. } => false,
             Request::Reload | Request::PolicyApply { .. } | Request::PolicyRollback { .. } => true,
         }
     }
@@ -83,6 +129,10 @@ impl Request {
             Request::PolicyShow { .. } => "policy show",
             Request::PolicyHistory => "policy history",
             Request::PolicyDiff { .. } => "policy diff",
+            Request::History { .. } => "history",
+            Request::Report { .. } => "report",
+            Request::WhatIf { .. } => "what-if",
+            Request::Suggest { .. } => "suggest",
         }
     }
 
@@ -91,6 +141,10 @@ impl Request {
     pub fn answer_within(&self) -> Duration {
         match self {
             Request::PolicyApply { .. } | Request::PolicyRollback { .. } => Duration::from_secs(15),
+            // Weeks of points read and replayed.
+            Request::Report { .. } | Request::WhatIf { .. } | Request::Suggest { .. } => {
+                Duration::from_secs(60)
+            }
             _ => Duration::from_secs(8),
         }
     }
@@ -124,6 +178,20 @@ pub enum Response {
     PolicyDiff {
         /// The changes.
         changes: headroom_config::ConfigChanges,
+    },
+    /// Recorded series.
+    History(Box<headroom_history::query::HistoryTable>),
+    /// A report.
+    Report(Box<headroom_history::report::Report>),
+    /// A what-if replay.
+    #[serde(rename = "what_if")]
+    WhatIf(Box<headroom_history::whatif::WhatIfReport>),
+    /// A suggested policy.
+    Suggestion {
+        /// Per job, with each value's basis.
+        suggestion: Box<headroom_history::suggest::Suggestion>,
+        /// The policy in force with the suggestion merged in.
+        policy: String,
     },
     /// The request failed.
     Error {

@@ -272,6 +272,8 @@ struct Runtime<'a> {
     pending: HashMap<headroom_control::policy::ReqId, Sender<Response>>,
     /// Where the policy state is persisted.
     policy_state: std::path::PathBuf,
+    /// The monitoring history (None: `[history] enabled = false`).
+    recording: Option<crate::history::Recording>,
 }
 
 impl Runtime<'_> {
@@ -317,10 +319,11 @@ impl Runtime<'_> {
                 // or policy version): its VIPs may have changed.
                 self.guarded = guard_vips(self.agent.config(), Some(&self.guarded));
             }
-            Command::CpuTick { peers } => {
+            Command::CpuTick { peers, enforce } => {
                 let Some(ps) = &mut self.procsched else {
                     return;
                 };
+                ps.set_enforce(enforce);
                 let peers: Vec<_> = peers
                     .iter()
                     .filter_map(|b| ps.decode_peer_entry(b))
@@ -461,6 +464,22 @@ impl Runtime<'_> {
                     Err(message) => Response::Error { message },
                 })
             }
+            Request::History { .. }
+            | Request::Report { .. }
+            | Request::WhatIf { .. }
+            | Request::Suggest { .. } => {
+                match (self.history_query(req), &self.recording) {
+                    (Ok(q), Some(r)) => {
+                        // Answered by the query's own thread.
+                        r.queries().spawn(q, reply);
+                        return;
+                    }
+                    (Err(message), _) => Ok(Response::Error { message }),
+                    (Ok(_), None) => Ok(Response::Error {
+                        message: "history is off on this node ([history] enabled = false)".into(),
+                    }),
+                }
+            }
         };
         match answer {
             Ok(resp) => {
@@ -471,6 +490,80 @@ impl Runtime<'_> {
             }
         }
         self.carry_out(now);
+    }
+
+    /// A history request with what it needs from the control thread (the
+    /// policy to replay, the document to merge a suggestion into).
+    fn history_query(&self, req: Request) -> Result<crate::history::Query, String> {
+        use crate::history::Query;
+        let secs = Duration::from_secs;
+        Ok(match req {
+            Request::History {
+                selector,
+                since_secs,
+                step_secs,
+            } => Query::Series {
+                selector,
+                since: secs(since_secs),
+                step: secs(step_secs.max(1)),
+            },
+            Request::Report {
+                since_secs,
+                resolution,
+            } => Query::Report {
+                since: secs(since_secs),
+                resolution,
+            },
+            Request::WhatIf {
+                file,
+                document,
+                without_nodes,
+                since_secs,
+                resolution,
+            } => {
+                let policy = match (document, file) {
+                    (Some(doc), file) => self
+                        .agent
+                        .policy_compose(&doc, file.as_deref().unwrap_or("policy"))?,
+                    (None, _) => self.agent.config().clone(),
+                };
+                Query::WhatIf {
+                    policy: Box::new(policy),
+                    options: headroom_history::whatif::WhatIfOptions { without_nodes },
+                    since: secs(since_secs),
+                    resolution,
+                }
+            }
+            Request::Suggest {
+                since_secs,
+                options,
+                resolution,
+            } => {
+                let cfg = self.agent.config();
+                let document = match self.agent.policy_document() {
+                    Some(d) => d,
+                    // Alone (or before the pool has a version): the node
+                    // file's own policy sections.
+                    None => {
+                        let src = std::fs::read_to_string(self.path)
+                            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+                        headroom_config::policy::initial_policy(&src).unwrap_or_default()
+                    }
+                };
+                Query::Suggest {
+                    document,
+                    capacities: cfg
+                        .pipes
+                        .iter()
+                        .map(|p| (p.name.clone(), p.capacity.bps(0)))
+                        .collect(),
+                    options,
+                    since: secs(since_secs),
+                    resolution,
+                }
+            }
+            other => return Err(format!("`{}` is not a history request", other.name())),
+        })
     }
 
     /// A reload (control socket or SIGHUP) between RELOADING=1 and READY=1.
@@ -512,6 +605,7 @@ impl Runtime<'_> {
         if let (Some(ex), Some(rx)) = (st.exchange.as_mut(), &self.exchange_rx) {
             ex.receive = Some(rx.stats());
         }
+        st.history = self.recording.as_ref().map(|r| r.status());
         st
     }
 
@@ -581,8 +675,17 @@ impl Runtime<'_> {
                     .sweep_fast_path(now, self.agent.config().classifier.idle_timeout);
             }
             if now >= next_metrics {
-                next_metrics = now + Duration::from_secs(1);
-                crate::metrics::render(&self.status(now));
+                // On a one-second grid (history bins samples by second).
+                next_metrics += Duration::from_secs(1);
+                if next_metrics <= now {
+                    next_metrics = now + Duration::from_secs(1);
+                }
+                let st = self.status(now);
+                crate::metrics::render(&st);
+                if let Some(r) = &mut self.recording {
+                    let agent = &self.agent;
+                    r.record(&st, agent.config(), || agent.pool_summaries(now));
+                }
             }
         }
     }
@@ -683,6 +786,8 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     } else {
         None
     };
+    let recording =
+        crate::history::Recording::start(&cfg).context("starting the history writer thread")?;
     tracing::info!(node = cfg.node.id, socket = %cfg.control.socket.display(), "headroomd ready");
     let serving = serving(&cfg, workers);
     service.ready(&serving);
@@ -702,6 +807,7 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         guarded,
         pending: HashMap::new(),
         policy_state,
+        recording,
     };
     rt.run(&report_rx, &ctl_rx, &stop, &hup);
     rt.service.stopping();
@@ -712,6 +818,9 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         if let Err(e) = ps.shutdown() {
             tracing::error!(error = %e, "restoring processes and cgroups");
         }
+    }
+    if let Some(r) = rt.recording.take() {
+        r.stop();
     }
     drop(rt);
     dp.shutdown();

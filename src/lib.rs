@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod error_report;
 pub mod fast_path;
+pub mod history;
 pub mod instance_lock;
 pub mod logging;
 pub mod metrics;

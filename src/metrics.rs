@@ -150,6 +150,13 @@ pub const FAMILIES: &[Family] = &[
     gauge("headroom_pipe_node_credit_bytes", Bytes, &["pipe"], "This server's credit on the pipe per high-frequency interval."),
     gauge("headroom_pipe_immediate_bytes", Bytes, &["pipe"], "This server's immediate (spare) credit on the pipe per high-frequency interval."),
     gauge("headroom_pipe_nodes", Count, &["pipe"], "Live servers in the pipe's allocation."),
+    counter("headroom_pipe_job_bytes_total", Bytes, &["pipe", "job", "kind"], "A job's bytes on the pipe on this server since start, by kind: demand (offered to the pacer), granted (credit; in monitor-only mode what the policy would grant), sent, dropped."),
+    gauge("headroom_enforcement", Count, &[], "1 while the pool policy is enforced ([pool] enforcement = \"on\"), 0 in monitor-only mode (nothing paced, no CPU shares set)."),
+    gauge("headroom_history_writing", Count, &[], "1 while the history store is being written, 0 while it fails (the reason is in `headroomctl status`) or is starting."),
+    counter("headroom_history_faults_total", Count, &["fault"], "History store failures, by kind (disk_full, read_only, locked, corrupt, too_new, io)."),
+    counter("headroom_history_dropped_total", Count, &["what"], "History data dropped: samples or summaries for a full writer queue, points for a full backlog while the store failed."),
+    gauge("headroom_history_backlog_points", Count, &[], "History points held in memory waiting for the store."),
+    counter("headroom_history_recoveries_total", Count, &[], "Times writing the history store resumed after a failure."),
     counter("headroom_bandwidth_entries_rejected_total", Count, &[], "Peers' pipe entries rejected (undecodable or for an unknown pipe)."),
     counter("headroom_exchange_datagrams_total", Count, &["kind"], "Exchange datagrams: sent, received, accepted, dropped by cause (bad_mac, replayed, malformed), and verified under the rotation key (rotation_key)."),
     counter("headroom_exchange_sent_bytes_total", Bytes, &[], "Bytes of the exchange datagrams sent."),
@@ -313,6 +320,20 @@ pub fn render(st: &Status) {
         metrics::gauge!("headroom_pipe_immediate_bytes", "pipe" => p.name.clone())
             .set(p.immediate as f64);
         metrics::gauge!("headroom_pipe_nodes", "pipe" => p.name.clone()).set(p.nodes as f64);
+        for t in &p.totals {
+            for (kind, v) in [
+                ("demand", t.demand_bytes),
+                ("granted", t.granted_bytes),
+                ("sent", t.sent_bytes),
+                ("dropped", t.dropped_bytes),
+            ] {
+                metrics::counter!("headroom_pipe_job_bytes_total", "pipe" => p.name.clone(), "job" => t.job.clone(), "kind" => kind).absolute(v);
+            }
+        }
+    }
+    metrics::gauge!("headroom_enforcement").set(if st.enforcement == "off" { 0.0 } else { 1.0 });
+    if let Some(h) = &st.history {
+        history(h);
     }
     metrics::counter!("headroom_bandwidth_entries_rejected_total")
         .absolute(st.pipe_entries_rejected);
@@ -367,6 +388,35 @@ pub fn render(st: &Status) {
     if let Some(d) = &st.director {
         director(d);
     }
+}
+
+fn history(h: &headroom_history::HistoryStatus) {
+    use headroom_history::writer::StoreState;
+    metrics::gauge!("headroom_history_writing").set(if h.state == StoreState::Ok {
+        1.0
+    } else {
+        0.0
+    });
+    let f = &h.faults;
+    for (fault, v) in [
+        ("disk_full", f.disk_full),
+        ("read_only", f.read_only),
+        ("locked", f.locked),
+        ("corrupt", f.corrupt),
+        ("too_new", f.too_new),
+        ("io", f.io),
+    ] {
+        metrics::counter!("headroom_history_faults_total", "fault" => fault).absolute(v);
+    }
+    for (what, v) in [
+        ("samples_queue_full", h.samples_dropped_queue_full),
+        ("summaries_queue_full", h.summaries_dropped_queue_full),
+        ("points_backlog_full", h.points_dropped_backlog_full),
+    ] {
+        metrics::counter!("headroom_history_dropped_total", "what" => what).absolute(v);
+    }
+    metrics::gauge!("headroom_history_backlog_points").set(h.backlog_points as f64);
+    metrics::counter!("headroom_history_recoveries_total").absolute(h.recoveries);
 }
 
 fn director(st: &DirectorStatus) {

@@ -35,6 +35,7 @@
 
 pub mod director;
 mod headroom;
+pub mod history;
 pub mod jobs;
 pub mod pipes;
 pub mod policy;
@@ -125,6 +126,9 @@ pub enum Command {
     CpuTick {
         /// Encoded `PoolCpuState` entries of the other live nodes.
         peers: Vec<Vec<u8>>,
+        /// False in monitor-only mode (`[pool] enforcement = "off"`):
+        /// measure and compute, set no shares.
+        enforce: bool,
     },
     /// Apply new process rules to the process scheduler.
     CpuReload {
@@ -474,7 +478,10 @@ impl Agent {
                 .collect(),
             None => Vec::new(),
         };
-        self.out.commands.push_back(Command::CpuTick { peers });
+        let enforce = self.cfg.pool.enforcement.is_on();
+        self.out
+            .commands
+            .push_back(Command::CpuTick { peers, enforce });
     }
 
     /// Gossips this node's summary (the pool from any server).
@@ -834,6 +841,32 @@ impl Agent {
             .map(|(_, c)| c)
     }
 
+    /// The configuration `doc` would make on this node (the node file with
+    /// `doc` as its policy), checked as `policy apply` checks it.
+    pub fn policy_compose(&self, doc: &str, file: &str) -> Result<Config, String> {
+        policy::lock(&self.composer)
+            .check(doc.as_bytes(), file)
+            .map(|(c, _)| c)
+    }
+
+    /// The policy document in force: the pool's active version, or None
+    /// when running alone or before the pool has one.
+    pub fn policy_document(&self) -> Option<String> {
+        let (_, doc) = self.pool.as_ref()?.policy().active()?;
+        Some(String::from_utf8_lossy(doc).into_owned())
+    }
+
+    /// Every pool member with its latest summary (empty when alone).
+    pub fn pool_summaries(
+        &self,
+        now: Timestamp,
+    ) -> Vec<headroom_control::policy::summary::PoolNode> {
+        self.pool
+            .as_ref()
+            .map(|p| p.summaries(now))
+            .unwrap_or_default()
+    }
+
     /// The pool keys as a reload re-read them (`key_file`, and
     /// `rotation_key_file` during a key rotation): applied at once. Returns
     /// what changed for the reload's summary, None when nothing did (or no
@@ -941,6 +974,8 @@ impl Agent {
                 .as_ref()
                 .map(|p| summary::pool_status(p.summaries(now)))
                 .unwrap_or_default(),
+            enforcement: self.cfg.pool.enforcement.to_string(),
+            history: None,
             schema_version: status::STATUS_SCHEMA,
             director: self.director.as_ref().map(|d| {
                 let mut ds = d.status(

@@ -30,13 +30,18 @@ use headroom_dataplane::{
     pipeline::{PacingRules, PipeMatch},
 };
 
-use crate::status::PipeStatus;
+use crate::status::{PipeJobTotals, PipeStatus};
 
 /// A job counts as running on this node for this long after its last byte,
 /// or after start for a job not seen yet (it keeps making a minimum booked
 /// request meanwhile, so its first packets need not wait for an exchange),
 /// in intervals.
 pub const ACTIVE_INTERVALS: u32 = 50;
+
+/// Credit per interval each job gets in monitor-only mode
+/// (`[pool] enforcement = "off"`): more than any link carries, so nothing
+/// waits, while the allocator's grant is still computed and recorded.
+pub const UNPACED_BYTES: u64 = 1 << 32;
 
 /// Job slots of the pacers beyond the configured jobs: room for jobs added
 /// by later reloads.
@@ -112,6 +117,22 @@ struct Pipe {
     sent: HashMap<u16, u64>,
     dropped: HashMap<u16, u64>,
     queued: HashMap<u16, u64>,
+    /// Per job since start, for history and metrics.
+    totals: HashMap<u16, PipeTotals>,
+}
+
+/// One job's cumulative bytes on one pipe on this node (never reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipeTotals {
+    /// Offered to the pacer: sent, queued or dropped.
+    pub demand: u64,
+    /// Credit the allocator granted (in monitor-only mode: what it would
+    /// have granted).
+    pub granted: u64,
+    /// Sent.
+    pub sent: u64,
+    /// Dropped.
+    pub dropped: u64,
 }
 
 /// Shared-pipe state of this node.
@@ -122,6 +143,8 @@ pub struct Pipes<P> {
     samples: Vec<JobSample>,
     /// Peer entries that did not decode.
     entries_rejected: u64,
+    /// False in monitor-only mode: grants are computed, not installed.
+    enforce: bool,
 }
 
 impl Pipes<PacerControl> {
@@ -229,11 +252,13 @@ impl<P: PacerPort> Pipes<P> {
                     sent: HashMap::new(),
                     dropped: HashMap::new(),
                     queued: HashMap::new(),
+                    totals: HashMap::new(),
                 })
                 .collect(),
             port,
             samples: Vec::new(),
             entries_rejected: 0,
+            enforce: true,
         }
     }
 
@@ -255,6 +280,7 @@ impl<P: PacerPort> Pipes<P> {
     /// Re-reads each pipe's capacity, immediate share and bookings (live;
     /// the set of pipes and what traffic they carry need a restart).
     pub fn set_bookings(&mut self, cfg: &Config, mut id_of: impl FnMut(&str) -> u16) {
+        self.enforce = cfg.pool.enforcement.is_on();
         for pipe in &mut self.pipes {
             let Some(pc) = cfg.pipes.iter().find(|p| p.name == pipe.def.name) else {
                 continue;
@@ -315,6 +341,10 @@ impl<P: PacerPort> Pipes<P> {
                 *pipe.sent.entry(s.job).or_default() += s.sent_bytes;
                 *pipe.dropped.entry(s.job).or_default() += s.dropped_bytes;
                 *pipe.queued.entry(s.job).or_default() += s.queued_bytes;
+                let t = pipe.totals.entry(s.job).or_default();
+                t.demand += s.arrived_bytes;
+                t.sent += s.sent_bytes;
+                t.dropped += s.dropped_bytes;
                 demands.push(JobDemand {
                     job: s.job,
                     queued: s.queued_bytes,
@@ -367,21 +397,45 @@ impl<P: PacerPort> Pipes<P> {
                 .collect();
             let d = &pipe.def;
             let grant = allocator::allocate(&d.spec, &d.bookings, &demands, &pipe.local);
-            let credits: Vec<JobCredit> = grant
-                .jobs
-                .iter()
-                .map(|j| JobCredit {
-                    job: j.job,
-                    credit_bytes: j.credit(),
-                    immediate_allowance: j.immediate_allowance,
-                })
-                .collect();
-            if let Err(e) = self.port.set_grants(i, now, grant.immediate, &credits) {
+            for j in &grant.jobs {
+                pipe.totals.entry(j.job).or_default().granted += j.credit();
+            }
+            let (immediate, credits): (u64, Vec<JobCredit>) = if self.enforce {
+                let credits = grant
+                    .jobs
+                    .iter()
+                    .map(|j| JobCredit {
+                        job: j.job,
+                        credit_bytes: j.credit(),
+                        immediate_allowance: j.immediate_allowance,
+                    })
+                    .collect();
+                (grant.immediate, credits)
+            } else {
+                // Monitor-only: every job (listed or not) may use the
+                // shared immediate credit without a cap.
+                (UNPACED_BYTES, Vec::new())
+            };
+            if let Err(e) = self.port.set_grants(i, now, immediate, &credits) {
                 tracing::error!(pipe = %d.name, error = %e, "grants rejected by the pacer");
             }
             pipe.nodes = demands.len() + 1;
             pipe.grant = Some(grant);
         }
+    }
+
+    /// Whether grants are installed (false: monitor-only).
+    pub fn enforcing(&self) -> bool {
+        self.enforce
+    }
+
+    /// Each pipe's per-job totals since start: (pipe name, job id, totals).
+    pub fn totals(&self) -> impl Iterator<Item = (&str, u16, PipeTotals)> + '_ {
+        self.pipes.iter().flat_map(|p| {
+            p.totals
+                .iter()
+                .map(move |(job, t)| (p.def.name.as_str(), *job, *t))
+        })
     }
 
     /// The last grant of pipe `i`.
@@ -417,7 +471,20 @@ impl<P: PacerPort> Pipes<P> {
                     })
                     .collect();
                 jobs.retain(|j| j.1 + j.2 + j.3 + j.4 > 0);
+                let mut totals: Vec<PipeJobTotals> = p
+                    .totals
+                    .iter()
+                    .map(|(job, t)| PipeJobTotals {
+                        job: name_of(*job).unwrap_or("?").to_string(),
+                        demand_bytes: t.demand,
+                        granted_bytes: t.granted,
+                        sent_bytes: t.sent,
+                        dropped_bytes: t.dropped,
+                    })
+                    .collect();
+                totals.sort_by(|a, b| a.job.cmp(&b.job));
                 PipeStatus {
+                    totals,
                     name: p.def.name.clone(),
                     capacity_bps: p.def.spec.capacity_bps,
                     direction: p.def.direction.to_string(),

@@ -379,6 +379,7 @@ impl Pool {
             datagrams_received: s.datagrams_received,
             datagrams_accepted: s.datagrams_accepted,
             bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
             bad_mac: s.bad_mac,
             replayed: s.replayed,
             malformed: s.malformed + s.truncated + s.bad_magic + s.unknown_version,

@@ -220,7 +220,7 @@ impl Sim {
                         let table = node.neighbours.clone();
                         node.agent.handle_neighbours(now, &table);
                     }
-                    Command::CpuTick { peers } => {
+                    Command::CpuTick { peers, .. } => {
                         // This node's entry: its id, as the scheduler's would be.
                         let entry = node.agent.config().node.id.to_be_bytes();
                         node.cpu_ticks.push(peers);

@@ -31,6 +31,9 @@ pub struct ConfigChanges {
     /// VIP service changes applied live ("web: added", "web: changed").
     #[serde(default)]
     pub vips: Vec<String>,
+    /// Pool-wide settings applied live ("enforcement on -> off").
+    #[serde(default)]
+    pub pool: Vec<String>,
     /// Pool key changes, by key id ("signs with 1a2b3c4d (was 5e6f7a8b)"):
     /// filled in by the daemon, which re-reads the key files on every
     /// reload (a file's content may change under the same name).
@@ -234,6 +237,28 @@ impl ConfigChanges {
             [socket, high_freq_interval, low_freq_interval, group]
         );
         fields!(out, old.metrics, new.metrics, "metrics", [listen]);
+        fields!(
+            out,
+            old.history,
+            new.history,
+            "history",
+            [
+                enabled,
+                path,
+                retention_1s,
+                retention_1m,
+                retention_1h,
+                max_size,
+                queue,
+                backlog
+            ]
+        );
+        if old.pool.enforcement != new.pool.enforcement {
+            self.pool.push(format!(
+                "enforcement {} -> {}",
+                old.pool.enforcement, new.pool.enforcement
+            ));
+        }
         // With a pool running before and after, the key files are re-read
         // and applied by the reload (key rotation); joining or leaving the
         // pool takes a restart.
@@ -346,6 +371,9 @@ impl ConfigChanges {
         }
         for v in &self.vips {
             lines.push(format!("vip {v}"));
+        }
+        for p in &self.pool {
+            lines.push(format!("pool {p}"));
         }
         for b in &self.bookings {
             lines.push(format!("booking {b}"));

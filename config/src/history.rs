@@ -13,6 +13,8 @@ pub struct HistoryConfig {
     /// Record history at all.
     pub enabled: bool,
     /// The SQLite database file (its directory is created if missing).
+    /// Empty in the file: `history.db` in `[cpu] state_dir` (filled in by
+    /// `Config::parse`).
     pub path: PathBuf,
     /// How long one-second points are kept.
     #[serde(with = "humantime_serde")]
@@ -36,7 +38,7 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             enabled: true,
-            path: PathBuf::from("/var/lib/headroom/history.db"),
+            path: PathBuf::new(),
             retention_1s: Duration::from_secs(86_400),
             retention_1m: Duration::from_secs(30 * 86_400),
             retention_1h: Duration::from_secs(730 * 86_400),
@@ -50,7 +52,7 @@ impl Default for HistoryConfig {
 impl HistoryConfig {
     /// Checks the section: (field, message) of the first problem.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.path.as_os_str().is_empty() {
+        if self.path.as_os_str().is_empty() || self.path.ends_with("..") {
             return Err(("path", "must name a file".into()));
         }
         if self.retention_1s < Duration::from_secs(120) {
@@ -92,16 +94,21 @@ mod tests {
 
     #[test]
     fn section_parses_and_validates() {
-        let c: HistoryConfig =
-            toml::from_str("retention_1s = \"6h\"\nmax_size = \"64MiB\"\nbacklog = \"5min\"")
-                .unwrap();
+        let c: HistoryConfig = toml::from_str(
+            "path = \"/h.db\"\nretention_1s = \"6h\"\nmax_size = \"64MiB\"\nbacklog = \"5min\"",
+        )
+        .unwrap();
         assert_eq!(c.retention_1s, Duration::from_secs(6 * 3600));
         assert_eq!(c.max_size.0, 64 << 20);
         assert!(c.validate().is_ok());
-        assert!(HistoryConfig::default().validate().is_ok());
+        let default = HistoryConfig {
+            path: "/var/lib/headroom/history.db".into(),
+            ..Default::default()
+        };
+        assert!(default.validate().is_ok());
         let bad = HistoryConfig {
             retention_1m: Duration::from_secs(3600),
-            ..Default::default()
+            ..default.clone()
         };
         assert_eq!(bad.validate().unwrap_err().0, "retention_1m");
         assert!(toml::from_str::<HistoryConfig>("retention_1s = \"soon\"").is_err());

@@ -653,6 +653,9 @@ impl Config {
     /// Parses and validates `src`; `file` is used in error messages.
     pub fn parse(src: &str, file: &Path) -> Result<Config, ConfigError> {
         let (mut cfg, upgraded) = deserialize::<Config>(src, file)?;
+        if cfg.history.path.as_os_str().is_empty() {
+            cfg.history.path = cfg.cpu.state_dir.join("history.db");
+        }
         let src = upgraded.src.as_str();
         cfg.validate()
             .map_err(|(path, message)| ConfigError::Invalid {

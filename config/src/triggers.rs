@@ -69,11 +69,40 @@ pub struct PoolSettings {
     /// policies are restored (a bouncing node does not flap the pool).
     #[serde(with = "humantime_serde")]
     pub restore_after: Duration,
+    /// `"on"`: pace pipes and set CPU shares. `"off"` (monitor-only): classify,
+    /// account, record history and direct VIPs, but pace nothing and leave
+    /// every process in its own cgroup. Switchable live with `policy apply`.
+    pub enforcement: Enforcement,
+}
+
+/// `[pool] enforcement`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Enforce bookings and CPU policies.
+    #[default]
+    On,
+    /// Monitor only: measure and record what the policy would do.
+    Off,
+}
+
+impl Enforcement {
+    /// True for `On`.
+    pub fn is_on(self) -> bool {
+        self == Enforcement::On
+    }
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_on() { "on" } else { "off" })
+    }
 }
 
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
+            enforcement: Enforcement::On,
             timezone: "UTC".into(),
             schedule_tolerance: Duration::from_secs(2),
             restore_after: Duration::from_secs(10),

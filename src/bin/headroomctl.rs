@@ -24,7 +24,72 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        CtlCmd::History {
+            ref entity,
+            since,
+            step,
+            ..
+        } => Request::History {
+            selector: entity.clone(),
+            since_secs: since.as_secs(),
+            step_secs: step.as_secs(),
+        },
+        CtlCmd::Report {
+            since, resolution, ..
+        } => Request::Report {
+            since_secs: since.as_secs(),
+            resolution,
+        },
+        CtlCmd::WhatIf {
+            ref policy,
+            ref without_node,
+            since,
+            resolution,
+            ..
+        } => {
+            let document = match policy {
+                Some(f) => match std::fs::read_to_string(f) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("headroomctl: reading {}: {e}", f.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            };
+            Request::WhatIf {
+                file: policy.as_ref().map(|f| f.display().to_string()),
+                document,
+                without_nodes: without_node.clone(),
+                since_secs: since.as_secs(),
+                resolution,
+            }
+        }
+        CtlCmd::Suggest {
+            since,
+            target,
+            margin,
+            half_life,
+            resolution,
+            ..
+        } => Request::Suggest {
+            since_secs: since.as_secs(),
+            options: headroom_history::suggest::SuggestOptions {
+                percentile: target,
+                margin,
+                half_life: (!half_life.is_zero()).then_some(half_life),
+            },
+            resolution,
+        },
     };
+    let json = matches!(
+        args.cmd,
+        CtlCmd::History { json: true, .. }
+            | CtlCmd::Report { json: true, .. }
+            | CtlCmd::WhatIf { json: true, .. }
+            | CtlCmd::Suggest { json: true, .. }
+    );
+
     match call(&args.socket, &req) {
         Ok(Response::Status(st)) => {
             let CtlCmd::Status { json, node } = args.cmd else {
@@ -100,6 +165,49 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Ok(Response::History(t)) => {
+            if json {
+                println!("{}", t.to_json());
+            } else if matches!(args.cmd, CtlCmd::History { csv: true, .. }) {
+                print!("{}", t.to_csv());
+            } else {
+                print!("{}", t.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Report(r)) => {
+            if json {
+                println!("{}", pretty(&*r));
+            } else {
+                print!("{}", headroom_history::report::render_text(&r));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::WhatIf(r)) => {
+            if json {
+                println!("{}", pretty(&*r));
+            } else {
+                print!("{}", headroom_history::whatif::render_text(&r));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Suggestion { suggestion, policy }) => {
+            if json {
+                println!("{}", pretty(&*suggestion));
+            } else {
+                // One valid policy file: the bases as comments on top.
+                for line in headroom_history::suggest::render_toml(&suggestion).lines() {
+                    match line.strip_prefix('#') {
+                        Some(c) => println!("#{c}"),
+                        None if line.is_empty() => println!("#"),
+                        None => println!("#   {line}"),
+                    }
+                }
+                println!();
+                print!("{policy}");
+            }
+            ExitCode::SUCCESS
+        }
         Ok(Response::Error { message }) => {
             eprintln!("headroomctl: {message}");
             // A refused policy changed nothing: tell scripts it was the input.
@@ -116,6 +224,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn pretty(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// The request of a `policy` command (files are read here: the daemon may

@@ -62,8 +62,17 @@ fn full_status() -> Status {
             node_credit: 1000,
             immediate: 100,
             nodes: 2,
+            totals: vec![headroom_agent::status::PipeJobTotals {
+                job: "web".into(),
+                demand_bytes: 900,
+                granted_bytes: 1000,
+                sent_bytes: 900,
+                dropped_bytes: 0,
+            }],
             ..Default::default()
         }],
+        enforcement: "on".into(),
+        history: Some(headroom_history::HistoryStatus::default()),
         pipe_entries_rejected: 1,
         exchange: Some(ExchangeStatus {
             master: 1,

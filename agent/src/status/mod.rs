@@ -52,13 +52,22 @@ pub struct Status {
     /// running alone).
     #[serde(default)]
     pub pool: Vec<PoolNodeStatus>,
+    /// `"on"`, or `"off"` in monitor-only mode (`[pool] enforcement`):
+    /// nothing paced, no CPU shares set, everything still measured.
+    #[serde(default)]
+    pub enforcement: String,
+    /// The monitoring history's writer (absent when `[history] enabled =
+    /// false`).
+    #[serde(default)]
+    pub history: Option<headroom_history::HistoryStatus>,
     /// Version of this document's layout ([`STATUS_SCHEMA`]).
     #[serde(default)]
     pub schema_version: u32,
 }
 
-/// The status document's layout version: 2 added `policy` and `pool`.
-pub const STATUS_SCHEMA: u32 = 2;
+/// The status document's layout version: 2 added `policy` and `pool`, 3
+/// `enforcement`, `history` and the pipes' `totals`.
+pub const STATUS_SCHEMA: u32 = 3;
 
 /// One pool member, from its gossiped summary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -189,6 +198,24 @@ pub struct PipeStatus {
     pub nodes: usize,
     /// Per job: (name, credit bytes, sent bytes last interval, queued bytes, dropped bytes last interval).
     pub jobs: Vec<(String, u64, u64, u64, u64)>,
+    /// Per job, bytes on this pipe on this node since start.
+    #[serde(default)]
+    pub totals: Vec<PipeJobTotals>,
+}
+
+/// One job's bytes on one pipe on this node since the daemon started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PipeJobTotals {
+    /// Job.
+    pub job: String,
+    /// Offered to the pacer (sent, queued or dropped).
+    pub demand_bytes: u64,
+    /// Credit granted by the allocator (monitor-only: what it would grant).
+    pub granted_bytes: u64,
+    /// Sent.
+    pub sent_bytes: u64,
+    /// Dropped.
+    pub dropped_bytes: u64,
 }
 
 /// One member of the pool.
@@ -219,6 +246,9 @@ pub struct ExchangeStatus {
     pub datagrams_accepted: u64,
     /// Bytes sent.
     pub bytes_sent: u64,
+    /// Bytes received (before any check).
+    #[serde(default)]
+    pub bytes_received: u64,
     /// Datagrams dropped: wrong MAC (wrong key or forged).
     pub bad_mac: u64,
     /// Datagrams dropped: replayed.

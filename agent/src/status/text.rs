@@ -6,6 +6,47 @@ use std::fmt::Write;
 
 use super::Status;
 
+fn history(o: &mut String, h: &headroom_history::HistoryStatus) {
+    use headroom_history::writer::StoreState;
+    let state = match h.state {
+        StoreState::Ok => "writing",
+        StoreState::Starting => "starting",
+        StoreState::Failing => "FAILING",
+        StoreState::Stopped => "stopped",
+    };
+    let s = &h.store;
+    let _ = writeln!(
+        o,
+        "history: {state} {} ({:.1} MiB, {} points written, {} samples queued; dropped: {} samples, {} summaries, {} points)",
+        h.path,
+        s.bytes_used as f64 / f64::from(1u32 << 20),
+        s.points_written,
+        h.samples_queued,
+        h.samples_dropped_queue_full,
+        h.summaries_dropped_queue_full,
+        h.points_dropped_backlog_full
+    );
+    if h.state == StoreState::Failing || h.backlog_points > 0 {
+        let _ = writeln!(
+            o,
+            "  {}{} points wait in memory (written when the store works again)",
+            h.last_error
+                .as_deref()
+                .map(|e| format!("{e}; "))
+                .unwrap_or_default(),
+            h.backlog_points
+        );
+    }
+    if h.corrupt_files_moved > 0 {
+        let _ = writeln!(
+            o,
+            "  {} corrupt file(s) moved aside, the last to {}",
+            h.corrupt_files_moved,
+            h.last_corrupt_file.as_deref().unwrap_or("?")
+        );
+    }
+}
+
 impl Status {
     /// The status as `headroomctl status` prints it.
     pub fn render_text(&self) -> String {
@@ -235,6 +276,12 @@ impl Status {
             if let Some(r) = &pol.rejected {
                 let _ = writeln!(o, "  last refused here: {r}");
             }
+        }
+        if st.enforcement == "off" {
+            let _ = writeln!(o, "enforcement: OFF (monitor-only: nothing paced, no CPU shares set; everything measured and recorded; [pool] enforcement in the policy)");
+        }
+        if let Some(h) = &st.history {
+            history(o, h);
         }
         if !st.pool.is_empty() {
             pool(o, &st.pool);

@@ -230,6 +230,8 @@ pub struct ProcessScheduler {
     insufficient: bool,
     stats: ProcSchedStats,
     shut_down: bool,
+    /// Whether ticks enforce (false: monitor-only, see [`Self::set_enforce`]).
+    enforce: bool,
 }
 
 /// A positive `sysconf` value, or `default`.
@@ -266,6 +268,7 @@ impl ProcessScheduler {
             insufficient: false,
             stats: ProcSchedStats::default(),
             shut_down: false,
+            enforce: true,
         })
     }
 
@@ -306,6 +309,16 @@ impl ProcessScheduler {
             cur = self.scanner.get(p).map(|i| i.ppid);
         }
         v
+    }
+
+    /// Monitor-only when false: ticks still detect, measure and compute
+    /// every job's target, but set no shares, and the next tick moves every
+    /// process Headroom placed back where it was.
+    pub fn set_enforce(&mut self, on: bool) {
+        if self.enforce != on {
+            tracing::info!(enforce = on, "cpu enforcement switched");
+        }
+        self.enforce = on;
     }
 
     /// One low-frequency tick: scan, detect, measure, compute, enforce.
@@ -418,7 +431,7 @@ impl ProcessScheduler {
             .jobs
             .iter()
             .zip(&usage)
-            .map(|(j, u)| j.config.cpu.is_some() && u.count > 0)
+            .map(|(j, u)| self.enforce && j.config.cpu.is_some() && u.count > 0)
             .collect();
         let mut ready = vec![false; self.jobs.len()];
         if enforced.iter().any(|e| *e) {
