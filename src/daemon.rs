@@ -628,9 +628,11 @@ impl Runtime<'_> {
             .map_or(&never, |r| r.queue())
             .clone();
         while !stop.load(Ordering::Relaxed) {
+            // Awake for the one-second sample too (history bins by second).
             let wait = self
                 .agent
                 .poll_timeout()
+                .min(next_metrics)
                 .saturating_duration_since(Timestamp::now())
                 .min(MAX_WAIT);
             select! {
@@ -683,8 +685,12 @@ impl Runtime<'_> {
                 let st = self.status(now);
                 crate::metrics::render(&st);
                 if let Some(r) = &mut self.recording {
-                    let agent = &self.agent;
-                    r.record(&st, agent.config(), || agent.pool_summaries(now));
+                    r.record(
+                        now,
+                        &st,
+                        self.agent.config(),
+                        self.agent.pool_summaries(now),
+                    );
                 }
             }
         }

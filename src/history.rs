@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use headroom_agent::history::{node_sample, SummaryMinutes};
+use headroom_agent::history::{node_sample, SummaryLog};
 use headroom_agent::status::Status;
+use headroom_clock::Timestamp;
 use headroom_config::Config;
-use headroom_control::exchange::MemberState;
 use headroom_control::policy::summary::PoolNode;
 use headroom_history::query::{self, Dataset, HistoryQuery};
 use headroom_history::{
@@ -30,7 +30,7 @@ pub struct Recording {
     writer: Writer,
     run: u64,
     started: WallTime,
-    minutes: SummaryMinutes,
+    summaries: SummaryLog,
     path: PathBuf,
 }
 
@@ -51,27 +51,19 @@ impl Recording {
             // Counters restart from zero with every run.
             run: started.as_unix_millis(),
             started,
-            minutes: SummaryMinutes::default(),
+            summaries: SummaryLog::default(),
             path: cfg.history.path.clone(),
         }))
     }
 
-    /// Hands this second's sample (and, once a minute, the peers' latest
-    /// summaries) to the writer; never blocks.
-    pub fn record(&mut self, st: &Status, cfg: &Config, pool: impl FnOnce() -> Vec<PoolNode>) {
+    /// Hands this second's sample and the peers' summaries that arrived
+    /// since the last call to the writer; never blocks.
+    pub fn record(&mut self, now: Timestamp, st: &Status, cfg: &Config, pool: Vec<PoolNode>) {
         let at = WallTime::now();
         self.history
             .record(node_sample(st, cfg, at, self.run, self.started));
-        if self.minutes.due(at) {
-            let me = u32::from(st.node_id);
-            for p in pool() {
-                if p.node == me || p.state != MemberState::Alive {
-                    continue;
-                }
-                if let Some(s) = p.summary {
-                    self.history.record_summary(p.node, at, s);
-                }
-            }
+        for (node, s) in self.summaries.due(now, u32::from(st.node_id), pool) {
+            self.history.record_summary(node, at, s);
         }
     }
 

@@ -4,7 +4,12 @@
 //! minute each peer's latest gossiped summary ([`SummaryMinutes`]). Pure:
 //! the daemon reads the clocks and owns the writer thread.
 
+use std::time::Duration;
+
+use headroom_clock::Timestamp;
 use headroom_config::Config;
+use headroom_control::exchange::MemberState;
+use headroom_control::policy::summary::{NodeSummary, PoolNode};
 use headroom_history::sample::{JobPipeValues, JobValues, NodeValues, PipeValues, VipValues};
 use headroom_history::{NodeSample, WallTime};
 
@@ -140,32 +145,44 @@ pub fn node_sample(
     }
 }
 
-/// When to hand the peers' summaries to history: once per wall-clock
-/// minute, just after it ends (history stores them as that minute's points,
-/// which add up, so each minute gets one summary per peer).
+/// Hands history each live peer's latest gossiped summary once per sample.
+/// A summary holds the peer's rates over a short window; history adds every
+/// one into its one-minute point weighted by the time since the previous
+/// one it was given for that peer, so a minute's point is the time average
+/// of the rates seen in it. (A summary that did not change is not gossiped
+/// again: waiting for new ones would under-weigh quiet times.)
 #[derive(Debug, Default, Clone)]
-pub struct SummaryMinutes {
-    last: Option<u64>,
+pub struct SummaryLog {
+    /// Per node, when its summary was last handed to history.
+    last: std::collections::HashMap<u32, Timestamp>,
 }
 
-impl SummaryMinutes {
-    /// True once per minute: at the first call at least one second into a
-    /// minute later than the one last reported (the first call only starts
-    /// the count: a daemon that just started has no full minute of its
-    /// peers).
-    pub fn due(&mut self, at: WallTime) -> bool {
-        let minute = at.as_unix_secs().saturating_sub(1) / 60;
-        match self.last {
-            None => {
-                self.last = Some(minute);
-                false
+/// The longest time one summary stands for (a gap in the samples beyond it
+/// is a gap in the history, not a longer window).
+const MAX_WINDOW: Duration = Duration::from_secs(5);
+
+impl SummaryLog {
+    /// The summaries of `pool` (this node's view at `now`) to record: every
+    /// alive peer's but `me`'s, each with the window it stands for.
+    pub fn due(&mut self, now: Timestamp, me: u32, pool: Vec<PoolNode>) -> Vec<(u32, NodeSummary)> {
+        let mut out = Vec::new();
+        let mut alive = Vec::new();
+        for p in pool {
+            if p.node == me || p.state != MemberState::Alive {
+                continue;
             }
-            Some(m) if m == minute => false,
-            Some(_) => {
-                self.last = Some(minute);
-                true
-            }
+            alive.push(p.node);
+            let Some(mut s) = p.summary else { continue };
+            let window = self
+                .last
+                .insert(p.node, now)
+                .map_or(Duration::from_secs(1), |t| now.saturating_duration_since(t))
+                .clamp(Duration::from_secs(1), MAX_WINDOW);
+            s.window_ms = window.as_millis() as u32;
+            out.push((p.node, s));
         }
+        self.last.retain(|n, _| alive.contains(n));
+        out
     }
 }
 
@@ -274,17 +291,53 @@ name = "nginx"
     }
 
     #[test]
-    fn peers_summaries_are_due_once_per_minute_after_it_ends() {
-        let mut m = SummaryMinutes::default();
-        let at = |s: u64| WallTime::from_unix_secs(s);
-        assert!(!m.due(at(121)), "the first call starts the count");
-        assert!(!m.due(at(150)));
-        assert!(!m.due(at(180)), "second 0 still belongs to the last minute");
-        assert!(m.due(at(181)));
-        assert!(!m.due(at(200)));
-        assert!(!m.due(at(240)));
-        assert!(m.due(at(245)));
-        assert!(m.due(at(400)), "a skipped minute is not made up twice");
-        assert!(!m.due(at(401)));
+    fn each_live_peer_summary_stands_for_the_time_since_the_last() {
+        let mut log = SummaryLog::default();
+        let t = |ms: u64| Timestamp::from_nanos(ms * 1_000_000);
+        let peer = |node: u32, state: MemberState| PoolNode {
+            node,
+            state,
+            summary: Some(NodeSummary {
+                window_ms: 500,
+                ..Default::default()
+            }),
+            age: Some(Duration::from_millis(100)),
+            error: None,
+        };
+        // Node 1 is this one; 2 and 3 alive; 4 failed.
+        let view = |three: MemberState| {
+            vec![
+                peer(1, MemberState::Alive),
+                peer(2, MemberState::Alive),
+                peer(3, three),
+                peer(4, MemberState::Failed),
+            ]
+        };
+        let got = |v: Vec<(u32, NodeSummary)>| -> Vec<(u32, u32)> {
+            v.into_iter().map(|(n, s)| (n, s.window_ms)).collect()
+        };
+        let alive = MemberState::Alive;
+        assert_eq!(
+            got(log.due(t(10_000), 1, view(alive))),
+            [(2, 1000), (3, 1000)]
+        );
+        assert_eq!(
+            got(log.due(t(11_020), 1, view(alive))),
+            [(2, 1020), (3, 1020)]
+        );
+        // A stall stands for at most 5 s.
+        assert_eq!(
+            got(log.due(t(30_000), 1, view(alive))),
+            [(2, 5000), (3, 5000)]
+        );
+        // Node 3 fails and comes back: its first summary stands for 1 s.
+        assert_eq!(
+            got(log.due(t(31_000), 1, view(MemberState::Failed))),
+            [(2, 1000)]
+        );
+        assert_eq!(
+            got(log.due(t(32_000), 1, view(alive))),
+            [(2, 1000), (3, 1000)]
+        );
     }
 }

@@ -452,6 +452,16 @@ impl Recorder {
                     bytes(p.granted_bps),
                 );
                 put(self, K::Job, n, sub, M::PipeSentBytes, bytes(p.sent_bps));
+                // What the peer's job offered: sent or dropped (the queue's
+                // growth within the window is not gossiped).
+                put(
+                    self,
+                    K::Job,
+                    n,
+                    sub,
+                    M::PipeDemandBytes,
+                    bytes(p.sent_bps.saturating_add(p.dropped_bps)),
+                );
                 put(
                     self,
                     K::Job,

@@ -232,8 +232,10 @@ pub fn suggest(ds: &Dataset, capacities: &[(String, u64)], opts: &SuggestOptions
     let mut notes = Vec::new();
     let mut missed: BTreeSet<i64> = BTreeSet::new();
     let mut steps: BTreeSet<i64> = BTreeSet::new();
+    // The default job (traffic no rule matches) cannot be booked: a policy
+    // naming it is refused.
     let jobs: BTreeSet<&str> = ds
-        .filter(|k| k.kind == EntityKind::Job)
+        .filter(|k| k.kind == EntityKind::Job && k.name != headroom_config::DEFAULT_JOB)
         .map(|s| s.key.name.as_str())
         .collect();
     let mut out: Vec<JobSuggestion> = Vec::new();

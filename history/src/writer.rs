@@ -310,6 +310,10 @@ struct WriterLoop {
     peak_sample_points: usize,
     retry_at: Timestamp,
     retry_wait: Duration,
+    /// Batches per transaction: halved after a write that found the disk
+    /// full (a large transaction's journal may not fit where single
+    /// seconds do), doubled back after each success.
+    batch_limit: usize,
     last_log: Option<(Fault, Timestamp)>,
     status: HistoryStatus,
 }
@@ -327,6 +331,7 @@ impl WriterLoop {
             backlog_points: 0,
             peak_sample_points: 0,
             retry_at: Timestamp::now(),
+            batch_limit: MAX_BATCHES_PER_WRITE,
             last_log: None,
             status,
         }
@@ -428,7 +433,7 @@ impl WriterLoop {
             let Some(store) = self.store.as_mut() else {
                 return;
             };
-            let n = self.backlog.len().min(MAX_BATCHES_PER_WRITE);
+            let n = self.backlog.len().min(self.batch_limit);
             let (a, b) = self.backlog.as_slices();
             let res = if a.len() >= n {
                 store.write(&a[..n], &self.recorder)
@@ -452,10 +457,14 @@ impl WriterLoop {
                     }
                     self.status.state = StoreState::Ok;
                     self.status.fault = None;
+                    self.batch_limit = (self.batch_limit * 2).min(MAX_BATCHES_PER_WRITE);
                     self.retry_wait = self.opts.retry_min;
                     self.last_log = None;
                 }
                 Err(e) => {
+                    if e.fault == Fault::DiskFull {
+                        self.batch_limit = (n / 2).max(1);
+                    }
                     self.fail(e);
                     return;
                 }
