@@ -248,3 +248,30 @@ fn stray_child_forked_inside_job_cgroup_is_returned() {
     assert_eq!(s.snapshot().stats.strays_released, 1);
     s.shutdown().unwrap();
 }
+
+#[test]
+fn monitor_only_measures_and_moves_every_process_back() {
+    let f = Fixture::new("monitor");
+    f.add(1, "init", 0, 1, 0);
+    f.add(100, "web", 1, 10, 0);
+    let jobs = vec![job("web", "web", Some(CpuShare::ServerPercent(75.0)))];
+    let mut s = f.scheduler(&jobs);
+    let t0 = Timestamp::now();
+    s.tick(t0, &[]).unwrap();
+    assert_eq!(f.read("hr/web/cgroup.procs"), "100\n");
+    // Enforcement off: the process goes back, its use is still measured
+    // and its target still computed.
+    s.set_enforce(false);
+    f.add(100, "web", 1, 10, 50);
+    let r = s.tick(t0 + Duration::from_secs(1), &[]).unwrap();
+    assert_eq!(r.released, 1);
+    assert!(f.read("user.slice/cgroup.procs").lines().any(|l| l == "100"));
+    let snap = s.snapshot();
+    assert_eq!(snap.jobs[0].pids, vec![100]);
+    assert!(snap.jobs[0].cores_used > 0.0);
+    assert!(snap.jobs[0].target_percent > 0.0);
+    // On again: placed again.
+    s.set_enforce(true);
+    let r = s.tick(t0 + Duration::from_secs(2), &[]).unwrap();
+    assert_eq!((r.moved, s.job_of(100)), (1, Some("web")));
+}
