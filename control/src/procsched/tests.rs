@@ -265,7 +265,10 @@ fn monitor_only_measures_and_moves_every_process_back() {
     f.add(100, "web", 1, 10, 50);
     let r = s.tick(t0 + Duration::from_secs(1), &[]).unwrap();
     assert_eq!(r.released, 1);
-    assert!(f.read("user.slice/cgroup.procs").lines().any(|l| l == "100"));
+    assert!(f
+        .read("user.slice/cgroup.procs")
+        .lines()
+        .any(|l| l == "100"));
     let snap = s.snapshot();
     assert_eq!(snap.jobs[0].pids, vec![100]);
     assert!(snap.jobs[0].cores_used > 0.0);

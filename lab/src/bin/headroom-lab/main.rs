@@ -345,6 +345,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     vip_phase(&lab, &sockets)?;
     cpu_phase(&lab, &sockets)?;
     pipe_phase(&lab, &sockets)?;
+    history_phase(&sockets)?;
     std::thread::sleep(Duration::from_millis(300));
     println!();
     println!("== what each headroomd counted over the whole demo: frames per job as classified on arrival");
@@ -703,6 +704,60 @@ fn pipe_phase(lab: &Lab, sockets: &[PathBuf]) -> Result<()> {
             println!("   {l}");
         }
     }
+    Ok(())
+}
+
+/// What the pool's history recorded during the demo, as server 1 reports it.
+fn history_phase(sockets: &[PathBuf]) -> Result<()> {
+    let Some(first) = sockets.first() else {
+        return Ok(());
+    };
+    let st = status(first)?;
+    let Some(h) = &st.history else {
+        return Ok(());
+    };
+    println!(
+        "\n== history: every server records 1 s points (and the pool's summaries) in {}",
+        h.path.rsplit('/').next().unwrap_or("history.db")
+    );
+    println!("   headroomctl report --since 10m --resolution 1s, on server 1 (its own jobs, 1 s points):");
+    let report = match call(
+        first,
+        &Request::Report {
+            since_secs: 600,
+            resolution: headroom::history::Resolution::Second,
+        },
+    )? {
+        Response::Report(r) => r,
+        Response::Error { message } => bail!("report: {message}"),
+        other => bail!("unexpected answer {other:?}"),
+    };
+    let rate = |v: f64| format!("{:.2}", v * 8e-6);
+    println!(
+        "   {:<10} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "job", "out mean Mb/s", "out p95 Mb/s", "out max Mb/s", "squeezed", "breached"
+    );
+    for j in &report.jobs {
+        let Some(out) = j
+            .resources
+            .iter()
+            .find(|r| r.metric == headroom_history::series::Metric::BytesOut)
+        else {
+            continue;
+        };
+        println!(
+            "   {:<10} {:>14} {:>14} {:>14} {:>9}s {:>9}s",
+            j.job,
+            rate(out.mean),
+            rate(out.p95),
+            rate(out.max),
+            j.squeezed_secs,
+            j.breach_secs
+        );
+    }
+    println!(
+        "   (the whole report: headroomctl report; also history JOB --step 10s, what-if, suggest)"
+    );
     Ok(())
 }
 
