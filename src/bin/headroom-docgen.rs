@@ -219,9 +219,10 @@ mod tests {
         assert!(read("completions/zsh/_headroomd").contains("log-format"));
         assert!(read("completions/fish/headroomctl.fish").contains("status"));
         assert!(read("man/headroomctl-policy.8").contains("apply"));
-        // Pages: headroomd, headroomctl and its five commands; completions:
+        assert!(read("man/headroomctl-what-if.8").contains("without\\-node"));
+        // Pages: headroomd, headroomctl and its nine commands; completions:
         // two binaries in three shells.
-        assert_eq!(files.len(), 7 + 6);
+        assert_eq!(files.len(), 11 + 6);
         let _ = fs::remove_dir_all(&out);
     }
 
