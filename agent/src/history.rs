@@ -29,23 +29,14 @@ pub fn node_sample(
     run_started: WallTime,
 ) -> NodeSample {
     let cpu = st.cpu.as_ref();
-    let (cores, jobs_used, used) = match cpu {
-        Some(c) => {
-            let jobs = c.jobs.iter().map(|j| j.cores_used).sum::<f64>();
-            (c.local_cores, jobs, jobs + c.unmanaged_cores)
-        }
-        None => (0.0, 0.0, 0.0),
-    };
+    let u = st.cpu_use();
+    let cores = u.cores;
     let ex = st.exchange.as_ref();
     let node = NodeValues {
         cores,
-        cpu_cores: used,
+        cpu_cores: u.used,
         // What the jobs leave of the cores (as the pool summaries say it).
-        headroom_percent: if cores > 0.0 {
-            (1.0 - jobs_used / cores).clamp(0.0, 1.0) * 100.0
-        } else {
-            0.0
-        },
+        headroom_percent: u.headroom() * 100.0,
         exchange_tx_bytes: ex.map_or(0, |e| e.bytes_sent),
         exchange_rx_bytes: ex.map_or(0, |e| e.bytes_received),
         exchange_tx_packets: ex.map_or(0, |e| e.datagrams_sent),

@@ -100,28 +100,15 @@ impl Rates {
                 },
             })
             .collect();
-        // Headroom is what this node's jobs leave of its cores (headroomd's
-        // own threads and unmanaged processes are not the pool's to place
-        // around); the CPU shown is everything the scheduler sees.
-        let (cores, jobs_used, used) = match cpu {
-            Some(c) => {
-                let jobs = c.jobs.iter().map(|j| j.cores_used).sum::<f64>();
-                (c.local_cores, jobs, jobs + c.unmanaged_cores)
-            }
-            // Not measured without the process scheduler: 0 cores says so.
-            None => (0.0, 0.0, 0.0),
-        };
+        // Not measured without the process scheduler: 0 cores says so.
+        let u = st.cpu_use();
         self.last = Some((now, counters));
         NodeSummary {
             window_ms: (window * 1e3) as u32,
             policy: None,
-            cores: cores.round() as u32,
-            cpu_permille: (used * 1000.0) as u32,
-            headroom_permille: if cores > 0.0 {
-                ((1.0 - jobs_used / cores).clamp(0.0, 1.0) * 1000.0) as u32
-            } else {
-                0
-            },
+            cores: u.cores.round() as u32,
+            cpu_permille: (u.used * 1000.0) as u32,
+            headroom_permille: (u.headroom() * 1000.0) as u32,
             jobs_total: jobs.len() as u32,
             jobs,
             vips_total: vips.len() as u32,

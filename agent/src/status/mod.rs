@@ -65,6 +65,44 @@ pub struct Status {
     pub schema_version: u32,
 }
 
+/// This server's CPU as the process scheduler measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuUse {
+    /// Cores of the server (0: not measured, no process scheduler).
+    pub cores: f64,
+    /// Cores the jobs used.
+    pub jobs: f64,
+    /// Cores everything used (jobs and unmanaged processes).
+    pub used: f64,
+}
+
+impl CpuUse {
+    /// What the jobs leave of the cores, 0..1 (headroomd's own threads and
+    /// unmanaged processes are not the pool's to place around); 0 when not
+    /// measured.
+    pub fn headroom(&self) -> f64 {
+        if self.cores > 0.0 {
+            (1.0 - self.jobs / self.cores).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Status {
+    /// This server's CPU use (all zero without the process scheduler).
+    pub fn cpu_use(&self) -> CpuUse {
+        self.cpu.as_ref().map_or(CpuUse::default(), |c| {
+            let jobs = c.jobs.iter().map(|j| j.cores_used).sum::<f64>();
+            CpuUse {
+                cores: c.local_cores,
+                jobs,
+                used: jobs + c.unmanaged_cores,
+            }
+        })
+    }
+}
+
 /// The status document's layout version: 2 added `policy` and `pool`, 3
 /// `enforcement`, `history` and the pipes' `totals`.
 pub const STATUS_SCHEMA: u32 = 3;
