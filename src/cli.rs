@@ -215,6 +215,24 @@ pub enum CtlCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print a `[[user]]` entry for the console's users file (`[console]
+    /// users`): the password, read from standard input, as an argon2 hash.
+    /// Append it to the file; the console re-reads it at the next login.
+    ConsoleUser {
+        /// Login name.
+        name: String,
+        /// "viewer" (sees everything) or "admin" (also applies policies and rolls back).
+        #[arg(long, default_value = "viewer", value_parser = role)]
+        role: headroom_console::users::Role,
+    },
+}
+
+fn role(s: &str) -> Result<headroom_console::users::Role, String> {
+    match s {
+        "viewer" => Ok(headroom_console::users::Role::Viewer),
+        "admin" => Ok(headroom_console::users::Role::Admin),
+        _ => Err("must be viewer or admin".into()),
+    }
 }
 
 /// A duration as the configuration writes them ("90s", "1h 30m", "7days").

@@ -188,7 +188,7 @@ fn read_arp_table() -> Vec<(Ipv4Addr, [u8; 6])> {
         .collect()
 }
 
-type CtlMsg = (Request, Sender<Response>);
+use crate::console::CtlMsg;
 
 /// Makes sure no other headroomd serves the control socket `path`, and
 /// removes the socket file a headroomd that did not shut down left (before
@@ -786,6 +786,16 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     let group = cfg
         .control_group()
         .map_err(|e| anyhow::anyhow!("[control] group: {e}"))?;
+    let console = match cfg.console.listen {
+        Some(_) => Some(
+            headroom_console::Console::start(
+                &cfg.console,
+                std::sync::Arc::new(crate::console::CtlBackend::new(ctl_tx.clone())),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
     serve_control_socket(&cfg.control.socket, group, ctl_tx)?;
     let procsched = if agent.cpu_scheduling() {
         Some(start_procsched(&cfg)?)
@@ -827,6 +837,9 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     }
     if let Some(r) = rt.recording.take() {
         r.stop();
+    }
+    if let Some(c) = console {
+        c.stop();
     }
     drop(rt);
     dp.shutdown();

@@ -2,6 +2,7 @@
 //! protocol.
 
 pub mod cli;
+pub mod console;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;

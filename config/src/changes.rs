@@ -253,6 +253,20 @@ impl ConfigChanges {
                 backlog
             ]
         );
+        fields!(
+            out,
+            old.console,
+            new.console,
+            "console",
+            [
+                listen,
+                users,
+                tls_cert,
+                tls_key,
+                session,
+                login_failures_per_minute
+            ]
+        );
         if old.pool.enforcement != new.pool.enforcement {
             self.pool.push(format!(
                 "enforcement {} -> {}",

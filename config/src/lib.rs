@@ -17,6 +17,7 @@ pub use error::ConfigError;
 pub use policy::{initial_policy, POLICY_SECTIONS};
 pub use schema::*;
 
+pub mod console;
 pub mod cron;
 pub mod deploy;
 pub mod fuzz;

@@ -51,6 +51,9 @@ pub struct Config {
     /// Embedded monitoring history.
     #[serde(default)]
     pub history: crate::history::HistoryConfig,
+    /// The web console.
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
     // --- flow director (VIP services) ---
     /// Load-balanced VIP services (`[[vip]]`).
     #[serde(default, rename = "vip")]

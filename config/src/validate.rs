@@ -289,6 +289,9 @@ impl Config {
         if let Err((field, m)) = self.history.validate() {
             return err(vec![K("history"), K(field)], m);
         }
+        if let Err((field, m)) = self.console.validate() {
+            return err(vec![K("console"), K(field)], m);
+        }
         // --- flow director (VIP services) ---
         if let Err(e) = crate::vip::validate_services(&self.vips) {
             return err(vec![K("vip")], e.to_string());

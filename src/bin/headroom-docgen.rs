@@ -220,9 +220,9 @@ mod tests {
         assert!(read("completions/fish/headroomctl.fish").contains("status"));
         assert!(read("man/headroomctl-policy.8").contains("apply"));
         assert!(read("man/headroomctl-what-if.8").contains("without\\-node"));
-        // Pages: headroomd, headroomctl and its nine commands; completions:
+        // Pages: headroomd, headroomctl and its ten commands; completions:
         // two binaries in three shells.
-        assert_eq!(files.len(), 11 + 6);
+        assert_eq!(files.len(), 12 + 6);
         let _ = fs::remove_dir_all(&out);
     }
 

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         CtlCmd::Reload => Request::Reload,
         CtlCmd::Attach(d) => return deploy(&d, true),
         CtlCmd::Detach(d) => return deploy(&d, false),
+        CtlCmd::ConsoleUser { ref name, role } => return console_user(name, role),
         CtlCmd::Policy(ref p) => match policy_request(p) {
             Ok(r) => r,
             Err(e) => {
@@ -320,4 +321,23 @@ fn deploy(args: &DeployArgs, attach: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `console-user NAME --role R`: reads the password from standard input
+/// (its first line) and prints the users-file entry.
+fn console_user(name: &str, role: headroom_console::users::Role) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("headroomctl: reading the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.len() < 8 {
+        eprintln!(
+            "headroomctl: the password must have at least 8 characters (give it on standard input)"
+        );
+        return ExitCode::from(2);
+    }
+    print!("{}", headroom_console::users::entry(name, role, password));
+    ExitCode::SUCCESS
 }
