@@ -94,7 +94,7 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
     headroom_config::write_key_file(&key, b"history-test-pool-key-0123456789").unwrap();
     let extra = pipe_config(&exchange_peers(&lab), &key, None);
     // Server 2 keeps its history on a small file system of its own, to fill.
-    let small_fs = Tmpfs::new(&dir.path("h2"), "4m");
+    let small_fs = Tmpfs::new(&dir.path("h2"), "16m");
     let db2 = small_fs.0.join("history.db");
     let mut socks: Vec<PathBuf> = Vec::new();
     let mut configs = Vec::new();
@@ -277,9 +277,6 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
             }
         }
     }
-    let cap = 8e6 / 8.0;
-    let hand: f64 = per_minute.values().map(|d| (d - cap).max(0.0)).sum::<f64>()
-        / per_minute.len().max(1) as f64;
     let wi = match query(
         &socks[0],
         &Request::WhatIf {
@@ -294,6 +291,13 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
         other => panic!("what-if: {other:?}"),
     };
     eprint!("{}", headroom_history::whatif::render_text(&wi));
+    // The same minutes the replay read: those starting inside its window
+    // (the table above also holds the minute the window starts in).
+    let first = wi.from.since_unix_epoch().as_secs() as i64;
+    per_minute.retain(|ts, _| *ts >= first);
+    let cap = 8e6 / 8.0;
+    let hand: f64 = per_minute.values().map(|d| (d - cap).max(0.0)).sum::<f64>()
+        / per_minute.len().max(1) as f64;
     let short: f64 = wi
         .jobs
         .iter()

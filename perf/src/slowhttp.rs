@@ -128,8 +128,10 @@ fn serve(
         )
         .into_bytes();
         reply.extend_from_slice(BODY);
-        w.write_all(&reply)?;
+        // Counted before the write, so a client that has read its reply
+        // always sees it counted.
         served.fetch_add(1, Ordering::Relaxed);
+        w.write_all(&reply)?;
     }
     Ok(())
 }
