@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -432,5 +432,4 @@ fn console_shows_the_pool_and_applies_policies_with_access_control() {
     for s in senders {
         let _ = s.join();
     }
-    let _ = Path::new("");
 }

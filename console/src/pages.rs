@@ -809,7 +809,6 @@ pub fn chart_lines(
     metric: Metric,
     policy: Option<Metric>,
     by_sub: bool,
-    entity: &str,
 ) -> (Vec<Line>, Option<f64>, &'static str) {
     let to_base = |m: Metric| {
         if m.unit() == Unit::BytesPerSec {
@@ -855,7 +854,6 @@ pub fn chart_lines(
             }
         }
     }
-    let _ = entity;
     let policy = if pol.is_empty() {
         None
     } else if matches!(
@@ -906,7 +904,7 @@ async fn chart(
     let selector = format!("{kind}/{name}");
     let svg = match call(&app, move |b| b.history(&selector, w, auto_step(w))).await {
         Ok(t) => {
-            let (lines, pol, unit) = chart_lines(&t, metric, policy, by_sub, &name);
+            let (lines, pol, unit) = chart_lines(&t, metric, policy, by_sub);
             let pol_label = match policy {
                 Some(Metric::PipeBookedBps) => "booking",
                 Some(Metric::CpuTargetCores) => "target (pool)",
