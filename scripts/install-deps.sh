@@ -4,9 +4,10 @@
 set -euo pipefail
 # systemd (systemd-analyze), man-db, dpkg-dev (dpkg-shlibdeps) and binutils (strip, objcopy) are
 # for the Debian package and its test; util-linux has setpriv (the unit's capabilities); nftables
-# holds the fail-open VIP guard (src/vip_guard.rs).
+# holds the fail-open VIP guard (src/vip_guard.rs); chromium and chromium-driver run the web
+# console's browser test (tests/console/).
 PKGS=(clang llvm m4 make pkg-config libelf-dev zlib1g-dev libpcap-dev iproute2 ethtool iputils-ping socat procps iperf3
-      systemd man-db dpkg-dev binutils util-linux nftables)
+      systemd man-db dpkg-dev binutils util-linux nftables chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -118,16 +118,8 @@ async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     }
 }
 
-macro_rules! viewer {
-    ($app:expr, $headers:expr) => {
-        if session_of(&$app, &$headers).is_none() {
-            return Refusal::Unauthenticated.respond(true);
-        }
-    };
-}
-
 async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     answer(call(&app, |b| b.status()).await)
 }
 
@@ -143,7 +135,7 @@ async fn history(
     headers: HeaderMap,
     Query(p): Query<HistoryParams>,
 ) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     let (since, step) = match (
         window(p.window.as_deref(), Duration::from_secs(900)),
         p.step.as_deref().map(humantime::parse_duration).transpose(),
@@ -170,7 +162,7 @@ async fn report(
     headers: HeaderMap,
     Query(p): Query<WindowParam>,
 ) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     match window(p.window.as_deref(), Duration::from_secs(3600)) {
         Ok(w) => answer(call(&app, move |b| b.report(w)).await),
         Err(m) => error(StatusCode::BAD_REQUEST, &m),
@@ -187,12 +179,12 @@ async fn policy_show(
     headers: HeaderMap,
     Query(p): Query<VersionParam>,
 ) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     answer(call(&app, move |b| b.policy_show(p.version)).await)
 }
 
 async fn policy_history(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     answer(call(&app, |b| b.policy_history()).await)
 }
 
@@ -302,7 +294,7 @@ async fn suggest(
     headers: HeaderMap,
     Query(p): Query<SuggestParams>,
 ) -> Response {
-    viewer!(app, headers);
+    viewer!(app, headers, true);
     let since = match window(p.window.as_deref(), Duration::from_secs(3600)) {
         Ok(w) => w,
         Err(m) => return error(StatusCode::BAD_REQUEST, &m),

@@ -101,7 +101,8 @@ pub fn time_chart(
         return no_data(title, "no points recorded in this window yet");
     }
     let (div, label) = scale(unit, max);
-    let ymax = (max / div * 1.15).max(1e-9);
+    // An all-zero chart still gets a readable axis (0 to 1 of its unit).
+    let ymax = if max > 0.0 { max / div * 1.15 } else { 1.0 };
     let mut svg = String::new();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();

@@ -11,6 +11,18 @@
 //! counted and limited per client address; TLS when the node file names a
 //! certificate.
 
+/// The request's session (`$app`, `$headers`), or a return with the
+/// "log in first" refusal: JSON for the API (`$api` true), the login page's
+/// redirect otherwise.
+macro_rules! viewer {
+    ($app:expr, $headers:expr, $api:expr) => {
+        match $crate::server::session_of(&$app, &$headers) {
+            Some((_, s)) => s,
+            None => return $crate::server::Refusal::Unauthenticated.respond($api),
+        }
+    };
+}
+
 pub mod api;
 pub mod backend;
 pub mod charts;

@@ -25,9 +25,7 @@ use serde::Deserialize;
 use crate::{
     api::{auto_step, window},
     charts::{self, Line},
-    server::{
-        call, client, guard, login, logout, same_origin, session_of, App, LoginOutcome, Refusal,
-    },
+    server::{call, client, guard, login, logout, same_origin, App, LoginOutcome, Refusal},
     session::Session,
     users::Role,
 };
@@ -159,15 +157,6 @@ fn backend_error(title: &str, s: &Session, e: &str) -> Response {
         page(title, s, html! { p.error { "headroomd: " (e) } }),
     )
         .into_response()
-}
-
-macro_rules! viewer {
-    ($app:expr, $headers:expr) => {
-        match session_of(&$app, &$headers) {
-            Some((_, s)) => s,
-            None => return Refusal::Unauthenticated.respond(false),
-        }
-    };
 }
 
 // --- login ---
@@ -428,7 +417,7 @@ fn vips_table(st: &Status) -> Markup {
 }
 
 async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     match call(&app, |b| b.status()).await {
         Ok(st) => page(
             "Pool overview",
@@ -441,7 +430,7 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 async fn live_overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let _s = viewer!(app, headers);
+    let _s = viewer!(app, headers, false);
     match call(&app, |b| b.status()).await {
         Ok(st) => overview_live(&st).into_response(),
         Err(e) => (
@@ -544,7 +533,7 @@ async fn job_page(
     Path(name): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     let win = q.window.unwrap_or_else(|| "15min".into());
     let w = match window(Some(&win), Duration::from_secs(900)) {
         Ok(w) => w,
@@ -718,7 +707,7 @@ async fn pipe_page(
     Path(name): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     entity(app, s, "pipe", name, q.window).await
 }
 
@@ -728,7 +717,7 @@ async fn vip_page(
     Path(name): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     entity(app, s, "vip", name, q.window).await
 }
 
@@ -738,7 +727,7 @@ async fn node_page(
     Path(id): Path<String>,
     Query(q): Query<WindowQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     entity(app, s, "node", id, q.window).await
 }
 
@@ -747,7 +736,7 @@ async fn live_entity(
     headers: HeaderMap,
     Path((kind, name)): Path<(String, String)>,
 ) -> Response {
-    let _s = viewer!(app, headers);
+    let _s = viewer!(app, headers, false);
     match call(&app, |b| b.status()).await {
         Ok(st) => match live_markup(&st, &kind, &name) {
             Some(m) => m.into_response(),
@@ -872,16 +861,31 @@ pub fn chart_lines(
         })
         .collect();
     if !by_sub && out.len() > 1 && policy.is_some() {
-        // The policy is for the pool: show the pool's sum beside it.
-        let mut sum: BTreeMap<i64, f64> = BTreeMap::new();
-        for l in &out {
-            for (t, v) in &l.points {
-                *sum.entry(*t).or_default() += v;
-            }
-        }
+        // The policy is for the pool: show the pool's sum beside it. Servers'
+        // lines can have different resolutions (this one's seconds, peers'
+        // minutes), so each adds its latest value at or before every time.
+        let mut times: Vec<i64> = out
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.0))
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        let points = times
+            .into_iter()
+            .map(|t| {
+                let v = out
+                    .iter()
+                    .filter_map(|l| {
+                        let i = l.points.partition_point(|p| p.0 <= t);
+                        i.checked_sub(1).map(|i| l.points[i].1)
+                    })
+                    .sum();
+                (t, v)
+            })
+            .collect();
         out.push(Line {
             label: "pool".into(),
-            points: sum.into_iter().collect(),
+            points,
         });
     }
     (out, policy, unit)
@@ -893,7 +897,7 @@ async fn chart(
     Path((kind, name)): Path<(String, String)>,
     Query(q): Query<ChartQuery>,
 ) -> Response {
-    let _s = viewer!(app, headers);
+    let _s = viewer!(app, headers, false);
     let Some((metric, policy, by_sub, what)) = chart_spec(&kind, &q.metric) else {
         return (StatusCode::NOT_FOUND, "no such chart").into_response();
     };
@@ -1036,7 +1040,7 @@ async fn policy_page(
     headers: HeaderMap,
     Query(q): Query<VersionQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     policy_view(&app, &s, q.version, None, None)
         .await
         .into_response()
@@ -1182,7 +1186,7 @@ async fn suggest_page(
     headers: HeaderMap,
     Query(q): Query<SuggestQuery>,
 ) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     let win = q.window.clone().unwrap_or_else(|| "1h".into());
     let w = match window(Some(&win), Duration::from_secs(3600)) {
         Ok(w) => w,
@@ -1251,7 +1255,7 @@ async fn suggest_page(
 // --- events ---
 
 async fn events_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let s = viewer!(app, headers);
+    let s = viewer!(app, headers, false);
     let st = call(&app, |b| b.status()).await;
     let rows = call(&app, |b| b.policy_history()).await;
     let body = html! {
@@ -1275,4 +1279,68 @@ async fn events_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
         }
     };
     page("Events", &s, body).into_response()
+}
+
+#[cfg(test)]
+mod chart_tests {
+    use headroom_history::{
+        query::{HistoryTable, Row, SeriesHistory},
+        EntityKind, Metric, SeriesKey, Tier,
+    };
+
+    use super::chart_lines;
+
+    fn series(node: u32, metric: Metric, rows: &[(i64, f64)]) -> SeriesHistory {
+        let key = SeriesKey::new(node, EntityKind::Job, "gold", "uplink", metric);
+        SeriesHistory {
+            label: key.to_string(),
+            unit: metric.unit(),
+            kind: metric.kind(),
+            key,
+            rows: rows
+                .iter()
+                .map(|&(ts, mean)| Row {
+                    ts,
+                    time: String::new(),
+                    mean,
+                    min: mean,
+                    max: mean,
+                    total: None,
+                    seconds: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_pool_line_adds_servers_of_different_resolutions() {
+        // Server 1 every 2 s, server 2 once a minute (its summary's tier).
+        let own: Vec<(i64, f64)> = (0..30).map(|i| (60 + 2 * i, 100.0)).collect();
+        let t = HistoryTable {
+            version: 1,
+            tier: Tier::Sec,
+            step_secs: 2,
+            from: 60,
+            to: 120,
+            series: vec![
+                series(1, Metric::PipeSentBytes, &own),
+                series(2, Metric::PipeSentBytes, &[(60, 50.0)]),
+                series(1, Metric::PipeBookedBps, &[(60, 1000.0)]),
+            ],
+        };
+        let (lines, policy, unit) = chart_lines(
+            &t,
+            Metric::PipeSentBytes,
+            Some(Metric::PipeBookedBps),
+            false,
+        );
+        assert_eq!((policy, unit), (Some(1000.0), "bit/s"));
+        let pool = lines.iter().find(|l| l.label == "pool").expect("pool line");
+        assert_eq!(pool.points.len(), 30);
+        assert!(
+            pool.points.iter().all(|p| p.1 == 1200.0),
+            "{:?}",
+            pool.points
+        );
+    }
 }

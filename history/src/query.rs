@@ -241,7 +241,26 @@ pub fn history(r: &Reader, q: &HistoryQuery) -> Result<HistoryTable, StoreError>
     let to = q.until.map(crate::time::secs).unwrap_or(newest + 1);
     let from = crate::time::secs(q.since);
     let (tier, step) = choose_tier(q.step.as_secs() as i64, from, newest, &r.retention()?);
-    let ds = Dataset::load(r, &q.selector, tier, from.div_euclid(step) * step, to)?;
+    let start = from.div_euclid(step) * step;
+    let mut ds = Dataset::load(r, &q.selector, tier, start, to)?;
+    // Peers' points are kept from the minute tier up (the 1 s tier holds this server's own),
+    // so a series with nothing at a fine tier is read from the next coarser one: a short
+    // window still shows every server, at the resolution the store has for it.
+    if let Some(coarser) = tier.coarser() {
+        if ds.series.iter().any(|s| s.points.is_empty()) {
+            let res = coarser.resolution();
+            let more = Dataset::load(r, &q.selector, coarser, from.div_euclid(res) * res, to)?;
+            for s in more.series {
+                if let Some(d) = ds
+                    .series
+                    .iter_mut()
+                    .find(|d| d.key == s.key && d.points.is_empty())
+                {
+                    d.points = s.points;
+                }
+            }
+        }
+    }
     Ok(table(&ds, step))
 }
 

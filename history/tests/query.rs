@@ -84,3 +84,53 @@ fn history_rows_csv_and_json() {
         .unwrap();
     assert_eq!(cores.rows[0].mean, 4.0);
 }
+
+#[test]
+fn short_windows_show_peers_from_the_minute_tier() {
+    use headroom_control::policy::summary::{JobSummary, NodeSummary};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let mut store = Store::open(StoreOptions::new(&path)).unwrap();
+    let mut synth = Synth::new(
+        4.0,
+        vec![SynthJob::new("web", Shape::Steady(625_000.0), "uplink")],
+        T0 - 1,
+    );
+    let mut rec = Recorder::new(1);
+    let reader = Reader::open(&path).unwrap();
+    let peer = NodeSummary {
+        window_ms: 1000,
+        cores: 2,
+        jobs: vec![JobSummary {
+            name: "web".into(),
+            tx_bps: 2_000_000,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    for t in T0..T0 + 180 {
+        let own = rec.handle_sample(&synth.sample(t));
+        let at = headroom_history::time::from_secs(t);
+        let theirs = rec.handle_summary(2, at, &peer);
+        store.write(&[own, theirs], &rec).unwrap();
+    }
+    // Ten-second steps read the 1 s tier, which holds only server 1's own points;
+    // server 2's come from the minute tier, one row a minute.
+    let q = HistoryQuery {
+        selector: Selector::parse("web")
+            .unwrap()
+            .with_metrics(&[Metric::BytesOut]),
+        since: headroom_history::time::from_secs(T0),
+        until: None,
+        step: Duration::from_secs(10),
+    };
+    let t = history(&reader, &q).unwrap();
+    assert_eq!((t.tier, t.step_secs), (Tier::Sec, 10));
+    let by_node = |n: u32| t.series.iter().find(|s| s.key.node == n).unwrap();
+    assert_eq!(by_node(1).rows.len(), 18);
+    let peer_rows = &by_node(2).rows;
+    assert_eq!(peer_rows.len(), 3, "{peer_rows:?}");
+    assert!(peer_rows
+        .iter()
+        .all(|r| r.ts % 60 == 0 && (r.mean - 250_000.0).abs() < 1e-6));
+}

@@ -5,12 +5,14 @@
 
 mod arp;
 mod config;
+mod forward;
 mod ns;
 mod topology;
 pub mod traffic;
 
 pub use arp::{arp_probe, mac_of};
 pub use config::{gold_bronze_policy, ServerConfig};
+pub use forward::{forward_tcp, Forward};
 pub use ns::{run, run_in_ns, sysctl};
 pub use topology::{
     client_ip, server_ip, Client, Lab, LabBuilder, LabOptions, Server, INNER, NIC, PREFIX,

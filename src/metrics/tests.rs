@@ -334,6 +334,8 @@ fn source_dirs() -> Vec<PathBuf> {
         "control/src",
         "dataplane/src",
         "config/src",
+        "console/src",
+        "history/src",
     ]
     .iter()
     .map(|d| root.join(d))

@@ -10,6 +10,7 @@ use std::{
 mod bench_deploy;
 mod bench_policy;
 mod bench_tcp;
+mod console;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -122,6 +123,13 @@ enum Cmd {
         /// UDP datagrams sent to each server.
         #[arg(long, default_value_t = 2000)]
         udp_datagrams: u64,
+        /// Port on the host's 127.0.0.1 that reaches server 1's web console.
+        #[arg(long, default_value_t = 7948)]
+        console_port: u16,
+        /// Keep the lab, its console and steady traffic up after the report,
+        /// until Ctrl-C.
+        #[arg(long)]
+        hold: bool,
     },
     /// Soak (perf/soak.sh): a 3-server pool under mixed TCP and UDP for a
     /// long time, with periodic reloads and peer restarts; reports RSS
@@ -174,7 +182,9 @@ fn main() -> ExitCode {
         Cmd::Demo {
             tcp_bytes,
             udp_datagrams,
-        } => demo(tcp_bytes, udp_datagrams),
+            console_port,
+            hold,
+        } => demo(tcp_bytes, udp_datagrams, console_port, hold),
         Cmd::BenchTcp {
             mtu,
             workers,
@@ -270,8 +280,9 @@ fn status(sock: &Path) -> Result<Status> {
     }
 }
 
-fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
+fn demo(tcp_bytes: u64, udp_datagrams: u64, console_port: u16, hold: bool) -> Result<()> {
     let headroomd = sibling("headroomd")?;
+    let headroomctl = sibling("headroomctl")?;
     println!("== building a lab: 3 servers (each put behind headroomd like a real server), 2 clients, one switch");
     let mut lab = Lab::up(3, 2)?;
     let dir = std::env::temp_dir().join(format!("{}-demo", lab.tag));
@@ -281,6 +292,7 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
     let mut key_bytes = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key_bytes)?;
     headroom_config::write_key_file(&key, &key_bytes)?;
+    let login = console::users(&headroomctl, &dir)?;
     let mut sockets = Vec::new();
     let servers = lab.servers.clone();
     for (i, s) in servers.iter().enumerate() {
@@ -295,10 +307,19 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
                 "[cpu]\ncgroup_parent = \"{}-demo-n{}\"\nscope = \"netns\"\n",
                 lab.tag, s.id
             ))?
+            .merge(if i == 0 { &login.config } else { "" })?
             .render();
         sockets.push(lab.start_headroomd(&headroomd, i, &dir, &cfg)?);
     }
     println!("== headroomd running on every server (XDP + AF_XDP workers between outer and inner)");
+    let forward = console::open(&lab, console_port)?;
+    println!(
+        "== web console (served by server 1, any server can): http://{}/  user {}, password {}",
+        forward.listen, login.user, login.password
+    );
+    println!(
+        "   it is up while the demo runs; `scripts/demo.sh --hold` keeps the lab up until Ctrl-C"
+    );
 
     let servers = lab.servers.clone();
     let clients = lab.clients.clone();
@@ -389,6 +410,14 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64) -> Result<()> {
             );
         }
     }
+    if hold {
+        println!(
+            "\n== console: http://{}/  user {}, password {}",
+            forward.listen, login.user, login.password
+        );
+        console::hold(&lab)?;
+    }
+    drop(forward);
     println!("\n== tearing the lab down");
     // SIGTERM, so every headroomd puts its processes back and removes its
     // cgroups (the lab's teardown would SIGKILL them).
