@@ -219,6 +219,13 @@ pub struct Store {
     stats: StoreStats,
 }
 
+/// The writer's page cache, KiB. SQLite keeps every page it read or wrote
+/// until the cache is full and never gives the memory back, so as the file
+/// grows the cache fills: this bounds what the store adds to headroomd's RSS.
+/// Appends touch only the right edge of each index, and retention deletes
+/// the oldest chunks once a minute, so a few MiB keep the hot pages.
+pub const CACHE_KIB: i64 = 4096;
+
 fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(StoreError::sql)?;
     let mode: String = conn
@@ -230,10 +237,10 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             format!("{}: cannot switch to WAL mode (got {mode})", path.display()),
         ));
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 16777216;
-         PRAGMA cache_size = -16384;",
-    )
+         PRAGMA cache_size = -{CACHE_KIB};"
+    ))
     .map_err(StoreError::sql)
 }
 
