@@ -19,7 +19,7 @@ fn sqlite_memory() -> i64 {
 #[test]
 fn sqlite_memory_stops_growing_at_the_cache_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(StoreOptions::new(&dir.path().join("h.db"))).unwrap();
+    let mut store = Store::open(StoreOptions::new(dir.path().join("h.db"))).unwrap();
     // Many series, so the file outgrows the cache within the simulated hours.
     let jobs = (0..40)
         .map(|i| {
