@@ -87,6 +87,17 @@ protocol = "udp"
 local_port = "9999"
 "#;
 
+/// The job each policy apply adds or removes (the pool's jobs come from its
+/// policy, so only an apply changes them; a reload still exercises the
+/// node-file path).
+const POLICY_PROBE: &str = r#"
+[[job]]
+name = "soak-policy-probe"
+[[job.flow]]
+protocol = "udp"
+local_port = "9998"
+"#;
+
 const UDP_PPS: u64 = 1000;
 const UDP_PEER_PPS: u64 = 500;
 const UDP_PAYLOAD: usize = 512;
@@ -286,6 +297,11 @@ fn soak(lab: &mut Lab, dir: &Path, headroomd: &Path, ctl: &Path, o: &Opts) -> Re
     let mut next_reload = t0 + Duration::from_secs(o.reload_every);
     let mut next_restart = t0 + Duration::from_secs(o.restart_every);
     let (mut reloads_ok, mut reload_errors) = (0u64, Vec::<String>::new());
+    let (mut applies_ok, mut round) = (0u64, 0usize);
+    let base_policy =
+        headroom_config::initial_policy(&nodes[0].config(&servers, &key, &o.fast_path)?)
+            .context("the soak's node file has no policy")?;
+    let policy_file = dir.join("soak-policy.toml");
     let mut restarts: Vec<(f64, u16, f64)> = Vec::new();
     loop {
         let now = Instant::now();
@@ -314,6 +330,25 @@ fn soak(lab: &mut Lab, dir: &Path, headroomd: &Path, ctl: &Path, o: &Opts) -> Re
                         n.server.id
                     )),
                 }
+            }
+            // A pool policy version from each server in turn, with the probe
+            // job added or removed: every server must make it active.
+            round += 1;
+            let doc = if round % 2 == 1 {
+                format!("{base_policy}\n{POLICY_PROBE}")
+            } else {
+                base_policy.clone()
+            };
+            std::fs::write(&policy_file, doc)?;
+            let n = &nodes[round % nodes.len()];
+            let file = policy_file.display().to_string();
+            match headroomctl(ctl, &n.sock, &["policy", "apply", &file, "-m", "soak"]) {
+                Ok(_) => applies_ok += 1,
+                Err(e) => reload_errors.push(format!(
+                    "{:.0} s, policy apply on server {}: {e:#}",
+                    secs(Instant::now()),
+                    n.server.id
+                )),
             }
         }
         if now >= next_restart {
@@ -387,6 +422,7 @@ fn soak(lab: &mut Lab, dir: &Path, headroomd: &Path, ctl: &Path, o: &Opts) -> Re
         counters: &counters,
         udp_counted,
         reloads_ok,
+        applies_ok,
         reload_errors: &reload_errors,
         restarts: &restarts,
     };
@@ -664,6 +700,7 @@ struct Report<'a> {
     counters: &'a Counters,
     udp_counted: Option<u64>,
     reloads_ok: u64,
+    applies_ok: u64,
     reload_errors: &'a [String],
     restarts: &'a [(f64, u16, f64)],
 }
@@ -681,7 +718,8 @@ impl Report<'_> {
              transfers to each server in turn (every byte checked at the receiver); client 2 sends \
              {UDP_PAYLOAD}-byte UDP datagrams at {UDP_PPS}/s to server 1 (job `soak-udp`) and at \
              {UDP_PEER_PPS}/s to servers 2 and 3. Every {} s each daemon's configuration gains or \
-             loses a job and `headroomctl reload` applies it; every {} s servers 2 and 3 in turn \
+             loses a job and `headroomctl reload` applies it, and one server in turn applies a pool \
+             policy version that adds or removes a job (`headroomctl policy apply`); every {} s servers 2 and 3 in turn \
              are killed (SIGKILL), left down 3 s (past the 2 s failure timeout) and started again; \
              every {} s each headroomd's RSS and `headroomctl status --json` are sampled. \
              `[workers] fast_path = \"{}\"`.\n\n\
@@ -819,7 +857,8 @@ impl Report<'_> {
             .map(|(t, id, took)| format!("{t:.0} s server {id} (back in {took:.1} s)"))
             .collect();
         md.push_str(&format!(
-            "Restarts: {} ({}). Reloads applied: {}; refused or failed: {}{}.\n",
+            "Restarts: {} ({}). Reloads applied: {}; policy versions active on every server: \
+             {}; refused or failed: {}{}.\n",
             self.restarts.len(),
             if restarts.is_empty() {
                 "none".into()
@@ -827,6 +866,7 @@ impl Report<'_> {
                 restarts.join(", ")
             },
             self.reloads_ok,
+            self.applies_ok,
             self.reload_errors.len(),
             if self.reload_errors.is_empty() {
                 String::new()
@@ -849,7 +889,7 @@ impl Report<'_> {
         ));
         md.push_str(&format!(
             "\n**Verdict: {}** (ledger clean, job count exact, no false failure, every reload \
-             applied, no corrupt byte{}).\n",
+             and policy apply done, no corrupt byte{}).\n",
             if ok { "PASS" } else { "FAIL" },
             if self.interrupted {
                 "; an interrupted run never passes"
