@@ -265,7 +265,9 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
         .replace("capacity = \"20Mbit\"", "capacity = \"8Mbit\"");
     let demand = table(&socks[0], "gold", window, 60);
     let bronze_demand = table(&socks[0], "bronze", window, 60);
-    let mut per_minute: std::collections::BTreeMap<i64, f64> = Default::default();
+    // minute -> (the pool's demand, seconds observed): the replay weighs each
+    // minute by its seconds, so a partial minute at either end counts less.
+    let mut per_minute: std::collections::BTreeMap<i64, (f64, u32)> = Default::default();
     for t in [&demand, &bronze_demand] {
         for s in t
             .series
@@ -273,7 +275,9 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
             .filter(|s| s.key.metric == Metric::PipeDemandBytes && s.key.sub == "uplink")
         {
             for r in &s.rows {
-                *per_minute.entry(r.ts).or_default() += r.mean;
+                let m = per_minute.entry(r.ts).or_default();
+                m.0 += r.mean;
+                m.1 = m.1.max(r.seconds);
             }
         }
     }
@@ -296,8 +300,12 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
     let first = wi.from.since_unix_epoch().as_secs() as i64;
     per_minute.retain(|ts, _| *ts >= first);
     let cap = 8e6 / 8.0;
-    let hand: f64 = per_minute.values().map(|d| (d - cap).max(0.0)).sum::<f64>()
-        / per_minute.len().max(1) as f64;
+    let secs: f64 = per_minute.values().map(|m| m.1 as f64).sum();
+    let hand: f64 = per_minute
+        .values()
+        .map(|(d, n)| (d - cap).max(0.0) * *n as f64)
+        .sum::<f64>()
+        / secs.max(1.0);
     let short: f64 = wi
         .jobs
         .iter()

@@ -10,18 +10,24 @@ use headroom_history::{Metric, Reader, Selector, Store, StoreOptions, Tier};
 
 const T0: i64 = 1_764_583_200;
 
-#[test]
-fn history_rows_csv_and_json() {
+/// A store with a reader beside it, and server 1's recorder for job `web`
+/// sending a steady 5 Mbit/s.
+fn web_store() -> (tempfile::TempDir, Store, Reader, Synth, Recorder) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.db");
-    let mut store = Store::open(StoreOptions::new(&path)).unwrap();
-    let mut synth = Synth::new(
+    let store = Store::open(StoreOptions::new(&path)).unwrap();
+    let reader = Reader::open(&path).unwrap();
+    let synth = Synth::new(
         4.0,
         vec![SynthJob::new("web", Shape::Steady(625_000.0), "uplink")],
         T0 - 1,
     );
-    let mut rec = Recorder::new(1);
-    let reader = Reader::open(&path).unwrap();
+    (dir, store, reader, synth, Recorder::new(1))
+}
+
+#[test]
+fn history_rows_csv_and_json() {
+    let (_dir, mut store, reader, mut synth, mut rec) = web_store();
     for t in T0..T0 + 630 {
         let b = rec.handle_sample(&synth.sample(t));
         store.write(&[b], &rec).unwrap();
@@ -88,16 +94,7 @@ fn history_rows_csv_and_json() {
 #[test]
 fn short_windows_show_peers_from_the_minute_tier() {
     use headroom_control::policy::summary::{JobSummary, NodeSummary};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.db");
-    let mut store = Store::open(StoreOptions::new(&path)).unwrap();
-    let mut synth = Synth::new(
-        4.0,
-        vec![SynthJob::new("web", Shape::Steady(625_000.0), "uplink")],
-        T0 - 1,
-    );
-    let mut rec = Recorder::new(1);
-    let reader = Reader::open(&path).unwrap();
+    let (_dir, mut store, reader, mut synth, mut rec) = web_store();
     let peer = NodeSummary {
         window_ms: 1000,
         cores: 2,
