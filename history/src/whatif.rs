@@ -291,9 +291,14 @@ pub fn what_if(ds: &Dataset, policy: &WhatIfPolicy, opts: &WhatIfOptions) -> Wha
     let res = ds.tier.resolution();
     // ts -> node -> values.
     let mut steps: BTreeMap<i64, BTreeMap<u32, NodeStep>> = BTreeMap::new();
+    // Seconds observed in each step: the window's first and last steps are
+    // usually partial, and weigh only that much in the means.
+    let mut observed: BTreeMap<i64, u32> = BTreeMap::new();
     for s in &ds.series {
         let k = &s.key;
-        for (ts, v, _) in s.values() {
+        for (ts, v, secs) in s.values() {
+            let o = observed.entry(ts).or_default();
+            *o = (*o).max(secs);
             let node = steps.entry(ts).or_default().entry(k.node).or_default();
             match (k.kind, k.metric) {
                 (EntityKind::Node, Metric::Cores) => node.cores = Some(v),
@@ -350,17 +355,18 @@ pub fn what_if(ds: &Dataset, policy: &WhatIfPolicy, opts: &WhatIfOptions) -> Wha
         }
         let mut fits = true;
         let (mut short_bw, mut short_cpu) = (0.0, 0.0);
+        let w = i64::from(observed.get(&ts).copied().unwrap_or(0)).clamp(1, res);
         let mut record = |job: &str, res_name: String, unit, d: f64, g: f64, min: f64| {
             let a = acc.entry((job.to_string(), res_name)).or_default();
             let s = (d - g).max(0.0);
             a.unit = Some(unit);
-            a.demand += d * res as f64;
-            a.grant += g.min(d) * res as f64;
-            a.short += s * res as f64;
+            a.demand += d * w as f64;
+            a.grant += g.min(d) * w as f64;
+            a.short += s * w as f64;
             a.peak = a.peak.max(s);
-            a.secs += res as f64;
+            a.secs += w as f64;
             if s > d * TOLERANCE && s > min {
-                a.squeezed += res as u64;
+                a.squeezed += w as u64;
                 return (false, s);
             }
             (true, s)
@@ -541,7 +547,7 @@ pub fn what_if(ds: &Dataset, policy: &WhatIfPolicy, opts: &WhatIfOptions) -> Wha
             });
         }
     }
-    let steps_n = acc.values().map(|a| a.secs).fold(0.0, f64::max) as u64 / res.max(1) as u64;
+    let steps_n = observed.len() as u64;
     let jobs = acc
         .into_iter()
         .map(|((job, resource), a)| {

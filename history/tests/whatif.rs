@@ -203,3 +203,49 @@ fn without_node_3_the_pool_is_short_by_the_hand_calculation() {
         .count();
     assert!(gone > 0);
 }
+
+/// A step observed only in part (the window's open minute) weighs only its seconds: one full
+/// minute 8 Mbit/s over an 8 Mbit/s-short pipe and 6 s that fit average to 60/66 of the
+/// full minute's shortfall, not half of it.
+#[test]
+fn partial_steps_weigh_their_seconds() {
+    use headroom_history::query::SeriesData;
+    use headroom_history::recorder::scale;
+    use headroom_history::{Metric, Point, SeriesKey};
+    let m = Metric::PipeDemandBytes;
+    let point = |bps: f64, secs: u32| {
+        let v = scale(m, bps).unwrap();
+        Point {
+            sum: v * i64::from(secs),
+            count: secs,
+            min: v,
+            max: v,
+        }
+    };
+    let ds = Dataset {
+        tier: Tier::Min,
+        from: T0,
+        to: T0 + 66,
+        series: vec![SeriesData {
+            key: SeriesKey::new(1, EntityKind::Job, "a", "uplink", m),
+            points: vec![(T0, point(2_000_000.0, 60)), (T0 + 60, point(500_000.0, 6))],
+        }],
+    };
+    let policy = WhatIfPolicy::from_config(&config(
+        "[[pipe]]\nname = \"uplink\"\ncapacity = \"8Mbit\"\n[[job]]\nname = \"a\"\n",
+    ))
+    .unwrap();
+    let r = what_if(&ds, &policy, &WhatIfOptions::default());
+    let a = r
+        .jobs
+        .iter()
+        .find(|p| p.job == "a" && p.resource == "pipe uplink")
+        .unwrap();
+    assert_eq!(r.steps, 2);
+    let want = 1_000_000.0 * 60.0 / 66.0;
+    assert!(near(a.shortfall_mean, want, want * 0.01), "{a:?} vs {want}");
+    assert!(
+        near(a.demand_mean, (2e6 * 60.0 + 5e5 * 6.0) / 66.0, 1.0),
+        "{a:?}"
+    );
+}
