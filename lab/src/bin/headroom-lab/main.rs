@@ -312,14 +312,23 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64, console_port: u16, hold: bool) -> Re
         sockets.push(lab.start_headroomd(&headroomd, i, &dir, &cfg)?);
     }
     println!("== headroomd running on every server (XDP + AF_XDP workers between outer and inner)");
-    let forward = console::open(&lab, console_port)?;
-    println!(
-        "== web console (served by server 1, any server can): http://{}/  user {}, password {}",
-        forward.listen, login.user, login.password
-    );
-    println!(
-        "   it is up while the demo runs; `scripts/demo.sh --hold` keeps the lab up until Ctrl-C"
-    );
+    // A taken port only costs the demo its console, not the rest.
+    let forward = match console::open(&lab, console_port) {
+        Ok(f) => {
+            println!(
+                "== web console (served by server 1, any server can): http://{}/  user {}, password {}",
+                f.listen, login.user, login.password
+            );
+            println!(
+                "   it is up while the demo runs; `scripts/demo.sh --hold` keeps the lab up until Ctrl-C"
+            );
+            Some(f)
+        }
+        Err(e) => {
+            println!("== web console: not reachable from this machine: {e:#}");
+            None
+        }
+    };
 
     let servers = lab.servers.clone();
     let clients = lab.clients.clone();
@@ -411,10 +420,12 @@ fn demo(tcp_bytes: u64, udp_datagrams: u64, console_port: u16, hold: bool) -> Re
         }
     }
     if hold {
-        println!(
-            "\n== console: http://{}/  user {}, password {}",
-            forward.listen, login.user, login.password
-        );
+        if let Some(f) = &forward {
+            println!(
+                "\n== console: http://{}/  user {}, password {}",
+                f.listen, login.user, login.password
+            );
+        }
         console::hold(&lab)?;
     }
     drop(forward);
