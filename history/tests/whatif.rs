@@ -9,7 +9,7 @@ use headroom_control::policy::summary::{JobSummary, NodeSummary};
 use headroom_history::query::Dataset;
 use headroom_history::recorder::Recorder;
 use headroom_history::synth::{Shape, Synth, SynthJob};
-use headroom_history::whatif::{render_text, what_if, WhatIfOptions, WhatIfPolicy};
+use headroom_history::whatif::{render_text, what_if, Prediction, WhatIfOptions, WhatIfPolicy};
 use headroom_history::{EntityKind, Selector, Store, StoreOptions, Tier};
 
 const T0: i64 = 1_764_583_200;
@@ -19,6 +19,14 @@ fn config(extra: &str) -> Config {
         "[node]\nid = 1\naddress = \"10.0.0.1\"\n[interfaces]\nouter = \"eth0\"\ninner = \"eth1\"\n{extra}"
     );
     Config::parse(&src, Path::new("policy.toml")).unwrap()
+}
+
+/// Job `job`'s prediction on pipe `uplink`.
+fn on_uplink<'a>(r: &'a headroom_history::whatif::WhatIfReport, job: &str) -> &'a Prediction {
+    r.jobs
+        .iter()
+        .find(|p| p.job == job && p.resource == "pipe uplink")
+        .unwrap()
 }
 
 fn near(got: f64, want: f64, tol: f64) -> bool {
@@ -64,16 +72,8 @@ rate = "2Mbit"
     // By hand, per 20 ms interval: capacity 25000 B; a wants 20000 (15000 booked), b 15000
     // (5000 booked). Booked 20000 fit; the 5000 B left go to the unbooked 5000 + 10000 in
     // proportion: a 1666, b 3333 (rounded down). Per second (x50): a 833300 B/s, b 416650.
-    let a = r
-        .jobs
-        .iter()
-        .find(|p| p.job == "a" && p.resource == "pipe uplink")
-        .unwrap();
-    let b = r
-        .jobs
-        .iter()
-        .find(|p| p.job == "b" && p.resource == "pipe uplink")
-        .unwrap();
+    let a = on_uplink(&r, "a");
+    let b = on_uplink(&r, "b");
     assert!(near(a.grant_mean, 833_300.0, 1e-6), "{a:?}");
     assert!(near(a.shortfall_mean, 166_700.0, 1e-6), "{a:?}");
     assert!(near(b.grant_mean, 416_650.0, 1e-6), "{b:?}");
@@ -236,11 +236,7 @@ fn partial_steps_weigh_their_seconds() {
     ))
     .unwrap();
     let r = what_if(&ds, &policy, &WhatIfOptions::default());
-    let a = r
-        .jobs
-        .iter()
-        .find(|p| p.job == "a" && p.resource == "pipe uplink")
-        .unwrap();
+    let a = on_uplink(&r, "a");
     assert_eq!(r.steps, 2);
     let want = 1_000_000.0 * 60.0 / 66.0;
     assert!(near(a.shortfall_mean, want, want * 0.01), "{a:?} vs {want}");
