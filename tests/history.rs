@@ -181,7 +181,7 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
         "server 3's gold as server 1 recorded it: {gold3_rate:?} bit/s"
     );
 
-    // 2. The steady job's p95 at 1 s is its rate (within 2 %).
+    // 2. The steady job's p50 at 1 s is its rate (within 2 %), its p95 within 5 %.
     let report = match query(
         &socks[0],
         &Request::Report {
@@ -208,7 +208,12 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
         out.p50 * 8e-6,
         p95 * 1e-6
     );
-    assert!((p95 / GOLD_1 - 1.0).abs() < 0.02, "p95 {p95} bit/s");
+    // The typical second is the rate. The p95 also carries the sampler's
+    // timing: a sample 25 ms late puts 2.5 % more into its second (and takes
+    // it from the next), and on a loaded machine a few of 140 samples are.
+    let p50 = out.p50 * 8.0;
+    assert!((p50 / GOLD_1 - 1.0).abs() < 0.02, "p50 {p50} bit/s");
+    assert!((p95 / GOLD_1 - 1.0).abs() < 0.05, "p95 {p95} bit/s");
     let text = headroom_history::report::render_text(&report);
     assert!(text.contains("gold"), "{text}");
 

@@ -148,8 +148,10 @@ fn three_servers_share_a_pipe_by_booking() {
     for sock in &socks[..2] {
         eprintln!("{:?}", status(sock).pipes);
     }
+    // Without the re-split the two survivors would keep their two thirds
+    // (13.3 Mbit/s); the lower bound is phase 2's, for the same reason.
     assert!(
-        (0.95 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&survivors),
+        (0.90 * CAPACITY_BPS..=1.03 * CAPACITY_BPS).contains(&survivors),
         "survivors got {survivors} bit/s"
     );
 
