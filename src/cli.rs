@@ -156,6 +156,26 @@ pub enum CtlCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Every trigger of the pool policy: its state (idle, pending, waiting
+    /// for its cooldown, firing), for how long, episodes fired and when it
+    /// last fired; the overlay in force (variant, failure policies) and the
+    /// next schedule boundary. Any server answers; the master evaluates.
+    Triggers {
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What fired, what ran and the outcome (exit status, HTTP status,
+    /// output), oldest first, from this server's journal: the master's has
+    /// every firing (ask the server `triggers` names as master).
+    Events {
+        /// How far back ("90s", "1h", "7days").
+        #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
+        since: Duration,
+        /// JSON, one entry per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per job: p50/p95/p99/max of each resource, a histogram of its
     /// utilisation, time above and below its policy, squeezed periods
     /// (demand above grant) and breaches; per pipe its top consumers.

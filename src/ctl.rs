@@ -67,6 +67,13 @@ pub enum Request {
         /// Step between rows, seconds.
         step_secs: u64,
     },
+    /// Every trigger's state, the overlay in force and the schedule.
+    Triggers,
+    /// The event journal: what fired, what ran, the outcome.
+    Events {
+        /// Window: this far back from now, seconds.
+        since_secs: u64,
+    },
     /// Per job distributions, time above/below policy, squeezed periods.
     Report {
         /// Window, seconds back from now.
@@ -108,6 +115,8 @@ impl Request {
     pub fn mutates(&self) -> bool {
         match self {
             Request::Status
+            | Request::Triggers
+            | Request::Events { .. }
             | Request::PolicyShow { .. }
             | Request::PolicyHistory
             | Request::PolicyDiff { .. }
@@ -130,6 +139,8 @@ impl Request {
             Request::PolicyHistory => "policy history",
             Request::PolicyDiff { .. } => "policy diff",
             Request::History { .. } => "history",
+            Request::Triggers => "triggers",
+            Request::Events { .. } => "events",
             Request::Report { .. } => "report",
             Request::WhatIf { .. } => "what-if",
             Request::Suggest { .. } => "suggest",
@@ -192,6 +203,18 @@ pub enum Response {
         suggestion: Box<headroom_history::suggest::Suggestion>,
         /// The policy in force with the suggestion merged in.
         policy: String,
+    },
+    /// The automation's state.
+    Triggers(Box<headroom_agent::automation::AutomationStatus>),
+    /// Journal entries, oldest first.
+    Events {
+        /// The node that evaluates for the pool (its journal has the
+        /// firings and the actions' outcomes).
+        master: Option<u32>,
+        /// This node.
+        node: u32,
+        /// The entries.
+        rows: Vec<headroom_agent::automation::EventRow>,
     },
     /// The request failed.
     Error {

@@ -22,6 +22,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{select, Receiver, Sender};
+use headroom_actions::{Executor, ExecutorConfig};
 use headroom_agent::{pool::PoolSetup, Agent, AgentSetup, Command, Report, Transmit};
 use headroom_clock::Timestamp;
 use headroom_config::{vip::parse_mac, Config, ConfigChanges, CpuBackendChoice};
@@ -274,6 +275,8 @@ struct Runtime<'a> {
     policy_state: std::path::PathBuf,
     /// The monitoring history (None: `[history] enabled = false`).
     recording: Option<crate::history::Recording>,
+    /// Runs trigger actions (commands, webhooks) off the control thread.
+    actions: Executor,
 }
 
 impl Runtime<'_> {
@@ -288,6 +291,9 @@ impl Runtime<'_> {
             while let Some(r) = p.try_recv() {
                 self.agent.handle_probe_result(now, node, &r);
             }
+        }
+        while let Some(r) = self.actions.try_result() {
+            self.agent.handle_action_record(r);
         }
         self.agent.handle_tick(now);
         self.carry_out(now);
@@ -351,6 +357,9 @@ impl Runtime<'_> {
                 if let Some(reply) = self.pending.remove(&req) {
                     let _ = reply.send(Response::PolicyApplied(*answer));
                 }
+            }
+            Command::RunAction(req) => {
+                self.actions.submit(*req);
             }
             Command::PersistPolicy(bytes) => {
                 if let Err(e) = write_atomic(&self.policy_state, &bytes) {
@@ -450,6 +459,19 @@ impl Runtime<'_> {
                 user,
                 message,
             } => pending(self.agent.policy_rollback(now, version, &user, &message)),
+            Request::Triggers => Ok(Response::Triggers(Box::new(
+                self.agent.automation_status(now),
+            ))),
+            Request::Events { since_secs } => {
+                let since = headroom_clock::WallTime::now()
+                    .as_unix_millis()
+                    .saturating_sub(since_secs.saturating_mul(1000));
+                Ok(Response::Events {
+                    master: self.agent.automation_status(now).master,
+                    node: u32::from(self.agent.config().node.id),
+                    rows: self.agent.events(since),
+                })
+            }
             Request::PolicyShow { version } => Ok(match self.agent.policy_show(version) {
                 Ok(v) => Response::PolicyVersion(v),
                 Err(message) => Response::Error { message },
@@ -569,8 +591,23 @@ impl Runtime<'_> {
     /// A reload (control socket or SIGHUP) between RELOADING=1 and READY=1.
     fn reload(&mut self, now: Timestamp) -> Result<ConfigChanges, String> {
         self.service.reloading();
+        let before = self.agent.config().actions.clone();
         let mut r = self.agent.reload(Config::load_checked(self.path));
         if let Ok(changes) = &mut r {
+            let after = &self.agent.config().actions;
+            if *after != before {
+                // The old executor finishes what it runs on its own thread.
+                let old =
+                    std::mem::replace(&mut self.actions, Executor::new(ExecutorConfig::new(after)));
+                std::thread::spawn(move || {
+                    for rec in old.shutdown() {
+                        tracing::info!(trigger = %rec.trigger, outcome = rec.outcome.name(), "action of the previous [actions] settings");
+                    }
+                });
+                changes
+                    .notes
+                    .push("[actions]: allowlists and secrets replaced".into());
+            }
             // The key files are read again whatever their names: rotating
             // keys may replace a file's content.
             match pool_keys(self.agent.config()) {
@@ -737,6 +774,7 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
     let setup = AgentSetup {
         workers,
         pool: pool_setup(&cfg, config_path)?,
+        wall_ms: headroom_clock::WallTime::now().as_unix_millis(),
     };
     let policy_state = policy_state_file(&cfg);
     let agent = Agent::new(
@@ -824,6 +862,7 @@ pub fn run(config_path: &Path, service: &mut Service) -> Result<()> {
         pending: HashMap::new(),
         policy_state,
         recording,
+        actions: Executor::new(ExecutorConfig::new(&cfg.actions)),
     };
     rt.run(&report_rx, &ctl_rx, &stop, &hup);
     rt.service.stopping();

@@ -157,6 +157,12 @@ pub const FAMILIES: &[Family] = &[
     counter("headroom_history_dropped_total", Count, &["what"], "History data dropped: samples or summaries for a full writer queue, points for a full backlog while the store failed."),
     gauge("headroom_history_backlog_points", Count, &[], "History points held in memory waiting for the store."),
     counter("headroom_history_recoveries_total", Count, &[], "Times writing the history store resumed after a failure."),
+    gauge("headroom_trigger_state", Count, &["trigger", "state"], "1 for a trigger's current state (idle, pending, waiting, firing), 0 for the others; the master's view, a standby shows its latest record's."),
+    counter("headroom_trigger_episodes_total", Count, &["trigger"], "Episodes a trigger fired, pool-wide (continued across masters)."),
+    gauge("headroom_trigger_last_fired_seconds", Seconds, &["trigger"], "Seconds since a trigger last fired (absent if it never did)."),
+    gauge("headroom_automation_evaluating", Count, &[], "1 on the server that evaluates the pool's triggers and schedules (the master), 0 elsewhere."),
+    gauge("headroom_automation_overlay_info", Info, &["variant", "node_failure"], "The overlay in force on this server: the active policy variant (base when none) and whether the jobs' failure policies apply."),
+    counter("headroom_automation_total", Count, &["counter"], "Automation counters: evaluations, fired, resolved, suppressed, actions_released, actions_dropped, actions_ok, actions_failed, commit_timeouts, episodes_continued, events_dropped, takeovers, records_published, records_received, records_malformed, records_too_large, records_stale, records_not_master, acks_malformed, overlay_changes."),
     counter("headroom_console_logins_total", Count, &["result"], "Web console logins, by result: ok, failed (wrong user or password), limited (too many failures from the address)."),
     counter("headroom_console_refused_total", Count, &["reason"], "Web console requests refused, by reason: unauthenticated, forbidden (a viewer asking for an admin action), csrf (missing or wrong token), origin (a login from another site)."),
     counter("headroom_console_requests_total", Count, &["status"], "Web console requests answered, by status class (2xx, 3xx, 4xx, 5xx)."),
@@ -339,6 +345,9 @@ pub fn render(st: &Status) {
     if let Some(h) = &st.history {
         history(h);
     }
+    if let Some(a) = &st.automation {
+        automation(a);
+    }
     metrics::counter!("headroom_bandwidth_entries_rejected_total")
         .absolute(st.pipe_entries_rejected);
     if let Some(ex) = &st.exchange {
@@ -501,3 +510,26 @@ pub fn render_procsched(snap: &ProcSchedSnapshot) {
 
 #[cfg(test)]
 mod tests;
+
+fn automation(a: &headroom_agent::automation::AutomationStatus) {
+    metrics::gauge!("headroom_automation_evaluating").set(if a.evaluating { 1.0 } else { 0.0 });
+    metrics::gauge!("headroom_automation_overlay_info",
+        "variant" => a.overlay.variant.clone().unwrap_or_else(|| "base".into()),
+        "node_failure" => a.overlay.node_failure.to_string())
+    .set(1.0);
+    for t in &a.triggers {
+        for state in ["idle", "pending", "waiting", "firing"] {
+            metrics::gauge!("headroom_trigger_state", "trigger" => t.name.clone(), "state" => state)
+                .set(if t.state == state { 1.0 } else { 0.0 });
+        }
+        metrics::counter!("headroom_trigger_episodes_total", "trigger" => t.name.clone())
+            .absolute(t.episodes);
+        if let Some(s) = t.last_fired_secs {
+            metrics::gauge!("headroom_trigger_last_fired_seconds", "trigger" => t.name.clone())
+                .set(s);
+        }
+    }
+    for (name, v) in &a.counters {
+        metrics::counter!("headroom_automation_total", "counter" => name.clone()).absolute(*v);
+    }
+}

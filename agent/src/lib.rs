@@ -33,6 +33,7 @@
 //! Unit tests run it in simulated time with a simulated network (see
 //! `tests`), at several pool sizes.
 
+pub mod automation;
 pub mod director;
 mod headroom;
 pub mod history;
@@ -54,7 +55,7 @@ use std::{
     time::Duration,
 };
 
-use headroom_clock::Timestamp;
+use headroom_clock::{Timestamp, WallTime};
 use headroom_config::{process::ProcessJob, Config, ConfigChanges, ConfigError, DEFAULT_JOB};
 use headroom_control::{
     health::probe::{ProbeRequest, ProbeResult},
@@ -147,6 +148,9 @@ pub enum Command {
         /// The answer.
         answer: Box<PolicyAnswer>,
     },
+    /// Run a firing trigger's action (log, command, webhook) on the
+    /// executor; answer with [`Agent::handle_action_record`].
+    RunAction(Box<headroom_control::triggers::ActionRequest>),
     /// Write the policy state (atomically: a crash mid-write must leave the
     /// previous state) where the next start reads it back into
     /// [`PoolSetup::policy_state`].
@@ -185,6 +189,9 @@ pub struct AgentSetup {
     pub workers: usize,
     /// The pool key and the exchange's epoch and seed (None: run alone).
     pub pool: Option<PoolSetup>,
+    /// The wall clock at the `now` given to [`Agent::new`], ms since the
+    /// Unix epoch (schedules read wall-clock time).
+    pub wall_ms: u64,
 }
 
 /// Why the agent could not start.
@@ -204,8 +211,15 @@ pub enum AgentError {
 /// The control thread's state.
 #[derive(Debug)]
 pub struct Agent {
-    /// In force: the node file composed with the pool's active policy.
+    /// In force: `base` with the automation's overlay (variant, failure
+    /// policies, adjustments).
     cfg: Config,
+    /// The node file composed with the pool's active policy.
+    base: Config,
+    /// Triggers, schedules and failure policies.
+    seat: automation::Seat,
+    /// The wall clock at `started`, ms since the Unix epoch.
+    wall_ms: u64,
     /// The node file as last read, and what checks policy versions.
     composer: SharedComposer,
     /// Changes of this node's own pending applies, for their answers.
@@ -256,6 +270,7 @@ impl Agent {
             let c = Arc::clone(&composer);
             Box::new(move |doc: &[u8]| policy::lock(&c).check(doc, "policy").map(|_| ()))
         };
+        let wall_ms = setup.wall_ms;
         let initial = setup.pool.as_ref().and_then(|p| p.initial_policy.clone());
         let pool = Pool::new(&cfg, setup.pool, initial, validator, now)?;
         // A restarted node starts with the version it persisted (it still
@@ -299,6 +314,9 @@ impl Agent {
             next_tick: now,
             next_low: now + cfg.control.low_freq_interval,
             out: Outbox::default(),
+            base: cfg.clone(),
+            seat: automation::Seat::default(),
+            wall_ms,
             cfg,
         };
         agent.next_tick = now + agent.tick_interval();
@@ -420,6 +438,7 @@ impl Agent {
         if let Some(pool) = &mut self.pool {
             pool.handle_timeout(now);
         }
+        let mut high = false;
         if now >= self.next_tick {
             let interval = self.tick_interval();
             self.next_tick += interval;
@@ -427,11 +446,17 @@ impl Agent {
                 self.next_tick = now + interval;
             }
             self.high_frequency(now);
+            high = true;
         }
+        let mut low = false;
         if now >= self.next_low {
             self.next_low = now + self.cfg.control.low_freq_interval;
             self.low_frequency();
             self.publish_summary(now);
+            low = true;
+        }
+        if high || low {
+            self.automate(now, low);
         }
         self.drain_pool(now);
     }
@@ -512,6 +537,109 @@ impl Agent {
                 d.set_headroom(f);
             }
         }
+    }
+
+    /// The pool policy version in force (0 when alone or before one).
+    fn policy_id(&self) -> u64 {
+        automation::policy_id(
+            self.pool
+                .as_ref()
+                .and_then(|p| p.policy().active().map(|(m, _)| m.id)),
+        )
+    }
+
+    /// This node's wall clock at `now`.
+    fn wall(&self, now: Timestamp) -> WallTime {
+        let ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
+        WallTime::from_unix_millis(self.wall_ms.saturating_add(ms))
+    }
+
+    /// Triggers, schedules and failure policies: the master evaluates
+    /// (`evaluate`: a fresh snapshot, at the low frequency; deadlines in
+    /// between), every node follows the master's record.
+    fn automate(&mut self, now: Timestamp, evaluate: bool) {
+        if !self.enforcing() {
+            // Not on the pool's current policy yet: nothing to evaluate it by.
+            return;
+        }
+        let me = u32::from(self.cfg.node.id);
+        let wall = self.wall(now);
+        let policy_id = self.policy_id();
+        let Agent {
+            seat,
+            pool,
+            base,
+            cfg,
+            cpu,
+            director,
+            ..
+        } = self;
+        let pool = pool.as_ref();
+        let (master, live) = match pool {
+            Some(p) => (p.master(), p.live_nodes()),
+            None => (me, vec![me]),
+        };
+        let entries: Vec<(u32, &[u8])> = pool
+            .map(|p| p.peer_entries(automation::CODE_AUTOMATION).collect())
+            .unwrap_or_default();
+        let view = automation::View {
+            me,
+            master,
+            live: &live,
+            entries,
+            base,
+            policy_id,
+        };
+        let fx = seat.step(now, wall, view, evaluate, |seat| {
+            let exits = seat.exits(me, cpu.as_ref());
+            let nodes = match pool {
+                Some(p) => p.summaries(now),
+                None => Vec::new(),
+            };
+            let dir = director.as_ref().map(|d| d.status(std::iter::empty()));
+            let mut snap = automation::snapshot(cfg, &nodes, me, cpu.as_ref(), dir.as_ref(), exits);
+            if pool.is_none() {
+                snap.nodes.push(headroom_control::triggers::NodeState {
+                    id: me,
+                    cores: cpu.as_ref().map_or(0.0, |c| c.local_cores),
+                });
+            }
+            snap
+        });
+        for a in fx.actions {
+            self.out.commands.push_back(Command::RunAction(Box::new(a)));
+        }
+        if let (Some(bytes), Some(p)) = (fx.publish, &mut self.pool) {
+            p.publish(now, automation::CODE_AUTOMATION, &bytes);
+        }
+        if let Some(o) = fx.overlay {
+            let effective = o.compose(&self.base);
+            let changes = policy::live_changes(&self.cfg, &effective, self.cpu_scheduling);
+            if changes.restart_required.is_empty() {
+                tracing::info!(overlay = %o.describe(), %changes, "automation: overlay applied");
+                self.install(effective);
+            } else {
+                tracing::error!(overlay = %o.describe(), fields = ?changes.restart_required,
+                    "automation: overlay not applied here: it changes what only a restart applies");
+            }
+        }
+    }
+
+    /// A trigger action finished ([`Command::RunAction`]).
+    pub fn handle_action_record(&mut self, rec: headroom_actions::ActionRecord) {
+        self.seat.handle_action(rec);
+    }
+
+    /// The event journal since `unix_ms` (on the master: what fired and
+    /// what ran; a standby has only what it evaluated while master).
+    pub fn events(&self, unix_ms: u64) -> Vec<automation::EventRow> {
+        self.seat.events(unix_ms)
+    }
+
+    /// The automation's state.
+    pub fn automation_status(&self, now: Timestamp) -> automation::AutomationStatus {
+        self.seat.status(now)
     }
 
     fn drain_pool(&mut self, now: Timestamp) {
@@ -621,7 +749,7 @@ impl Agent {
             }
             None => node.clone(),
         };
-        let mut changes = policy::live_changes(&self.cfg, &new, self.cpu_scheduling);
+        let mut changes = policy::live_changes(&self.base, &new, self.cpu_scheduling);
         changes.notes = notes;
         // All or nothing: a file that changes what only a start reads is
         // refused whole, so status, pool and dataplane never disagree.
@@ -657,6 +785,15 @@ impl Agent {
     /// restart.
     fn apply_config(&mut self, new: Config, changes: &ConfigChanges) {
         debug_assert!(changes.restart_required.is_empty());
+        let id = self.policy_id();
+        self.seat.reconfigure(self.now_hint, &new, id);
+        let effective = self.seat.overlay().compose(&new);
+        self.base = new;
+        self.install(effective);
+    }
+
+    /// Puts `new` (the base with the overlay) in force.
+    fn install(&mut self, new: Config) {
         let rules = self.jobs.rules(&new);
         self.rules = Arc::clone(&rules);
         self.out.commands.push_back(Command::SetRules(rules));
@@ -976,6 +1113,7 @@ impl Agent {
                 .unwrap_or_default(),
             enforcement: self.cfg.pool.enforcement.to_string(),
             history: None,
+            automation: Some(self.seat.status(now)),
             schema_version: status::STATUS_SCHEMA,
             director: self.director.as_ref().map(|d| {
                 let mut ds = d.status(

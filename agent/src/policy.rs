@@ -42,6 +42,10 @@ impl Composer {
             .node
             .with_policy(text, Path::new(name))
             .map_err(|e| e.to_string())?;
+        // Triggers' commands run on whichever node is master: each node
+        // refuses a version naming one it lacks (the rollout names them).
+        headroom_config::triggers::check_commands_present(&new, text, Path::new(name))
+            .map_err(|e| format!("node {}: {e}", self.node.node.id))?;
         let changes = live_changes(&self.active, &new, self.cpu_scheduling);
         if !changes.restart_required.is_empty() {
             return Err(format!(

@@ -114,12 +114,20 @@ impl Pool {
         ec.rng_seed = setup.rng_seed;
         let mut exchange = Exchange::new(ec, &setup.key, now);
         exchange.set_keys(&setup.key, setup.rotation_key.as_deref());
-        for (code, period_ticks) in [(CODE_BANDWIDTH, 1), (CODE_CPU, 5)] {
+        for (code, period_ticks, max_size) in [
+            (CODE_BANDWIDTH, 1, 1200),
+            (CODE_CPU, 5, 1200),
+            (
+                crate::automation::CODE_AUTOMATION,
+                5,
+                crate::automation::AUTOMATION_MAX,
+            ),
+        ] {
             exchange.register(
                 code,
                 Registration {
                     period_ticks,
-                    max_size: 1200,
+                    max_size,
                     flags: 0,
                 },
             )?;
@@ -311,6 +319,11 @@ impl Pool {
     /// queue): failures are held back while that lasts.
     pub fn note_receive_loss(&mut self, now: Timestamp) {
         self.exchange.note_receive_loss(now);
+    }
+
+    /// The exchange's master (lowest live id).
+    pub fn master(&self) -> NodeId {
+        self.exchange.master()
     }
 
     /// Live node ids (this one included), ascending.

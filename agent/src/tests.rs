@@ -95,6 +95,8 @@ struct Node {
     persisted: Option<Vec<u8>>,
     /// Answers to this node's policy applies.
     answers: Vec<(ReqId, PolicyAnswer)>,
+    /// Trigger actions the agent asked the executor to run.
+    actions: Vec<headroom_control::triggers::ActionRequest>,
 }
 
 struct Sim {
@@ -148,6 +150,7 @@ impl Sim {
                 policy_state: state,
                 initial_policy: initial.map(|s| s.as_bytes().to_vec()),
             }),
+            wall_ms: 1_796_231_110_000 + self.now.as_nanos() / 1_000_000,
         };
         let agent = Agent::new(cfg, "sim.toml", self.now, setup).expect("agent starts");
         assert_eq!(agent.exchange_addr(), Some(addr));
@@ -166,6 +169,7 @@ impl Sim {
             cpu_ticks: Vec::new(),
             persisted: None,
             answers: Vec::new(),
+            actions: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -228,6 +232,7 @@ impl Sim {
                     }
                     Command::PersistPolicy(b) => node.persisted = Some(b),
                     Command::PolicyAnswer { req, answer } => node.answers.push((req, *answer)),
+                    Command::RunAction(a) => node.actions.push(*a),
                     Command::SetRules(_) | Command::CpuReload { .. } => {}
                 }
                 continue;
@@ -690,6 +695,7 @@ fn status_sums_the_workers_reports() {
     let setup = AgentSetup {
         workers: 2,
         pool: None,
+        wall_ms: 1_796_231_110_000,
     };
     let mut agent = Agent::new(cfg, "one.toml", Timestamp::ZERO, setup).unwrap();
     let web = agent.jobs.lookup("web").unwrap();
@@ -934,5 +940,224 @@ fn a_policy_drains_and_re_weights_a_vip_member_live() {
         // Established flows on node 2 stay: it still serves.
         let t = sim.nodes[i].agent.director_cell().unwrap().load();
         assert!(t.services[0].serves(2));
+    }
+}
+
+// ------------------------------------------------------------ automation
+
+const SQUEEZE: &str = r#"
+[[trigger]]
+name = "bulk-squeezed"
+condition = "squeezed(bulk, pipe=uplink)"
+for = "2s"
+cooldown = "1s"
+action = [{ log = {} }]
+"#;
+
+fn actions(sim: &Sim, trigger: &str) -> Vec<(usize, u64)> {
+    sim.nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.actions
+                .iter()
+                .filter(|a| a.event.trigger == trigger)
+                .map(move |a| (i, a.event.episode))
+        })
+        .collect()
+}
+
+fn trigger_state(sim: &Sim, n: usize, trigger: &str) -> String {
+    let st = sim.status(n).automation.expect("automation status");
+    st.triggers
+        .iter()
+        .find(|t| t.name == trigger)
+        .map(|t| t.state.clone())
+        .unwrap_or_default()
+}
+
+/// A squeezed job fires once for the pool (on the master), a master dying
+/// mid-episode does not fire it again, and the next episode fires once.
+fn squeeze_fires_once_per_episode(n: u16, seed: u64) {
+    let mut sim = Sim::new(seed);
+    let extra = format!("{PIPE}{SQUEEZE}");
+    for id in 1..=n {
+        let i = sim.add(id, n, &extra);
+        sim.offer(i, "web", 100e6);
+        sim.offer(i, "bulk", 100e6);
+    }
+    // Policy current at ~1.6 s, summaries every 1 s, `for` 2 s.
+    sim.run_for(Duration::from_secs(8));
+    assert_eq!(
+        actions(&sim, "bulk-squeezed"),
+        vec![(0, 1)],
+        "fired once, on the master"
+    );
+    for i in 0..n as usize {
+        assert_eq!(
+            trigger_state(&sim, i, "bulk-squeezed"),
+            "firing",
+            "node {i}'s view"
+        );
+    }
+    // The master dies mid-episode: its successor continues it silently.
+    sim.kill(0);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(
+        actions(&sim, "bulk-squeezed"),
+        vec![(0, 1)],
+        "not fired again"
+    );
+    let st = sim.status(1).automation.unwrap();
+    assert!(st.evaluating, "node 2 evaluates now");
+    let continued = st.counters.iter().find(|(k, _)| k == "episodes_continued");
+    assert_eq!(continued.map(|c| c.1), Some(1));
+    // The squeeze ends (bulk within its booking): resolved.
+    for i in 1..n as usize {
+        let bulk = sim.nodes[i].agent.jobs.lookup("bulk").unwrap();
+        for (j, bps) in &mut sim.nodes[i].offered {
+            if *j == bulk {
+                *bps = 1e6;
+            }
+        }
+    }
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(trigger_state(&sim, 1, "bulk-squeezed"), "idle");
+    // A second episode fires once, on the new master.
+    for i in 1..n as usize {
+        let bulk = sim.nodes[i].agent.jobs.lookup("bulk").unwrap();
+        for (j, bps) in &mut sim.nodes[i].offered {
+            if *j == bulk {
+                *bps = 100e6;
+            }
+        }
+    }
+    sim.run_for(Duration::from_secs(8));
+    assert_eq!(actions(&sim, "bulk-squeezed"), vec![(0, 1), (1, 2)]);
+}
+
+#[test]
+fn three_nodes_fire_a_squeeze_trigger_once_per_episode() {
+    squeeze_fires_once_per_episode(3, 11);
+}
+
+#[test]
+fn sixteen_nodes_fire_a_squeeze_trigger_once_per_episode() {
+    squeeze_fires_once_per_episode(16, 12);
+}
+
+const FAILURE: &str = r#"
+[[pipe]]
+name = "uplink"
+capacity = "100Mbit"
+[[job]]
+name = "web"
+[[job.booking]]
+pipe = "uplink"
+rate = "60%"
+[[job]]
+name = "bulk"
+on_node_failure = { booking = [{ pipe = "uplink", rate = "10%" }] }
+[[job.booking]]
+pipe = "uplink"
+rate = "40%"
+"#;
+
+/// A lost node puts the failure policies in force on every survivor.
+#[test]
+fn a_lost_node_switches_every_survivor_to_the_failure_policy() {
+    let mut sim = Sim::new(13);
+    for id in 1..=4 {
+        let i = sim.add(id, 4, FAILURE);
+        sim.offer(i, "web", 100e6);
+        sim.offer(i, "bulk", 100e6);
+    }
+    sim.run_for(Duration::from_secs(4));
+    assert_within("pipe, 4 nodes", sim.mean(None, 150..200), CAP, 0.03);
+    for i in 0..4 {
+        assert_eq!(
+            booked(&sim.nodes[i].agent, "bulk"),
+            "40%",
+            "node {i} before"
+        );
+    }
+    sim.kill(3);
+    // 600 ms to declare it failed, then the next evaluation (1 s) and gossip.
+    sim.run_for(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(
+            booked(&sim.nodes[i].agent, "bulk"),
+            "10%",
+            "node {i} degraded"
+        );
+        let st = sim.status(i).automation.unwrap();
+        assert!(
+            st.overlay.node_failure,
+            "node {i} reports the failure policies"
+        );
+    }
+    assert_within(
+        "pipe, 3 nodes degraded",
+        sim.mean(None, 300..350),
+        CAP,
+        0.03,
+    );
+    let web = sim.nodes[0].agent.jobs.lookup("web");
+    // Bulk booked 10 %: web has its 60 % and most of the spare (0.6 before).
+    assert!(
+        sim.mean(web, 300..350) > 0.7 * CAP,
+        "web {}",
+        sim.mean(web, 300..350)
+    );
+}
+
+/// A schedule boundary switches every node to its variant.
+#[test]
+fn a_schedule_boundary_switches_every_node_to_its_variant() {
+    // The sim's wall clock starts at 1_796_231_110 s: second 10 of a minute.
+    let extra = format!(
+        "{PIPE}{}",
+        r#"
+[[variant]]
+name = "shift"
+job = [{ name = "bulk", booking = [{ pipe = "uplink", rate = "70%" }] }, { name = "web", booking = [{ pipe = "uplink", rate = "30%" }] }]
+[[schedule]]
+name = "shift"
+variant = "shift"
+second = 18
+[[schedule]]
+name = "back"
+second = 40
+"#
+    );
+    let mut sim = Sim::new(14);
+    for id in 1..=3 {
+        sim.add(id, 3, &extra);
+    }
+    sim.run_for(Duration::from_secs(5));
+    for i in 0..3 {
+        assert_eq!(
+            booked(&sim.nodes[i].agent, "bulk"),
+            "40%",
+            "node {i} before the boundary"
+        );
+    }
+    sim.run_for(Duration::from_secs(5));
+    for i in 0..3 {
+        assert_eq!(
+            booked(&sim.nodes[i].agent, "bulk"),
+            "70%",
+            "node {i} after the boundary"
+        );
+        let st = sim.status(i).automation.unwrap();
+        assert_eq!(st.overlay.variant.as_deref(), Some("shift"), "node {i}");
+    }
+    sim.run_for(Duration::from_secs(23));
+    for i in 0..3 {
+        assert_eq!(
+            booked(&sim.nodes[i].agent, "bulk"),
+            "40%",
+            "node {i} back on base"
+        );
     }
 }

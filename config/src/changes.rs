@@ -273,6 +273,48 @@ impl ConfigChanges {
                 old.pool.enforcement, new.pool.enforcement
             ));
         }
+        let (op, np) = (&old.pool, &new.pool);
+        if op.timezone != np.timezone {
+            self.pool
+                .push(format!("timezone {} -> {}", op.timezone, np.timezone));
+        }
+        for (what, a, b) in [
+            ("restore_after", op.restore_after, np.restore_after),
+            (
+                "schedule_tolerance",
+                op.schedule_tolerance,
+                np.schedule_tolerance,
+            ),
+        ] {
+            if a != b {
+                self.pool.push(format!(
+                    "{what} {} -> {}",
+                    humantime::format_duration(a),
+                    humantime::format_duration(b)
+                ));
+            }
+        }
+        named(
+            &mut self.pool,
+            "trigger",
+            &old.triggers,
+            &new.triggers,
+            |t| &t.name,
+        );
+        named(
+            &mut self.pool,
+            "schedule",
+            &old.schedules,
+            &new.schedules,
+            |t| &t.name,
+        );
+        named(
+            &mut self.pool,
+            "variant",
+            &old.variants,
+            &new.variants,
+            |t| &t.name,
+        );
         // With a pool running before and after, the key files are re-read
         // and applied by the reload (key rotation); joining or leaving the
         // pool takes a restart.
@@ -453,6 +495,28 @@ impl fmt::Display for ConfigChanges {
     }
 }
 
+/// "trigger x: added", "trigger y: removed", "trigger z: changed".
+fn named<T: PartialEq>(
+    out: &mut Vec<String>,
+    what: &str,
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &String,
+) {
+    for n in new {
+        match old.iter().find(|o| name(o) == name(n)) {
+            None => out.push(format!("{what} {}: added", name(n))),
+            Some(o) if o != n => out.push(format!("{what} {}: changed", name(n))),
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|n| name(n) == name(o)) {
+            out.push(format!("{what} {}: removed", name(o)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -535,11 +599,18 @@ mod tests {
                 "pipe uplink: direction"
             ]
         );
-        // A pipe's capacity is the allocator's: applied live.
-        assert_eq!(c.applied(), ["pipe uplink: capacity 100Mbit -> 200Mbit"]);
+        // A pipe's capacity is the allocator's: applied live (the reference's
+        // variant "night" names the same capacity).
+        assert_eq!(
+            c.applied(),
+            [
+                "pipe uplink: capacity 100Mbit -> 200Mbit",
+                "pool variant night: changed"
+            ]
+        );
         assert_eq!(
             c.to_string(),
-            "pipe uplink: capacity 100Mbit -> 200Mbit; not applied until restart: node.name, \
+            "pipe uplink: capacity 100Mbit -> 200Mbit; pool variant night: changed; not applied until restart: node.name, \
              workers.cores, metrics.listen, pipe uplink: direction"
         );
     }

@@ -220,9 +220,11 @@ mod tests {
         assert!(read("completions/fish/headroomctl.fish").contains("status"));
         assert!(read("man/headroomctl-policy.8").contains("apply"));
         assert!(read("man/headroomctl-what-if.8").contains("without\\-node"));
-        // Pages: headroomd, headroomctl and its ten commands; completions:
+        assert!(read("man/headroomctl-events.8").contains("\\-\\-since"));
+        assert!(read("man/headroomctl-triggers.8").contains("firing"));
+        // Pages: headroomd, headroomctl and its twelve commands; completions:
         // two binaries in three shells.
-        assert_eq!(files.len(), 12 + 6);
+        assert_eq!(files.len(), 14 + 6);
         let _ = fs::remove_dir_all(&out);
     }
 

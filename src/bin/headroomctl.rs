@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             since_secs: since.as_secs(),
             step_secs: step.as_secs(),
         },
+        CtlCmd::Triggers { .. } => Request::Triggers,
+        CtlCmd::Events { since, .. } => Request::Events {
+            since_secs: since.as_secs(),
+        },
         CtlCmd::Report {
             since, resolution, ..
         } => Request::Report {
@@ -89,6 +93,8 @@ fn main() -> ExitCode {
             | CtlCmd::Report { json: true, .. }
             | CtlCmd::WhatIf { json: true, .. }
             | CtlCmd::Suggest { json: true, .. }
+            | CtlCmd::Triggers { json: true, .. }
+            | CtlCmd::Events { json: true, .. }
     );
 
     match call(&args.socket, &req) {
@@ -173,6 +179,35 @@ fn main() -> ExitCode {
                 print!("{}", t.to_csv());
             } else {
                 print!("{}", t.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Triggers(t)) => {
+            if json {
+                println!("{}", pretty(&*t));
+            } else {
+                print!("{}", t.render_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Events { master, node, rows }) => {
+            if json {
+                for r in &rows {
+                    println!("{}", r.entry);
+                }
+            } else {
+                if master.is_some_and(|m| m != node) {
+                    println!(
+                        "# server {node}'s journal; server {} evaluates the pool's triggers now (ask it for the latest firings)",
+                        master.unwrap_or_default()
+                    );
+                }
+                if rows.is_empty() {
+                    println!("no events in the window");
+                }
+                for r in &rows {
+                    println!("{}", r.line);
+                }
             }
             ExitCode::SUCCESS
         }

@@ -73,6 +73,20 @@ fn full_status() -> Status {
         }],
         enforcement: "on".into(),
         history: Some(headroom_history::HistoryStatus::default()),
+        automation: Some(headroom_agent::automation::AutomationStatus {
+            master: Some(1),
+            evaluating: true,
+            triggers: vec![headroom_agent::automation::TriggerRow {
+                name: "bulk-squeezed".into(),
+                condition: "squeezed(bulk, pipe=wan)".into(),
+                state: "firing".into(),
+                since_secs: Some(3.0),
+                episodes: 1,
+                last_fired_secs: Some(3.0),
+            }],
+            counters: vec![("fired".into(), 1)],
+            ..Default::default()
+        }),
         pipe_entries_rejected: 1,
         exchange: Some(ExchangeStatus {
             master: 1,

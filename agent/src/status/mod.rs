@@ -60,6 +60,9 @@ pub struct Status {
     /// false`).
     #[serde(default)]
     pub history: Option<headroom_history::HistoryStatus>,
+    /// Triggers, schedules and failure policies.
+    #[serde(default)]
+    pub automation: Option<crate::automation::AutomationStatus>,
     /// Version of this document's layout ([`STATUS_SCHEMA`]).
     #[serde(default)]
     pub schema_version: u32,

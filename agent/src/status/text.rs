@@ -283,6 +283,18 @@ impl Status {
         if let Some(h) = &st.history {
             history(o, h);
         }
+        if let Some(a) = st.automation.as_ref().filter(|a| {
+            !a.triggers.is_empty() || a.overlay != crate::automation::OverlayState::default()
+        }) {
+            let firing = a.triggers.iter().filter(|t| t.state == "firing").count();
+            let _ = writeln!(
+                o,
+                "automation: in force {}; {} trigger(s), {firing} firing; evaluated by server {} (`headroomctl triggers`)",
+                a.overlay.describe(),
+                a.triggers.len(),
+                a.master.map_or("?".into(), |m| m.to_string()),
+            );
+        }
         if !st.pool.is_empty() {
             pool(o, &st.pool);
         }
