@@ -4,7 +4,9 @@
 //! failing action is recorded and blocks nothing; a killed server puts the
 //! failure policy in force on the survivors and its return restores it; a
 //! schedule boundary a few seconds ahead switches the bookings on every
-//! node; bad definitions are refused at `policy apply` with file and line.
+//! node; bad definitions are refused at `policy apply` with file and line;
+//! a job's process exiting on one server fires the master's trigger once,
+//! naming that server and the process.
 
 mod common;
 
@@ -37,8 +39,17 @@ const PAYLOAD: usize = 1000;
 /// client (the webhook receiver, the second client, is off the pipe: a
 /// saturated pipe leaves unbooked traffic nothing), bronze's squeeze
 /// trigger with a command, a webhook and a command that overruns its
-/// timeout; gold drops to 30 % while a node is lost.
-fn policy(hook: &Path, slow: &Path, url: &str, remote: Ipv4Addr) -> String {
+/// timeout; gold drops to 30 % while a node is lost; a job "worker" of
+/// the processes marked with `marker` in their environment, whose exits
+/// run `exit_hook`.
+fn policy(
+    hook: &Path,
+    slow: &Path,
+    url: &str,
+    remote: Ipv4Addr,
+    exit_hook: &Path,
+    marker: &str,
+) -> String {
     format!(
         r#"
 [pool]
@@ -79,9 +90,20 @@ action = [
   {{ webhook = {{ url = "{url}", timeout = "2s", retries = 2 }} }},
   {{ command = {{ argv = ["{slow}"], timeout = "1s" }} }},
 ]
+
+[[job]]
+name = "worker"
+[[job.process]]
+env = ["HEADROOM_TEST_EXIT={marker}"]
+
+[[trigger]]
+name = "worker-exited"
+condition = "process_exited(worker)"
+action = [ {{ command = {{ argv = ["{exit_hook}"], timeout = "5s" }} }} ]
 "#,
         hook = hook.display(),
         slow = slow.display(),
+        exit_hook = exit_hook.display(),
     )
 }
 
@@ -244,20 +266,38 @@ fn triggers_failure_policies_and_schedules_act_on_the_pool() {
     script(&slow, "sleep 30");
     let hooks = lab.clients[1].clone();
     let url = format!("http://{}:{HOOK_PORT}/hook", hooks.ip);
-    let doc = policy(&hook, &slow, &url, client.ip);
-    let extra = format!(
-        "\n[exchange]\nkey_file = \"{key}\"\npeers = [{peers}]\nfailure_timeout = \"1500ms\"\n\
-         [actions]\nallowed_commands = [\"{hook}\", \"{slow}\", \"/nonexistent/hook\"]\nallowed_webhooks = [\"{host}:{HOOK_PORT}\"]\n{doc}",
-        key = key.display(),
-        peers = exchange_peers(&lab),
-        hook = hook.display(),
-        slow = slow.display(),
-        host = hooks.ip,
+    let exit_dir = dir.path("exits");
+    std::fs::create_dir_all(&exit_dir).unwrap();
+    let exit_hook = dir.path("exit-hook");
+    script(
+        &exit_hook,
+        &format!(
+            "env | grep '^HEADROOM_' | sort > {}/run-$$",
+            exit_dir.display()
+        ),
     );
+    let marker = lab.tag.clone();
+    let doc = policy(&hook, &slow, &url, client.ip, &exit_hook, &marker);
     let mut socks = Vec::new();
     let mut configs = Vec::new();
     for i in 0..3 {
         let s = lab.servers[i].clone();
+        // Each server detects the processes of its own namespace only (the
+        // lab's servers share this kernel); nice: nothing is enforced.
+        let extra = format!(
+            "\n[exchange]\nkey_file = \"{key}\"\npeers = [{peers}]\nfailure_timeout = \"1500ms\"\n\
+             [cpu]\nbackend = \"nice\"\nscope = \"netns\"\ncgroup_parent = \"{tag}-trg-n{id}\"\nstate_dir = \"{state}\"\n\
+             [actions]\nallowed_commands = [\"{hook}\", \"{slow}\", \"{exit_hook}\", \"/nonexistent/hook\"]\nallowed_webhooks = [\"{host}:{HOOK_PORT}\"]\n{doc}",
+            key = key.display(),
+            peers = exchange_peers(&lab),
+            tag = lab.tag,
+            id = s.id,
+            state = dir.path("state").display(),
+            hook = hook.display(),
+            slow = slow.display(),
+            exit_hook = exit_hook.display(),
+            host = hooks.ip,
+        );
         let sock = dir.path(&format!("s{}.sock", s.id));
         let cfg = server_config(&s, &sock, &extra);
         socks.push(start_headroomd(&mut lab, &dir, i, &cfg));
@@ -301,6 +341,53 @@ fn triggers_failure_policies_and_schedules_act_on_the_pool() {
             Some("v1"),
             "a bad policy changed the pool"
         );
+    }
+
+    // A worker process on server 2 exits: the master (server 1) fires once,
+    // naming server 2 and the process (from server 2's gossiped summary).
+    let s2 = lab.servers[1].clone();
+    let mut cmd = lab.command(&s2.ns, "sleep");
+    cmd.arg("600").env("HEADROOM_TEST_EXIT", &marker);
+    let victim = lab.spawn("exit-victim", cmd).expect("spawn the worker");
+    let pid = victim.id();
+    wait_for(Duration::from_secs(15), || {
+        let st = status(&socks[1]);
+        st.cpu?
+            .jobs
+            .iter()
+            .any(|j| j.name == "worker" && j.pids.contains(&pid))
+            .then_some(())
+    })
+    .expect("server 2 detects the worker process");
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let killed = Instant::now();
+    let exited = wait_for(Duration::from_secs(15), || {
+        (!runs(&exit_dir).is_empty()).then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no process-exit event; events:\n{}",
+            headroomctl(&socks[0], &["events"]).1
+        )
+    });
+    eprintln!(
+        "process exit on server 2: the master's command ran {:.1} s after the kill",
+        (exited - killed).as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let r = runs(&exit_dir);
+    assert_eq!(r.len(), 1, "one run per exit: {r:?}");
+    for want in [
+        "HEADROOM_TRIGGER=worker-exited".to_string(),
+        "HEADROOM_JOB=worker".into(),
+        "HEADROOM_NODES=2".into(),
+        format!("HEADROOM_PIDS={pid}"),
+        "HEADROOM_PROCESSES=sleep".into(),
+        "HEADROOM_COUNT=1".into(),
+        "HEADROOM_NODE=1".into(),
+    ] {
+        assert!(r[0].contains(&want), "{want} missing from {}", r[0]);
     }
 
     // Traffic: both jobs offer 12 Mbit/s on every server, 72 for a 20 Mbit/s pipe.

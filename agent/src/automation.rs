@@ -19,6 +19,8 @@
 //! Sans-IO like the rest of the agent: time (monotonic and wall) is passed
 //! in, the entries travel through [`crate::pool::Pool`].
 
+use std::collections::BTreeMap;
+
 use headroom_actions::{ActionRecord, Entry, Journal};
 use headroom_clock::{Timestamp, WallTime};
 use headroom_config::{
@@ -215,8 +217,8 @@ pub struct Seat {
     journal: Journal,
     last_master: Option<NodeId>,
     error: Option<String>,
-    /// Processes seen at the previous snapshot: (job, pid, comm).
-    pids: Vec<(String, u32, String)>,
+    /// Per (member, job): its exit count at the previous snapshot.
+    exits_seen: BTreeMap<(NodeId, String), u64>,
     stats: SeatStats,
 }
 
@@ -245,7 +247,7 @@ impl Default for Seat {
             journal: Journal::new(JOURNAL_MAX),
             last_master: None,
             error: None,
-            pids: Vec::new(),
+            exits_seen: BTreeMap::new(),
             stats: SeatStats::default(),
         }
     }
@@ -528,32 +530,75 @@ impl Seat {
         }
     }
 
-    /// Processes of jobs that exited since the previous call, from this
-    /// node's process scheduler (other nodes' processes are not gossiped).
-    pub fn exits(&mut self, me: NodeId, cpu: Option<&CpuStatus>) -> Vec<ProcessExit> {
-        let Some(cpu) = cpu else { return Vec::new() };
-        let now: Vec<(String, u32, String)> = cpu
-            .jobs
-            .iter()
-            .flat_map(|j| {
-                j.pids
-                    .iter()
-                    .map(move |p| (j.name.clone(), *p, String::new()))
-            })
-            .collect();
-        let gone = self
-            .pids
-            .iter()
-            .filter(|(j, p, _)| !now.iter().any(|(k, q, _)| k == j && q == p))
-            .map(|(job, pid, comm)| ProcessExit {
-                job: job.clone(),
-                node: me,
-                pid: *pid,
-                comm: comm.clone(),
-            })
-            .collect();
-        self.pids = now;
-        gone
+    /// Processes of jobs that exited since the previous call, from every
+    /// live member's summary: each carries a count per job that only
+    /// grows, and an increase is an exit event. A member or job seen for
+    /// the first time sets the baseline (a new master does not replay a
+    /// member's history). Called on every node every tick, so a standby's
+    /// baseline is current when it takes over; exits a standby saw while
+    /// the old master was failing are not events (see docs/triggers.md).
+    pub fn exits(&mut self, nodes: &[PoolNode]) -> Vec<ProcessExit> {
+        let mut out = Vec::new();
+        let mut seen = BTreeMap::new();
+        for n in nodes {
+            let Some(sum) = &n.summary else { continue };
+            if !matches!(n.state, MemberState::Alive | MemberState::Suspect) {
+                continue;
+            }
+            for j in &sum.jobs {
+                let key = (n.node, j.name.clone());
+                match self.exits_seen.get(&key) {
+                    Some(&before) if j.exits > before => out.push(ProcessExit {
+                        job: j.name.clone(),
+                        node: n.node,
+                        pid: j.last_exit_pid,
+                        comm: j.last_exit_comm.clone(),
+                        count: j.exits - before,
+                    }),
+                    _ => {}
+                }
+                seen.insert(key, j.exits);
+            }
+        }
+        // Members failed or not listing a job keep their baseline until
+        // they are back; members the exchange forgot drop theirs.
+        for (k, v) in std::mem::take(&mut self.exits_seen) {
+            if nodes.iter().any(|n| n.node == k.0) {
+                seen.entry(k).or_insert(v);
+            }
+        }
+        self.exits_seen = seen;
+        out
+    }
+}
+
+/// This node as a pool member carrying only its job exit counts, for a
+/// node that runs without a pool (no summaries are gossiped then).
+pub fn alone(me: NodeId, cpu: Option<&CpuStatus>) -> PoolNode {
+    use headroom_control::policy::summary::{JobSummary, NodeSummary};
+    let jobs = cpu
+        .iter()
+        .flat_map(|c| c.jobs.iter())
+        .map(|j| {
+            let (last_exit_pid, last_exit_comm) = j.last_exit.clone().unwrap_or_default();
+            JobSummary {
+                name: j.name.clone(),
+                exits: j.exits,
+                last_exit_pid,
+                last_exit_comm,
+                ..Default::default()
+            }
+        })
+        .collect();
+    PoolNode {
+        node: me,
+        state: MemberState::Alive,
+        summary: Some(NodeSummary {
+            jobs,
+            ..Default::default()
+        }),
+        age: None,
+        error: None,
     }
 }
 

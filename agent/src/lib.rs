@@ -591,14 +591,25 @@ impl Agent {
             base,
             policy_id,
         };
-        let fx = seat.step(now, wall, view, evaluate, |seat| {
-            let exits = seat.exits(me, cpu.as_ref());
+        // Every node keeps the exit baseline at each evaluation, so a new
+        // master starts current (a standby's increases are not events).
+        let (nodes, exits) = if evaluate {
             let nodes = match pool {
                 Some(p) => p.summaries(now),
-                None => Vec::new(),
+                // Alone: this node's own exit counts, as a summary carries them.
+                None => vec![automation::alone(me, cpu.as_ref())],
             };
+            let exits = seat.exits(&nodes);
+            (nodes, exits)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let fx = seat.step(now, wall, view, evaluate, |_| {
             let dir = director.as_ref().map(|d| d.status(std::iter::empty()));
-            let mut snap = automation::snapshot(cfg, &nodes, me, cpu.as_ref(), dir.as_ref(), exits);
+            // Alone, `nodes` holds only the exit counts: no members.
+            let members = if pool.is_some() { &nodes[..] } else { &[] };
+            let mut snap =
+                automation::snapshot(cfg, members, me, cpu.as_ref(), dir.as_ref(), exits);
             if pool.is_none() {
                 snap.nodes.push(headroom_control::triggers::NodeState {
                     id: me,
@@ -1209,6 +1220,9 @@ fn cpu_status(snap: &ProcSchedSnapshot) -> CpuStatus {
                 target_percent: j.target_percent,
                 weight: j.weight,
                 pool_instances: j.pool_instances,
+                exits: j.exits.count,
+                last_exit: (j.exits.count > 0)
+                    .then(|| (j.exits.last_pid, j.exits.last_comm.clone())),
             })
             .collect(),
         unmanaged_processes: snap.unmanaged.processes,

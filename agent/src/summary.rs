@@ -64,14 +64,18 @@ impl Rates {
                         dropped_bps: per_s(*dropped),
                     })
                 });
+                let cj = cpu.and_then(|c| c.jobs.iter().find(|cj| cj.name == j.name));
+                let (last_exit_pid, last_exit_comm) =
+                    cj.and_then(|c| c.last_exit.clone()).unwrap_or_default();
                 JobSummary {
                     name: j.name.clone(),
                     rx_bps: rate(j.bytes_in, before.map(|b| b.0)),
                     tx_bps: rate(j.bytes_out, before.map(|b| b.1)),
-                    cpu_permille: cpu
-                        .and_then(|c| c.jobs.iter().find(|cj| cj.name == j.name))
-                        .map_or(0, |cj| (cj.cores_used * 1000.0) as u32),
+                    cpu_permille: cj.map_or(0, |cj| (cj.cores_used * 1000.0) as u32),
                     connections: j.flows.min(u64::from(u32::MAX)) as u32,
+                    exits: cj.map_or(0, |c| c.exits),
+                    last_exit_pid,
+                    last_exit_comm,
                     pipe,
                 }
             })

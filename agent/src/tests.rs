@@ -97,6 +97,8 @@ struct Node {
     answers: Vec<(ReqId, PolicyAnswer)>,
     /// Trigger actions the agent asked the executor to run.
     actions: Vec<headroom_control::triggers::ActionRequest>,
+    /// What this node's process scheduler reports at each tick.
+    cpu: ProcSchedSnapshot,
 }
 
 struct Sim {
@@ -167,6 +169,7 @@ impl Sim {
             neighbours: Vec::new(),
             resolve_requests: Vec::new(),
             cpu_ticks: Vec::new(),
+            cpu: cpu_snapshot(),
             persisted: None,
             answers: Vec::new(),
             actions: Vec::new(),
@@ -228,7 +231,7 @@ impl Sim {
                         // This node's entry: its id, as the scheduler's would be.
                         let entry = node.agent.config().node.id.to_be_bytes();
                         node.cpu_ticks.push(peers);
-                        node.agent.handle_cpu(now, &entry, &cpu_snapshot());
+                        node.agent.handle_cpu(now, &entry, &node.cpu);
                     }
                     Command::PersistPolicy(b) => node.persisted = Some(b),
                     Command::PolicyAnswer { req, answer } => node.answers.push((req, *answer)),
@@ -1160,4 +1163,111 @@ second = 40
             "node {i} back on base"
         );
     }
+}
+
+const EXITS: &str = r#"
+[[job]]
+name = "batch"
+[[job.process]]
+name = "batch*"
+[[trigger]]
+name = "batch-exited"
+condition = "process_exited(batch)"
+action = [{ log = {} }]
+"#;
+
+/// Node `i`'s scheduler reports `count` exits of batch, the latest `pid`.
+fn exits(sim: &mut Sim, i: usize, count: u64, pid: u32) {
+    sim.nodes[i].cpu.jobs = vec![headroom_control::procsched::JobSnapshot {
+        name: "batch".into(),
+        policy: None,
+        pids: Vec::new(),
+        cores_used: 0.0,
+        cpu_seconds: 0.0,
+        rss_bytes: 0,
+        target_percent: 0.0,
+        requested_percent: 0.0,
+        weight: 0,
+        cap_cores: None,
+        pool_instances: 0,
+        pool_demand_cores: 0.0,
+        exits: headroom_control::procsched::JobExits {
+            count,
+            last_pid: pid,
+            last_comm: "batch-w".into(),
+        },
+    }];
+}
+
+fn exit_events(sim: &Sim) -> Vec<(usize, String)> {
+    sim.nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.actions
+                .iter()
+                .filter(|a| a.event.trigger == "batch-exited")
+                .map(move |a| {
+                    let f = |k: &str| {
+                        a.event
+                            .fields
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map_or("", |(_, v)| v.as_str())
+                    };
+                    (
+                        i,
+                        format!(
+                            "node {} pid {} {} x{}",
+                            f("nodes"),
+                            f("pids"),
+                            f("processes"),
+                            f("count")
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A process exiting on any member fires the master's trigger once, from
+/// that member's gossiped exit count; a new master does not replay exits
+/// the old one handled, and fires for the next ones.
+fn exits_fire_pool_wide(n: u16, seed: u64) {
+    let mut sim = Sim::new(seed);
+    for id in 1..=n {
+        let i = sim.add(id, n, EXITS);
+        exits(&mut sim, i, 0, 0);
+    }
+    sim.run_for(Duration::from_secs(5));
+    assert!(exit_events(&sim).is_empty(), "{:?}", exit_events(&sim));
+    let k = n as usize - 1;
+    exits(&mut sim, k, 1, 4242);
+    sim.run_for(Duration::from_secs(4));
+    assert_eq!(
+        exit_events(&sim),
+        vec![(0, format!("node {n} pid 4242 batch-w x1"))],
+        "once, on the master, naming the member"
+    );
+    // The master dies; the new one has tracked the counts all along.
+    sim.kill(0);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(exit_events(&sim).len(), 1, "nothing replayed");
+    exits(&mut sim, k, 3, 4300);
+    sim.run_for(Duration::from_secs(4));
+    assert_eq!(
+        exit_events(&sim)[1..],
+        [(1, format!("node {n} pid 4300 batch-w x2"))],
+        "the new master fires for the next exits"
+    );
+}
+
+#[test]
+fn three_nodes_fire_process_exits_pool_wide() {
+    exits_fire_pool_wide(3, 21);
+}
+
+#[test]
+fn thirty_two_nodes_fire_process_exits_pool_wide() {
+    exits_fire_pool_wide(32, 22);
 }

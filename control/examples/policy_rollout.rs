@@ -167,6 +167,7 @@ fn summary(node: NodeId, round: u32) -> NodeSummary {
             sent_bps: 16_900_000,
             dropped_bps: 100_000,
         }),
+        ..Default::default()
     };
     NodeSummary {
         window_ms: 2000,

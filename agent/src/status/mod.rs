@@ -523,6 +523,10 @@ pub struct CpuJobStatus {
     pub weight: u32,
     /// Instances of the job in the pool (pool policies).
     pub pool_instances: usize,
+    /// Its processes that exited here since the daemon started.
+    pub exits: u64,
+    /// The latest exited one: pid and name.
+    pub last_exit: Option<(u32, String)>,
 }
 
 /// One attached interface.

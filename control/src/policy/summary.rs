@@ -5,15 +5,19 @@
 //! window).
 //!
 //! ```text
-//! version u8 (1) | flags u8 (0x01 policy present)
+//! version u8 (2) | flags u8 (0x01 policy present)
 //! | window_ms v | [policy version: term n u32, node u32, epoch u32, seq u64]
 //! | cores v | cpu_permille v | headroom_permille v
 //! | jobs_total v | n u8 | job * n | vips_total v | n u8 | vip * n
 //! job = name str8 | rx_bps v | tx_bps v | cpu_permille v | connections v
+//!       | exits v [last_exit_pid v | last_exit_comm str8   (when exits > 0)]
 //!       | pipe u8 (0/1) [pipe str8 | booked_bps v | granted_bps v | sent_bps v | dropped_bps v]
 //! vip = name str8 | placements v | flows v | health u8
 //! v = LEB128 varint, str8 = u8 length + UTF-8
 //! ```
+//!
+//! Version 1 (no `exits` field) still decodes, with 0 exits, so a pool
+//! being upgraded keeps seeing its older members.
 //!
 //! # Bounds
 //! A summary never exceeds the byte budget given to [`NodeSummary::encode`]
@@ -23,12 +27,14 @@
 //! budget or [`MAX_JOBS`] / [`MAX_VIPS`] is reached, and the rest are
 //! counted in `jobs_total` / `vips_total`. Names are cut to [`MAX_NAME`]
 //! bytes. At 1024 bytes, 10 jobs in pipes plus 8 VIPs with 16-byte names
-//! and 10 Gbit/s rates always fit (tested); a typical node (4 jobs, 2 VIPs,
-//! short names, 10 Gbit/s figures) about 260.
+//! and 10 Gbit/s rates always fit (tested), 8 jobs when each also carries
+//! its latest exited process; a typical node (4 jobs, 2 VIPs, short names,
+//! 10 Gbit/s figures) about 260.
 //!
 //! # Gossip cost
 //! Measured with `cargo run --release -p headroom-control --example
-//! policy_rollout` (its last table; a 179-byte summary of 4 jobs in pipes
+//! policy_rollout` (its last table; a 179-byte version-1 summary, 183 bytes
+//! in version 2, of 4 jobs in pipes
 //! and 2 VIPs from every node every 2 s, 1% loss): bytes per node per
 //! second added to the exchange, and the time until every node holds every
 //! node's new summary (median / max of 8 rounds).
@@ -55,7 +61,7 @@ use super::version::VersionId;
 use crate::exchange::{Exchange, MemberState, NodeId, Registration};
 
 /// Encoding version.
-pub const SUMMARY_VERSION: u8 = 1;
+pub const SUMMARY_VERSION: u8 = 2;
 /// Default registration code (bandwidth 1, CPU 2, policy 3).
 pub const SUMMARY_CODE: u8 = 4;
 /// Default byte budget of one summary.
@@ -95,6 +101,14 @@ pub struct JobSummary {
     pub cpu_permille: u32,
     /// Open connections (flows).
     pub connections: u32,
+    /// Processes of the job that exited on the node since its daemon
+    /// started (only grows; the master turns an increase into a
+    /// process-exit event).
+    pub exits: u64,
+    /// The latest exited process's pid (with `exits` > 0).
+    pub last_exit_pid: u32,
+    /// Its name (`comm`).
+    pub last_exit_comm: String,
     /// Its pipe, if it is in one.
     pub pipe: Option<PipeUse>,
 }
@@ -183,7 +197,12 @@ fn write_job(w: &mut Writer, j: &JobSummary) {
         .varint(j.rx_bps)
         .varint(j.tx_bps)
         .varint(u64::from(j.cpu_permille))
-        .varint(u64::from(j.connections));
+        .varint(u64::from(j.connections))
+        .varint(j.exits);
+    if j.exits > 0 {
+        w.varint(u64::from(j.last_exit_pid))
+            .str8(truncate_utf8(&j.last_exit_comm, MAX_NAME));
+    }
     match &j.pipe {
         None => {
             w.u8(0);
@@ -277,7 +296,7 @@ impl NodeSummary {
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b);
         let v = r.u8("summary version")?;
-        if v != SUMMARY_VERSION {
+        if v != SUMMARY_VERSION && v != 1 {
             return Err(DecodeError::UnknownVersion(v));
         }
         let flags = r.u8("summary flags")?;
@@ -308,6 +327,15 @@ impl NodeSummary {
             let tx_bps = r.varint("job tx")?;
             let cpu_permille = u32_of(r.varint("job cpu")?, "job cpu")?;
             let connections = u32_of(r.varint("job connections")?, "job connections")?;
+            let exits = if v >= 2 { r.varint("job exits")? } else { 0 };
+            let (last_exit_pid, last_exit_comm) = if exits > 0 {
+                (
+                    u32_of(r.varint("job exit pid")?, "job exit pid")?,
+                    r.str8(MAX_NAME, "job exit name")?,
+                )
+            } else {
+                (0, String::new())
+            };
             let pipe = match r.u8("job pipe flag")? {
                 0 => None,
                 1 => Some(PipeUse {
@@ -325,6 +353,9 @@ impl NodeSummary {
                 tx_bps,
                 cpu_permille,
                 connections,
+                exits,
+                last_exit_pid,
+                last_exit_comm,
                 pipe,
             });
         }
@@ -454,6 +485,7 @@ mod tests {
                         sent_bps: 10_000_000_000,
                         dropped_bps: 10_000_000_000,
                     }),
+                    ..Default::default()
                 })
                 .collect(),
             jobs_total: jobs as u32,
@@ -482,6 +514,18 @@ mod tests {
         let t = sample(4, 2, 6);
         println!("4 jobs + 2 VIPs: {} bytes", t.encode(SUMMARY_MAX).len());
         assert!(t.encode(SUMMARY_MAX).len() < 300);
+        // Jobs whose processes exited carry the latest one: 8 such jobs
+        // + 8 VIPs still fit (the budget lists the busiest first).
+        let mut e = sample(8, 8, 16);
+        for j in &mut e.jobs {
+            j.exits = 1_000_000;
+            j.last_exit_pid = 4_194_304;
+            j.last_exit_comm = "fifteen-bytes-x".into();
+        }
+        let b = e.encode(SUMMARY_MAX);
+        assert!(b.len() <= SUMMARY_MAX, "{}", b.len());
+        assert_eq!(NodeSummary::decode(&b).unwrap(), e);
+        println!("8 jobs with exits + 8 VIPs: {} bytes", b.len());
     }
 
     #[test]
@@ -516,6 +560,38 @@ mod tests {
             Err(DecodeError::UnknownVersion(9))
         );
         super::super::tests::fuzz_bytes(&b, 20_000, 11, super::super::fuzz::summary);
+    }
+
+    #[test]
+    fn version_1_still_decodes() {
+        // Version 1 had no exits field: with no jobs listed the rest is
+        // identical, so a version-2 encoding relabelled is a version-1 one.
+        let mut s = sample(0, 2, 8);
+        s.jobs_total = 0;
+        let mut b = s.encode(SUMMARY_MAX);
+        b[0] = 1;
+        assert_eq!(NodeSummary::decode(&b).unwrap(), s);
+        // A version-1 job: no exits, then the pipe flag.
+        let mut w = Writer::new();
+        w.u8(1).u8(0).varint(2000).varint(4).varint(0).varint(0);
+        w.varint(1)
+            .u8(1)
+            .str8("web")
+            .varint(1)
+            .varint(2)
+            .varint(3)
+            .varint(4)
+            .u8(0);
+        w.varint(0).u8(0);
+        let d = NodeSummary::decode(&w.into_vec()).unwrap();
+        assert_eq!(
+            (
+                d.jobs[0].name.as_str(),
+                d.jobs[0].connections,
+                d.jobs[0].exits
+            ),
+            ("web", 4, 0)
+        );
     }
 
     #[test]

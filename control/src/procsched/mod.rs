@@ -147,6 +147,8 @@ pub struct JobSnapshot {
     pub pool_instances: usize,
     /// Sum of the effective demand of all instances, cores.
     pub pool_demand_cores: f64,
+    /// Its processes that exited here.
+    pub exits: JobExits,
 }
 
 /// Processes that belong to no job.
@@ -232,6 +234,21 @@ pub struct ProcessScheduler {
     shut_down: bool,
     /// Whether ticks enforce (false: monitor-only, see [`Self::set_enforce`]).
     enforce: bool,
+    /// Per job name: processes of it that exited here (kept across reloads).
+    exits: HashMap<String, JobExits>,
+}
+
+/// Processes of one job that exited on this server since the scheduler
+/// started: a count that only grows, and the latest one, so the pool's
+/// master can turn a change of the count into a trigger event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobExits {
+    /// Processes that exited.
+    pub count: u64,
+    /// The latest one's pid.
+    pub last_pid: u32,
+    /// The latest one's name (`comm`).
+    pub last_comm: String,
 }
 
 /// A positive `sysconf` value, or `default`.
@@ -268,6 +285,7 @@ impl ProcessScheduler {
             insufficient: false,
             stats: ProcSchedStats::default(),
             shut_down: false,
+            exits: HashMap::new(),
             enforce: true,
         })
     }
@@ -340,7 +358,16 @@ impl ProcessScheduler {
         self.stats.ticks += 1;
         report.new_processes = delta.new.len();
         report.exited_processes = delta.exited.len();
-        for pid in &delta.exited {
+        for (i, pid) in delta.exited.iter().enumerate() {
+            if let Some(a) = self.assign.get(pid) {
+                let e = self
+                    .exits
+                    .entry(self.jobs[a.job].config.name.clone())
+                    .or_default();
+                e.count += 1;
+                e.last_pid = *pid;
+                e.last_comm = delta.exited_comm.get(i).cloned().unwrap_or_default();
+            }
             if !delta.new.contains(pid) {
                 self.assign.remove(pid);
             }
@@ -703,6 +730,7 @@ impl ProcessScheduler {
                     cap_cores: t.and_then(|t| t.cap_cores),
                     pool_instances: t.map_or(0, |t| t.instances),
                     pool_demand_cores: t.map_or(0.0, |t| t.pool_demand_cores),
+                    exits: self.exits.get(&j.config.name).cloned().unwrap_or_default(),
                 }
             })
             .collect();

@@ -185,6 +185,9 @@ pub struct ScanDelta {
     pub changed: Vec<u32>,
     /// Pids of processes that disappeared (or whose pid was reused).
     pub exited: Vec<u32>,
+    /// Their names (`comm`), in the order of `exited`: the trigger event
+    /// names the process, and it is gone from `/proc` by now.
+    pub exited_comm: Vec<String>,
 }
 
 /// Incremental `/proc` scanner.
@@ -389,8 +392,11 @@ impl Scanner {
                 // Same pid, different process.
                 self.stats.pid_reuse += 1;
                 self.stats.exited_processes += 1;
-                self.procs.remove(&pid);
+                let old = self.procs.remove(&pid);
                 delta.exited.push(pid);
+                delta
+                    .exited_comm
+                    .push(old.map(|p| p.comm).unwrap_or_default());
             }
             match self.read_full(pid, st) {
                 Ok(info) => {
@@ -411,9 +417,12 @@ impl Scanner {
             .filter(|p| !seen.contains(p))
             .collect();
         for pid in gone {
-            self.procs.remove(&pid);
+            let old = self.procs.remove(&pid);
             self.stats.exited_processes += 1;
             delta.exited.push(pid);
+            delta
+                .exited_comm
+                .push(old.map(|p| p.comm).unwrap_or_default());
         }
         self.stats.scans += 1;
         Ok(delta)

@@ -278,3 +278,35 @@ fn monitor_only_measures_and_moves_every_process_back() {
     let r = s.tick(t0 + Duration::from_secs(2), &[]).unwrap();
     assert_eq!((r.moved, s.job_of(100)), (1, Some("web")));
 }
+
+#[test]
+fn exits_are_counted_per_job_with_the_last_name_and_survive_reload() {
+    let f = Fixture::new("exits");
+    f.add(1, "init", 0, 1, 0);
+    f.add(10, "web", 1, 10, 0);
+    f.add(11, "web", 1, 11, 0);
+    f.add(20, "other", 1, 20, 0);
+    let jobs = vec![job("web", "web", None)];
+    let mut s = f.scheduler(&jobs);
+    let t0 = Timestamp::now();
+    s.tick(t0, &[]).unwrap();
+    let exits = |s: &ProcessScheduler| s.snapshot().jobs[0].exits.clone();
+    assert_eq!(exits(&s), JobExits::default());
+    // A job process exits; an unmanaged one does not count.
+    f.fp.remove(10);
+    f.fp.remove(20);
+    s.tick(t0 + Duration::from_secs(1), &[]).unwrap();
+    let e = exits(&s);
+    assert_eq!((e.count, e.last_pid, e.last_comm.as_str()), (1, 10, "web"));
+    // Pid reuse: the old process exited even though the pid is back.
+    f.add(11, "web", 1, 99, 0);
+    s.tick(t0 + Duration::from_secs(2), &[]).unwrap();
+    assert_eq!(exits(&s).count, 2);
+    // A reload keeps the count (a trigger would otherwise see it go back).
+    s.reload(&jobs).unwrap();
+    assert_eq!(exits(&s).count, 2);
+    f.fp.remove(11);
+    s.tick(t0 + Duration::from_secs(3), &[]).unwrap();
+    let e = exits(&s);
+    assert_eq!((e.count, e.last_pid), (3, 11));
+}

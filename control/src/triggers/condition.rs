@@ -237,6 +237,7 @@ pub(crate) fn observe(
                             .join(","),
                     ),
                     f("nodes", list(exits.iter().map(|e| e.node))),
+                    f("count", exits.iter().map(|e| e.count).sum::<u64>()),
                     f(
                         "processes",
                         exits

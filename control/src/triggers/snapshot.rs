@@ -101,6 +101,9 @@ pub struct ProcessExit {
     pub pid: u32,
     /// Process name.
     pub comm: String,
+    /// Processes of the job that exited on the node since the previous
+    /// snapshot (`pid` and `comm` are the latest one's).
+    pub count: u64,
 }
 
 /// Everything one evaluation looks at.

@@ -262,6 +262,7 @@ action = [{ log = {} }]
         node: 2,
         pid: 77,
         comm: "worker".into(),
+        count: 1,
     }];
     a.handle_snapshot(secs(2), wall(2), &snap);
     a.handle_snapshot(secs(4), wall(4), &snap);
