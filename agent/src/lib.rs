@@ -583,11 +583,23 @@ impl Agent {
         let entries: Vec<(u32, &[u8])> = pool
             .map(|p| p.peer_entries(automation::CODE_AUTOMATION).collect())
             .unwrap_or_default();
+        let parts: Vec<(u8, &[u8])> = pool
+            .map(|p| {
+                automation::codes()
+                    .skip(1)
+                    .filter_map(|c| {
+                        let (_, b) = p.peer_entries(c).find(|(n, _)| *n == master)?;
+                        Some((c, b))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let view = automation::View {
             me,
             master,
             live: &live,
             entries,
+            parts,
             base,
             policy_id,
         };
@@ -622,6 +634,10 @@ impl Agent {
             self.out.commands.push_back(Command::RunAction(Box::new(a)));
         }
         if let (Some(bytes), Some(p)) = (fx.publish, &mut self.pool) {
+            // Parts first: a standby that sees the head finds them sooner.
+            for (code, part) in &fx.parts {
+                p.publish(now, *code, part);
+            }
             p.publish(now, automation::CODE_AUTOMATION, &bytes);
         }
         if let Some(o) = fx.overlay {

@@ -114,15 +114,12 @@ impl Pool {
         ec.rng_seed = setup.rng_seed;
         let mut exchange = Exchange::new(ec, &setup.key, now);
         exchange.set_keys(&setup.key, setup.rotation_key.as_deref());
-        for (code, period_ticks, max_size) in [
-            (CODE_BANDWIDTH, 1, 1200),
-            (CODE_CPU, 5, 1200),
-            (
-                crate::automation::CODE_AUTOMATION,
-                5,
-                crate::automation::AUTOMATION_MAX,
-            ),
-        ] {
+        let automation =
+            crate::automation::codes().map(|c| (c, 5, crate::automation::AUTOMATION_MAX));
+        for (code, period_ticks, max_size) in [(CODE_BANDWIDTH, 1, 1200), (CODE_CPU, 5, 1200)]
+            .into_iter()
+            .chain(automation)
+        {
             exchange.register(
                 code,
                 Registration {

@@ -981,9 +981,17 @@ fn trigger_state(sim: &Sim, n: usize, trigger: &str) -> String {
 
 /// A squeezed job fires once for the pool (on the master), a master dying
 /// mid-episode does not fire it again, and the next episode fires once.
-fn squeeze_fires_once_per_episode(n: u16, seed: u64) {
+/// `padding` more (idle) triggers with long names make the failover record
+/// larger than one exchange entry: it travels in parts.
+fn squeeze_fires_once_per_episode(n: u16, seed: u64, padding: usize) {
     let mut sim = Sim::new(seed);
-    let extra = format!("{PIPE}{SQUEEZE}");
+    let mut extra = format!("{PIPE}{SQUEEZE}");
+    for i in 0..padding {
+        extra.push_str(&format!(
+            "[[trigger]]\nname = \"an-idle-trigger-with-a-long-name-{i:03}\"\n\
+             condition = \"instances_changed(web)\"\naction = [{{ log = {{}} }}]\n"
+        ));
+    }
     for id in 1..=n {
         let i = sim.add(id, n, &extra);
         sim.offer(i, "web", 100e6);
@@ -1013,8 +1021,14 @@ fn squeeze_fires_once_per_episode(n: u16, seed: u64) {
     );
     let st = sim.status(1).automation.unwrap();
     assert!(st.evaluating, "node 2 evaluates now");
-    let continued = st.counters.iter().find(|(k, _)| k == "episodes_continued");
-    assert_eq!(continued.map(|c| c.1), Some(1));
+    let counter = |k: &str| st.counters.iter().find(|(c, _)| c == k).map(|c| c.1);
+    assert_eq!(counter("episodes_continued"), Some(1));
+    assert!(
+        counter("records_received") > Some(0),
+        "it held records as standby"
+    );
+    assert_eq!(counter("records_malformed"), Some(0));
+    assert_eq!(counter("records_too_large"), Some(0));
     // The squeeze ends (bulk within its booking): resolved.
     for i in 1..n as usize {
         let bulk = sim.nodes[i].agent.jobs.lookup("bulk").unwrap();
@@ -1037,16 +1051,28 @@ fn squeeze_fires_once_per_episode(n: u16, seed: u64) {
     }
     sim.run_for(Duration::from_secs(8));
     assert_eq!(actions(&sim, "bulk-squeezed"), vec![(0, 1), (1, 2)]);
+    let st = sim.status(1).automation.unwrap();
+    let split = st
+        .counters
+        .iter()
+        .find(|(c, _)| c == "records_split")
+        .map(|c| c.1);
+    assert_eq!(split > Some(0), padding > 0, "records in parts: {split:?}");
 }
 
 #[test]
 fn three_nodes_fire_a_squeeze_trigger_once_per_episode() {
-    squeeze_fires_once_per_episode(3, 11);
+    squeeze_fires_once_per_episode(3, 11, 0);
+}
+
+#[test]
+fn three_nodes_fire_once_per_episode_with_a_record_in_parts() {
+    squeeze_fires_once_per_episode(3, 14, 40);
 }
 
 #[test]
 fn sixteen_nodes_fire_a_squeeze_trigger_once_per_episode() {
-    squeeze_fires_once_per_episode(16, 12);
+    squeeze_fires_once_per_episode(16, 12, 0);
 }
 
 const FAILURE: &str = r#"

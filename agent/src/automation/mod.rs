@@ -41,11 +41,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::status::{CpuStatus, DirectorStatus};
 
+mod parts;
+pub use parts::{codes, PARTS, PART_CODE, RECORD_MAX};
+
 /// The exchange code of the automation's entries.
 pub const CODE_AUTOMATION: u8 = 5;
 /// Largest entry: it must fit one datagram beside the exchange's headers
-/// (about a dozen triggers with their states; a larger record is not
-/// published, logged and counted as `records_too_large`).
+/// (about a dozen triggers with their states). A larger record travels in
+/// parts ([`parts`], up to [`RECORD_MAX`]); one larger still is not
+/// published, logged and counted as `records_too_large`.
 pub const AUTOMATION_MAX: usize = 1024;
 /// Journal entries kept in memory.
 pub const JOURNAL_MAX: usize = 4096;
@@ -182,6 +186,8 @@ pub struct Effects {
     pub actions: Vec<ActionRequest>,
     /// An entry to publish under [`CODE_AUTOMATION`].
     pub publish: Option<Vec<u8>>,
+    /// With it, the record's parts to publish, by exchange code.
+    pub parts: Vec<(u8, Vec<u8>)>,
     /// The overlay changed: compose and apply it.
     pub overlay: Option<OverlayState>,
 }
@@ -196,6 +202,8 @@ pub struct View<'a> {
     pub live: &'a [NodeId],
     /// Entries under [`CODE_AUTOMATION`] of the other live nodes.
     pub entries: Vec<(NodeId, &'a [u8])>,
+    /// The master's entries under the part codes ([`PART_CODE`]..).
+    pub parts: Vec<(u8, &'a [u8])>,
     /// The pool's policy without the overlay.
     pub base: &'a Config,
     /// Its version (opaque).
@@ -228,6 +236,7 @@ struct SeatStats {
     records_published: u64,
     records_received: u64,
     records_malformed: u64,
+    records_split: u64,
     records_too_large: u64,
     acks_malformed: u64,
     overlay_changes: u64,
@@ -303,7 +312,7 @@ impl Seat {
             }
             match held_seq(bytes) {
                 Some(seq) => acks.push(seq),
-                None if bytes.first() == Some(&TAG_RECORD) => {}
+                None if matches!(bytes.first(), Some(&TAG_RECORD | &parts::TAG_SPLIT)) => {}
                 None => self.stats.acks_malformed += 1,
             }
         }
@@ -364,14 +373,20 @@ impl Seat {
         if auto.seq() != self.published_seq {
             self.published_seq = auto.seq();
             let rec = auto.record(now);
-            let mut bytes = vec![TAG_RECORD];
-            bytes.extend(rec.encode());
-            if bytes.len() > AUTOMATION_MAX {
-                self.stats.records_too_large += 1;
-                tracing::error!(bytes = bytes.len(), limit = AUTOMATION_MAX, "automation record too large to publish (fewer triggers or shorter names and conditions)");
-            } else {
-                self.stats.records_published += 1;
-                fx.publish = Some(bytes);
+            let bytes = rec.encode();
+            match parts::split(rec.seq, &bytes) {
+                Some((head, parts)) => {
+                    self.stats.records_published += 1;
+                    if !parts.is_empty() {
+                        self.stats.records_split += 1;
+                    }
+                    fx.publish = Some(head);
+                    fx.parts = parts;
+                }
+                None => {
+                    self.stats.records_too_large += 1;
+                    tracing::error!(bytes = bytes.len(), limit = RECORD_MAX, "automation record too large to publish (fewer triggers or shorter names and conditions)");
+                }
             }
             let o = overlay_of(&rec, view.policy_id);
             self.record_seq = rec.seq;
@@ -408,13 +423,25 @@ impl Seat {
 
     fn step_standby(&mut self, now: Timestamp, view: View<'_>, mut fx: Effects) -> Effects {
         if let Some((from, bytes)) = view.entries.iter().find(|(n, _)| *n == view.master) {
-            if bytes.first() == Some(&TAG_RECORD) && bytes[..] != self.standby_bytes[..] {
-                self.standby_bytes = bytes.to_vec();
-                match self.standby.on_record(now, *from, &bytes[1..]) {
-                    Ok(()) => self.stats.records_received += 1,
-                    Err(e) => {
+            if bytes[..] != self.standby_bytes[..] {
+                let part = |code: u8| view.parts.iter().find(|(c, _)| *c == code).map(|(_, b)| *b);
+                match parts::join(bytes, part) {
+                    parts::Joined::Record(rec) => {
+                        self.standby_bytes = bytes.to_vec();
+                        match self.standby.on_record(now, *from, &rec) {
+                            Ok(()) => self.stats.records_received += 1,
+                            Err(e) => {
+                                self.stats.records_malformed += 1;
+                                tracing::warn!(error = %e, from, "automation record not used");
+                            }
+                        }
+                    }
+                    // The parts travel separately: the next step looks again.
+                    parts::Joined::Waiting | parts::Joined::NotRecord => {}
+                    parts::Joined::Malformed(why) => {
+                        self.standby_bytes = bytes.to_vec();
                         self.stats.records_malformed += 1;
-                        tracing::warn!(error = %e, from, "automation record not used");
+                        tracing::warn!(error = why, from, "automation record not used");
                     }
                 }
             }
@@ -520,6 +547,7 @@ impl Seat {
                 ("records_published".into(), s.records_published),
                 ("records_received".into(), s.records_received),
                 ("records_malformed".into(), s.records_malformed),
+                ("records_split".into(), s.records_split),
                 ("records_too_large".into(), s.records_too_large),
                 ("records_stale".into(), self.standby.stale),
                 ("records_not_master".into(), self.standby.not_master),
