@@ -957,17 +957,24 @@ cooldown = "1s"
 action = [{ log = {} }]
 "#;
 
-fn actions(sim: &Sim, trigger: &str) -> Vec<(usize, u64)> {
+/// Each action of `trigger` the nodes' agents released: (node index, what
+/// `f` takes from its event).
+fn fired<T>(
+    sim: &Sim,
+    trigger: &str,
+    f: impl Fn(&headroom_control::triggers::TriggerEvent) -> T,
+) -> Vec<(usize, T)> {
     sim.nodes
         .iter()
         .enumerate()
-        .flat_map(|(i, n)| {
-            n.actions
-                .iter()
-                .filter(|a| a.event.trigger == trigger)
-                .map(move |a| (i, a.event.episode))
-        })
+        .flat_map(|(i, n)| n.actions.iter().map(move |a| (i, &a.event)))
+        .filter(|(_, e)| e.trigger == trigger)
+        .map(|(i, e)| (i, f(e)))
         .collect()
+}
+
+fn actions(sim: &Sim, trigger: &str) -> Vec<(usize, u64)> {
+    fired(sim, trigger, |e| e.episode)
 }
 
 fn trigger_state(sim: &Sim, n: usize, trigger: &str) -> String {
@@ -1226,34 +1233,21 @@ fn exits(sim: &mut Sim, i: usize, count: u64, pid: u32) {
 }
 
 fn exit_events(sim: &Sim) -> Vec<(usize, String)> {
-    sim.nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| {
-            n.actions
+    fired(sim, "batch-exited", |e| {
+        let f = |k: &str| {
+            e.fields
                 .iter()
-                .filter(|a| a.event.trigger == "batch-exited")
-                .map(move |a| {
-                    let f = |k: &str| {
-                        a.event
-                            .fields
-                            .iter()
-                            .find(|(n, _)| n == k)
-                            .map_or("", |(_, v)| v.as_str())
-                    };
-                    (
-                        i,
-                        format!(
-                            "node {} pid {} {} x{}",
-                            f("nodes"),
-                            f("pids"),
-                            f("processes"),
-                            f("count")
-                        ),
-                    )
-                })
-        })
-        .collect()
+                .find(|(n, _)| n == k)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        format!(
+            "node {} pid {} {} x{}",
+            f("nodes"),
+            f("pids"),
+            f("processes"),
+            f("count")
+        )
+    })
 }
 
 /// A process exiting on any member fires the master's trigger once, from

@@ -34,8 +34,7 @@ pub const PART_CODE: u8 = 16;
 pub const PARTS: usize = 8;
 /// Bytes of a record per part.
 const CHUNK: usize = AUTOMATION_MAX - 8;
-/// Largest record that can be published (about 8 KiB: 150 triggers with
-/// 20-byte names and 40-byte conditions).
+/// Largest record that can be published: 8 parts of 1016 bytes.
 pub const RECORD_MAX: usize = PARTS * CHUNK;
 const HEAD_LEN: usize = 1 + 8 + 1 + 4 + 8;
 
