@@ -166,8 +166,10 @@ pub enum CtlCmd {
         json: bool,
     },
     /// What fired, what ran and the outcome (exit status, HTTP status,
-    /// output), oldest first, from this server's journal: the master's has
-    /// every firing (ask the server `triggers` names as master).
+    /// output), oldest first, from this server's journal in its history
+    /// store (earlier runs included): every server has the pool's firings
+    /// and resolutions; the actions' outcomes are on the server that was
+    /// master when they ran.
     Events {
         /// How far back ("90s", "1h", "7days").
         #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]

@@ -55,6 +55,15 @@ fn unexpected(r: Response) -> BackendError {
 }
 
 impl Backend for CtlBackend {
+    fn events(&self, since: Duration) -> Result<Vec<headroom_history::EventRow>, BackendError> {
+        match self.ask(Request::Events {
+            since_secs: since.as_secs(),
+        })? {
+            Response::Events { rows, .. } => Ok(rows),
+            r => Err(unexpected(r)),
+        }
+    }
+
     fn status(&self) -> Result<headroom_agent::status::Status, BackendError> {
         match self.ask(Request::Status)? {
             Response::Status(s) => Ok(*s),

@@ -361,6 +361,11 @@ impl Runtime<'_> {
             Command::RunAction(req) => {
                 self.actions.submit(*req);
             }
+            Command::Journal(row) => {
+                if let Some(r) = &self.recording {
+                    r.journal(*row);
+                }
+            }
             Command::PersistPolicy(bytes) => {
                 if let Err(e) = write_atomic(&self.policy_state, &bytes) {
                     tracing::error!(file = %self.policy_state.display(), error = %e,
@@ -466,11 +471,30 @@ impl Runtime<'_> {
                 let since = headroom_clock::WallTime::now()
                     .as_unix_millis()
                     .saturating_sub(since_secs.saturating_mul(1000));
-                Ok(Response::Events {
-                    master: self.agent.automation_status(now).master,
-                    node: u32::from(self.agent.config().node.id),
-                    rows: self.agent.events(since),
-                })
+                let master = self.agent.automation_status(now).master;
+                let node = u32::from(self.agent.config().node.id);
+                let memory = self.agent.events(since);
+                match &self.recording {
+                    // The store has earlier runs too; it is read on a
+                    // thread of its own and what it lacks comes from memory.
+                    Some(r) => {
+                        r.queries().spawn(
+                            crate::history::Query::Events {
+                                since_ms: since,
+                                master,
+                                node,
+                                memory,
+                            },
+                            reply,
+                        );
+                        return;
+                    }
+                    None => Ok(Response::Events {
+                        master,
+                        node,
+                        rows: memory,
+                    }),
+                }
             }
             Request::PolicyShow { version } => Ok(match self.agent.policy_show(version) {
                 Ok(v) => Response::PolicyVersion(v),

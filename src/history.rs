@@ -67,6 +67,12 @@ impl Recording {
         }
     }
 
+    /// Hands a journal entry to the writer; never blocks (a full queue is
+    /// counted, and the memory journal still has the entry).
+    pub fn journal(&self, row: headroom_history::EventRow) {
+        self.history.record_journal(row);
+    }
+
     /// The writer's status.
     pub fn status(&self) -> HistoryStatus {
         self.history.status()
@@ -132,6 +138,17 @@ impl Resolution {
 /// A history query, ready to run off the control thread.
 #[derive(Debug)]
 pub enum Query {
+    /// `headroomctl events`.
+    Events {
+        /// From this time, ms since the epoch.
+        since_ms: u64,
+        /// The master now (for the answer).
+        master: Option<u32>,
+        /// This node.
+        node: u32,
+        /// The memory journal's entries since `since_ms` (some not stored yet).
+        memory: Vec<headroom_history::EventRow>,
+    },
     /// `headroomctl history`.
     Series {
         /// JOB, pipe/NAME, vip/NAME, node/N.
@@ -223,6 +240,22 @@ impl Queries {
 
     fn answer(&self, q: Query) -> Result<Response, String> {
         Ok(match q {
+            Query::Events {
+                since_ms,
+                master,
+                node,
+                memory,
+            } => {
+                let stored = self
+                    .reader()?
+                    .journal(since_ms)
+                    .map_err(|e| e.to_string())?;
+                Response::Events {
+                    master,
+                    node,
+                    rows: headroom_history::journal::merge(stored, memory),
+                }
+            }
             Query::Series {
                 selector,
                 since,

@@ -1,8 +1,9 @@
-//! One headroomd per interface and per CPU record. A second daemon given
-//! the outer or inner interface of a running one (in the same network
-//! namespace), or the same cgroup record, fails at start with the holder's
-//! pid, before it attaches or moves anything: two daemons would fight over
-//! the XDP programs, or take each other's cgroups over.
+//! One headroomd per interface, per CPU record and per history database. A
+//! second daemon given the outer or inner interface of a running one (in
+//! the same network namespace), the same cgroup record or the same history
+//! file fails at start with the holder's pid, before it attaches or moves
+//! anything: two daemons would fight over the XDP programs, take each
+//! other's cgroups over, or mix their series and journals in one file.
 //!
 //! The locks are `flock(2)`s on files under [`LOCK_DIR`] (and beside the
 //! CPU record), so they go with the process, also when it is killed.
@@ -50,6 +51,15 @@ pub fn acquire(cfg: &Config, cpu: bool) -> Result<InstanceLock, String> {
         claims.push(Claim {
             path: record.with_extension("lock"),
             what: format!("the CPU record {}", record.display()),
+        });
+    }
+    if cfg.history.enabled {
+        let db = &cfg.history.path;
+        let mut lock = db.clone().into_os_string();
+        lock.push(".lock");
+        claims.push(Claim {
+            path: PathBuf::from(lock),
+            what: format!("the history database {}", db.display()),
         });
     }
     let mut held = Vec::new();

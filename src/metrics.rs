@@ -154,8 +154,9 @@ pub const FAMILIES: &[Family] = &[
     gauge("headroom_enforcement", Count, &[], "1 while the pool policy is enforced ([pool] enforcement = \"on\"), 0 in monitor-only mode (nothing paced, no CPU shares set)."),
     gauge("headroom_history_writing", Count, &[], "1 while the history store is being written, 0 while it fails (the reason is in `headroomctl status`) or is starting."),
     counter("headroom_history_faults_total", Count, &["fault"], "History store failures, by kind (disk_full, read_only, locked, corrupt, too_new, io)."),
-    counter("headroom_history_dropped_total", Count, &["what"], "History data dropped: samples or summaries for a full writer queue, points for a full backlog while the store failed."),
+    counter("headroom_history_dropped_total", Count, &["what"], "History data dropped: samples, summaries or journal entries for a full writer queue; points or journal entries for a full backlog while the store failed."),
     gauge("headroom_history_backlog_points", Count, &[], "History points held in memory waiting for the store."),
+    counter("headroom_history_journal_written_total", Count, &[], "Trigger journal entries stored in the history (what `headroomctl events` reads)."),
     counter("headroom_history_recoveries_total", Count, &[], "Times writing the history store resumed after a failure."),
     gauge("headroom_trigger_state", Count, &["trigger", "state"], "1 for a trigger's current state (idle, pending, waiting, firing), 0 for the others; the master's view, a standby shows its latest record's."),
     counter("headroom_trigger_episodes_total", Count, &["trigger"], "Episodes a trigger fired, pool-wide (continued across masters)."),
@@ -425,10 +426,13 @@ fn history(h: &headroom_history::HistoryStatus) {
         ("samples_queue_full", h.samples_dropped_queue_full),
         ("summaries_queue_full", h.summaries_dropped_queue_full),
         ("points_backlog_full", h.points_dropped_backlog_full),
+        ("journal_queue_full", h.journal_dropped_queue_full),
+        ("journal_backlog_full", h.journal_dropped_backlog_full),
     ] {
         metrics::counter!("headroom_history_dropped_total", "what" => what).absolute(v);
     }
     metrics::gauge!("headroom_history_backlog_points").set(h.backlog_points as f64);
+    metrics::counter!("headroom_history_journal_written_total").absolute(h.store.journal_written);
     metrics::counter!("headroom_history_recoveries_total").absolute(h.recoveries);
 }
 

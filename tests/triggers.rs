@@ -292,7 +292,7 @@ fn triggers_failure_policies_and_schedules_act_on_the_pool() {
             peers = exchange_peers(&lab),
             tag = lab.tag,
             id = s.id,
-            state = dir.path("state").display(),
+            state = dir.path(&format!("state-s{}", s.id)).display(),
             hook = hook.display(),
             slow = slow.display(),
             exit_hook = exit_hook.display(),
@@ -511,6 +511,20 @@ fn triggers_failure_policies_and_schedules_act_on_the_pool() {
     };
     assert_eq!(ok("command", &hook_s), 2, "the hook's two runs recorded ok");
     assert_eq!(ok("webhook", &url), 2, "the two POSTs recorded ok");
+    // A standby's journal has the same episodes, from the master's record.
+    let (code, out, err) = headroomctl(&socks[1], &["events", "--since", "10m"]);
+    eprintln!("headroomctl events (server 2):\n{out}{err}");
+    assert_eq!(code, 0);
+    for ep in [1, 2] {
+        let n = out
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("bronze-squeezed#{ep} firing on node 1"))
+                    && l.contains("seen_in=record")
+            })
+            .count();
+        assert_eq!(n, 1, "server 2 journals episode {ep} once");
+    }
     let (code, out, _) = headroomctl(&socks[2], &["triggers"]);
     eprintln!("headroomctl triggers (server 3):\n{out}");
     assert_eq!(code, 0);
@@ -652,4 +666,46 @@ fn triggers_failure_policies_and_schedules_act_on_the_pool() {
     for h in sinks {
         let _ = h.join();
     }
+
+    // The journal is in the history store: server 1's earlier run's
+    // firings and outcomes are still there after a restart (its memory
+    // journal starts empty).
+    let mut d = lab.forget("headroomd-1").expect("daemon 1");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    d.wait().unwrap();
+    socks[0] = start_headroomd(&mut lab, &dir, 0, &configs[0]);
+    let (code, out, err) = headroomctl(&socks[0], &["events", "--since", "10m", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON entry per line"))
+        .collect();
+    let firing: Vec<u64> = rows
+        .iter()
+        .filter(|r| r["trigger"] == "bronze-squeezed" && r["state"] == "firing")
+        .map(|r| r["episode"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        firing,
+        vec![1, 2],
+        "each firing once, from the store: {out}"
+    );
+    let hook_runs = rows
+        .iter()
+        .filter(|r| {
+            r["entry"] == "action" && r["target"] == hook_s.as_str() && r["outcome"] == "ok"
+        })
+        .count();
+    assert_eq!(hook_runs, 2, "the hook's runs, from the store: {out}");
+    let (_, st, _) = headroomctl(&socks[0], &["status"]);
+    eprintln!(
+        "after the restart, server 1's history: {}",
+        st.lines()
+            .find(|l| l.starts_with("history:"))
+            .unwrap_or("?")
+    );
 }

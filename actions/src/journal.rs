@@ -1,6 +1,7 @@
-//! The event journal `headroomctl events` reads: trigger events and action
-//! records in arrival order, bounded in memory (the oldest go first; a
-//! counter says how many). It moves to the history store once that lands.
+//! The memory journal: trigger events and action records in arrival order,
+//! bounded (the oldest go first; a counter says how many). The history
+//! store keeps every entry for `headroomctl events`; this copy answers for
+//! the current run while the store lags or is off.
 
 use std::collections::VecDeque;
 

@@ -155,6 +155,9 @@ pub enum Command {
     /// previous state) where the next start reads it back into
     /// [`PoolSetup::policy_state`].
     PersistPolicy(Vec<u8>),
+    /// Store a journal entry in the history (the memory journal keeps it
+    /// too, for `headroomctl events` while the store lags or is off).
+    Journal(Box<automation::EventRow>),
 }
 
 /// What only the runtime can read from the dataplane, for the status: the
@@ -633,6 +636,7 @@ impl Agent {
         for a in fx.actions {
             self.out.commands.push_back(Command::RunAction(Box::new(a)));
         }
+        self.journal_out();
         if let (Some(bytes), Some(p)) = (fx.publish, &mut self.pool) {
             // Parts first: a standby that sees the head finds them sooner.
             for (code, part) in &fx.parts {
@@ -656,10 +660,17 @@ impl Agent {
     /// A trigger action finished ([`Command::RunAction`]).
     pub fn handle_action_record(&mut self, rec: headroom_actions::ActionRecord) {
         self.seat.handle_action(rec);
+        self.journal_out();
     }
 
-    /// The event journal since `unix_ms` (on the master: what fired and
-    /// what ran; a standby has only what it evaluated while master).
+    fn journal_out(&mut self) {
+        for r in self.seat.take_unsaved() {
+            self.out.commands.push_back(Command::Journal(Box::new(r)));
+        }
+    }
+
+    /// The memory journal since `unix_ms` (what this node evaluated while
+    /// master, this run; the history store has the earlier runs too).
     pub fn events(&self, unix_ms: u64) -> Vec<automation::EventRow> {
         self.seat.events(unix_ms)
     }

@@ -97,6 +97,8 @@ struct Node {
     answers: Vec<(ReqId, PolicyAnswer)>,
     /// Trigger actions the agent asked the executor to run.
     actions: Vec<headroom_control::triggers::ActionRequest>,
+    /// Journal entries the agent handed to the history store.
+    journaled: Vec<crate::automation::EventRow>,
     /// What this node's process scheduler reports at each tick.
     cpu: ProcSchedSnapshot,
 }
@@ -173,6 +175,7 @@ impl Sim {
             persisted: None,
             answers: Vec::new(),
             actions: Vec::new(),
+            journaled: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -236,6 +239,7 @@ impl Sim {
                     Command::PersistPolicy(b) => node.persisted = Some(b),
                     Command::PolicyAnswer { req, answer } => node.answers.push((req, *answer)),
                     Command::RunAction(a) => node.actions.push(*a),
+                    Command::Journal(r) => node.journaled.push(*r),
                     Command::SetRules(_) | Command::CpuReload { .. } => {}
                 }
                 continue;
@@ -1058,6 +1062,27 @@ fn squeeze_fires_once_per_episode(n: u16, seed: u64, padding: usize) {
     }
     sim.run_for(Duration::from_secs(8));
     assert_eq!(actions(&sim, "bulk-squeezed"), vec![(0, 1), (1, 2)]);
+    // What each node's history store gets: every episode's firing exactly
+    // once, journaled by the master that fired it or, on a standby, from
+    // the master's record ("seen_in": "record").
+    let firings = |i: usize| -> Vec<(u64, bool)> {
+        sim.nodes[i]
+            .journaled
+            .iter()
+            .filter(|r| r.entry["trigger"] == "bulk-squeezed" && r.entry["state"] == "firing")
+            .map(|r| {
+                (
+                    r.entry["episode"].as_u64().unwrap_or(0),
+                    r.entry["fields"]["seen_in"] == "record",
+                )
+            })
+            .collect()
+    };
+    assert_eq!(firings(0), vec![(1, false)], "the first master");
+    assert_eq!(firings(1), vec![(1, true), (2, false)], "the second master");
+    for i in 2..n as usize {
+        assert_eq!(firings(i), vec![(1, true), (2, true)], "standby {i}");
+    }
     let st = sim.status(1).automation.unwrap();
     let split = st
         .counters

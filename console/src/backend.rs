@@ -38,6 +38,8 @@ pub trait Backend: Send + Sync + 'static {
     fn policy_show(&self, version: Option<u64>) -> Result<PolicyVersion, BackendError>;
     /// The policy history, oldest first.
     fn policy_history(&self) -> Result<Vec<PolicyHistoryRow>, BackendError>;
+    /// The trigger journal over `since`, oldest first (`headroomctl events`).
+    fn events(&self, since: Duration) -> Result<Vec<headroom_history::EventRow>, BackendError>;
     /// What `document` would change (errors name `file:line`).
     fn policy_diff(&self, file: &str, document: &str) -> Result<ConfigChanges, BackendError>;
     /// Applies `document` to the pool; answered once every node runs it.

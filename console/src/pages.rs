@@ -1258,6 +1258,7 @@ async fn events_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     let s = viewer!(app, headers, false);
     let st = call(&app, |b| b.status()).await;
     let rows = call(&app, |b| b.policy_history()).await;
+    let journal = call(&app, |b| b.events(Duration::from_secs(86_400))).await;
     let body = html! {
         h2 { "Now" }
         @match &st {
@@ -1267,6 +1268,15 @@ async fn events_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
                 @if let Some(x) = &st.exchange { p { "Membership changes seen by this server: " (x.membership_events) " · members declared failed: " (x.failures) } }
                 p { "Reloads: " (st.reloads_ok) " applied, " (st.reloads_failed) " failed" }
             }
+            Err(e) => p.error { (e) },
+        }
+        h2 { "Triggers (last 24 h)" }
+        @match &journal {
+            Ok(j) if j.is_empty() => p { "No trigger fired or ran an action." },
+            Ok(j) => table id="journal" {
+                thead { tr { th { "When" } th { "Event" } } }
+                tbody { @for r in j.iter().rev() { tr { td { (wall(r.unix_ms)) } td { (r.line.split_once(' ').map_or(r.line.as_str(), |x| x.1)) } } } }
+            },
             Err(e) => p.error { (e) },
         }
         h2 { "Policy changes" }

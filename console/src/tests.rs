@@ -32,6 +32,14 @@ struct Fake {
 const BAD_LINE: usize = 3;
 
 impl Backend for Fake {
+    fn events(&self, _since: Duration) -> Result<Vec<headroom_history::EventRow>, BackendError> {
+        Ok(vec![headroom_history::EventRow {
+            unix_ms: 1_764_583_200_000,
+            node: 1,
+            line: "2025-12-01T10:00:00Z bulk-squeezed#2 firing on node 1: squeezed(bulk)".into(),
+            entry: serde_json::json!({ "entry": "trigger", "trigger": "bulk-squeezed" }),
+        }])
+    }
     fn status(&self) -> Result<Status, BackendError> {
         Ok(Status {
             node_id: 1,
@@ -351,5 +359,27 @@ fn failed_logins_are_counted_and_limited() {
             .unwrap();
         let (code, _, _) = send(&h, req).await;
         assert_eq!(code, StatusCode::FORBIDDEN);
+    });
+}
+
+#[test]
+fn the_events_page_lists_the_trigger_journal() {
+    rt().block_on(async {
+        let h = harness();
+        let (cookie, _) = api_login(&h, "vic", "viewer-pass").await;
+        let (code, _, body) = send(
+            &h,
+            Request::get("/events")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            body.contains("id=\"journal\"")
+                && body.contains("bulk-squeezed#2 firing on node 1: squeezed(bulk)"),
+            "{body}"
+        );
     });
 }

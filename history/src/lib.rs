@@ -9,6 +9,7 @@
 //! * [`store`]: the SQLite store with its tiers, rollups, retention and size bound.
 //! * [`writer`]: the thread that owns the store, fed by a bounded channel that never blocks
 //!   the producer, with fault handling and recovery ([`HistoryStatus`]).
+//! * [`journal`]: the triggers' event journal, stored with the points.
 //! * [`query`], [`report`], [`whatif`], [`suggest`]: library functions the CLI renders.
 //! * [`synth`]: synthetic workloads of known shapes for tests, benchmarks and demos.
 //!
@@ -35,6 +36,7 @@
 
 pub mod chunk;
 pub mod hist;
+pub mod journal;
 pub mod point;
 pub mod query;
 pub mod recorder;
@@ -48,6 +50,7 @@ pub mod time;
 pub mod whatif;
 pub mod writer;
 
+pub use journal::EventRow;
 pub use point::{Point, Tier};
 pub use sample::{NodeSample, NodeSummary};
 pub use series::{EntityKind, Metric, Selector, SeriesKey, Unit};

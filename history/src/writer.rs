@@ -23,6 +23,7 @@ use headroom_clock::Timestamp;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
+use crate::journal::EventRow;
 use crate::recorder::{Batch, Recorder, RecorderStats};
 use crate::sample::{NodeSample, NodeSummary};
 use crate::store::{Fault, Store, StoreError, StoreOptions, StoreStats};
@@ -140,6 +141,19 @@ pub struct HistoryStatus {
     pub summaries_dropped_queue_full: u64,
     /// Points waiting in memory for the store.
     pub backlog_points: u64,
+    /// Journal entries accepted.
+    #[serde(default)]
+    pub journal_queued: u64,
+    /// Journal entries dropped because the channel was full (the master's memory journal
+    /// still shows them until it restarts).
+    #[serde(default)]
+    pub journal_dropped_queue_full: u64,
+    /// Journal entries waiting in memory for the store.
+    #[serde(default)]
+    pub journal_backlog: u64,
+    /// Journal entries dropped because their backlog was full while the store failed.
+    #[serde(default)]
+    pub journal_dropped_backlog_full: u64,
     /// Points dropped because the backlog was full while the store failed.
     pub points_dropped_backlog_full: u64,
     /// Failures by kind (write attempts and opens).
@@ -159,6 +173,7 @@ pub struct HistoryStatus {
 enum Msg {
     Sample(Box<NodeSample>),
     Summary(u32, WallTime, Box<NodeSummary>),
+    Journal(Box<EventRow>),
     Flush(Sender<()>),
     Stop,
 }
@@ -169,6 +184,8 @@ struct Shared {
     samples_dropped: AtomicU64,
     summaries_queued: AtomicU64,
     summaries_dropped: AtomicU64,
+    journal_queued: AtomicU64,
+    journal_dropped: AtomicU64,
 }
 
 /// The producer's handle: cheap to clone, never blocks.
@@ -215,6 +232,16 @@ impl History {
         }
     }
 
+    /// Hands a journal entry to the writer; false if dropped (channel full).
+    pub fn record_journal(&self, e: EventRow) -> bool {
+        let (ok, n) = match self.tx.try_send(Msg::Journal(Box::new(e))) {
+            Ok(()) => (true, &self.shared.journal_queued),
+            Err(_) => (false, &self.shared.journal_dropped),
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        ok
+    }
+
     /// The current status.
     pub fn status(&self) -> HistoryStatus {
         let mut s = self
@@ -227,6 +254,8 @@ impl History {
         s.samples_dropped_queue_full = self.shared.samples_dropped.load(Ordering::Relaxed);
         s.summaries_queued = self.shared.summaries_queued.load(Ordering::Relaxed);
         s.summaries_dropped_queue_full = self.shared.summaries_dropped.load(Ordering::Relaxed);
+        s.journal_queued = self.shared.journal_queued.load(Ordering::Relaxed);
+        s.journal_dropped_queue_full = self.shared.journal_dropped.load(Ordering::Relaxed);
         s
     }
 
@@ -280,6 +309,8 @@ pub fn spawn(opts: HistoryOptions) -> std::io::Result<(History, Writer)> {
         samples_dropped: AtomicU64::new(0),
         summaries_queued: AtomicU64::new(0),
         summaries_dropped: AtomicU64::new(0),
+        journal_queued: AtomicU64::new(0),
+        journal_dropped: AtomicU64::new(0),
     });
     let history = History { tx, shared };
     let shared = history.shared.clone();
@@ -297,6 +328,8 @@ pub fn spawn(opts: HistoryOptions) -> std::io::Result<(History, Writer)> {
 
 /// Batches per transaction when catching up.
 const MAX_BATCHES_PER_WRITE: usize = 600;
+/// Journal entries held while the store fails (the oldest go first, counted).
+pub const JOURNAL_BACKLOG: usize = 4096;
 /// While a fault lasts, it is logged again this often.
 const RELOG: Duration = Duration::from_secs(60);
 
@@ -307,6 +340,7 @@ struct WriterLoop {
     store: Option<Store>,
     backlog: VecDeque<Batch>,
     backlog_points: usize,
+    journal: VecDeque<EventRow>,
     peak_sample_points: usize,
     retry_at: Timestamp,
     retry_wait: Duration,
@@ -329,6 +363,7 @@ impl WriterLoop {
             store: None,
             backlog: VecDeque::new(),
             backlog_points: 0,
+            journal: VecDeque::new(),
             peak_sample_points: 0,
             retry_at: Timestamp::now(),
             batch_limit: MAX_BATCHES_PER_WRITE,
@@ -341,11 +376,12 @@ impl WriterLoop {
         self.try_open();
         self.publish();
         loop {
-            let wait = if self.store.is_none() || !self.backlog.is_empty() {
-                self.retry_at.saturating_duration_since(Timestamp::now())
-            } else {
-                Duration::from_secs(3600)
-            };
+            let wait =
+                if self.store.is_none() || !self.backlog.is_empty() || !self.journal.is_empty() {
+                    self.retry_at.saturating_duration_since(Timestamp::now())
+                } else {
+                    Duration::from_secs(3600)
+                };
             let mut flushes = Vec::new();
             let mut stop = false;
             match rx.recv_timeout(wait) {
@@ -385,6 +421,13 @@ impl WriterLoop {
             Msg::Summary(node, at, s) => {
                 let b = self.recorder.handle_summary(node, at, &s);
                 self.push(b);
+            }
+            Msg::Journal(e) => {
+                if self.journal.len() >= JOURNAL_BACKLOG {
+                    self.journal.pop_front();
+                    self.status.journal_dropped_backlog_full += 1;
+                }
+                self.journal.push_back(*e);
             }
             Msg::Flush(tx) => flushes.push(tx),
             Msg::Stop => return true,
@@ -429,6 +472,9 @@ impl WriterLoop {
             self.retry_at = self.retry_at.min(Timestamp::now());
         }
         self.try_open();
+        if !self.write_journal() {
+            return;
+        }
         while !self.backlog.is_empty() {
             let Some(store) = self.store.as_mut() else {
                 return;
@@ -468,6 +514,27 @@ impl WriterLoop {
                     self.fail(e);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Stores the waiting journal entries; false when the store failed.
+    fn write_journal(&mut self) -> bool {
+        if self.journal.is_empty() {
+            return true;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return false;
+        };
+        match store.write_journal(self.journal.make_contiguous()) {
+            Ok(()) => {
+                self.journal.clear();
+                self.status.store = store.stats();
+                true
+            }
+            Err(e) => {
+                self.fail(e);
+                false
             }
         }
     }
@@ -544,6 +611,7 @@ impl WriterLoop {
 
     fn publish(&mut self) {
         self.status.backlog_points = self.backlog_points as u64;
+        self.status.journal_backlog = self.journal.len() as u64;
         self.status.recorder = self.recorder.stats();
         if let Ok(mut s) = self.shared.status.lock() {
             *s = self.status.clone();

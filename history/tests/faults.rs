@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use headroom_history::synth::{Shape, Synth, SynthJob};
 use headroom_history::writer::{HistoryOptions, StoreState};
-use headroom_history::{spawn, EntityKind, Fault, History, Metric, Reader, SeriesKey, Tier};
+use headroom_history::{
+    spawn, EntityKind, EventRow, Fault, History, Metric, Reader, SeriesKey, Tier,
+};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
@@ -145,7 +147,18 @@ fn read_only_directory_then_writable() {
         let (h, w) = spawn(options(&path)).unwrap();
         let mut s = synth(3);
         feed(&h, &mut s, T0, T0 + 90);
+        // Journal entries while the store fails wait with the points.
+        for i in 0..3u64 {
+            assert!(h.record_journal(EventRow {
+                unix_ms: (T0 as u64 + 10 * i) * 1000,
+                node: 1,
+                line: format!("squeezed#{i} firing"),
+                entry: serde_json::json!({ "entry": "trigger", "episode": i }),
+            }));
+        }
+        assert!(h.flush(WAIT));
         let st = h.status();
+        assert_eq!((st.journal_queued, st.journal_backlog), (3, 3), "{st:?}");
         assert_eq!(st.state, StoreState::Failing, "{st:?}");
         assert_eq!(st.fault, Some(Fault::ReadOnly), "{st:?}");
         assert!(st.faults.read_only >= 1);
@@ -163,9 +176,21 @@ fn read_only_directory_then_writable() {
         assert_eq!(st.recoveries, 1);
         assert_eq!(st.backlog_points, 0);
         assert_eq!(st.points_dropped_backlog_full, 0);
+        assert_eq!((st.journal_backlog, st.store.journal_written), (0, 3));
         feed(&h, &mut s, T0 + 90, T0 + 150);
         w.stop();
         assert_eq!(stored(&path, T0, T0 + 150), (RATE as i64 * 150, 150));
+        let rows = Reader::open(&path).unwrap().journal(0).unwrap();
+        let lines: Vec<&str> = rows.iter().map(|r| r.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "squeezed#0 firing",
+                "squeezed#1 firing",
+                "squeezed#2 firing"
+            ]
+        );
+        assert_eq!(rows[2].entry["episode"], 2);
     });
 }
 

@@ -225,6 +225,56 @@ fn migrates_a_version_1_file() {
         store.points(Tier::Sec, &[7], end, end + 1).unwrap()[&7],
         vec![(end, Point::single(625_000))]
     );
+    // Version 3's journal exists on the migrated file.
+    store
+        .write_journal(&[journal_row(end, "j#1 firing")])
+        .unwrap();
+    assert_eq!(
+        store.journal(0).unwrap(),
+        vec![journal_row(end, "j#1 firing")]
+    );
+}
+
+fn journal_row(secs: i64, line: &str) -> headroom_history::EventRow {
+    headroom_history::EventRow {
+        unix_ms: secs as u64 * 1000,
+        node: 1,
+        line: line.into(),
+        entry: serde_json::json!({ "entry": "trigger", "line": line }),
+    }
+}
+
+/// Journal entries live as long as the one-hour tier keeps points, judged by the newest
+/// data (no clock); they survive reopening the file.
+#[test]
+fn journal_expires_with_the_hour_tier_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("j.db"));
+    opts.retention = [
+        std::time::Duration::from_secs(180),
+        std::time::Duration::from_secs(600),
+        std::time::Duration::from_secs(600),
+    ];
+    let mut store = Store::open(opts.clone()).unwrap();
+    store
+        .write_journal(&[
+            journal_row(T0, "old#1 firing"),
+            journal_row(T0 + 900, "new#1 firing"),
+        ])
+        .unwrap();
+    let mut rec = Recorder::new(1);
+    let mut synth = Synth::new(4.0, jobs(), T0 - 1);
+    let mut sent = vec![HashMap::new(), HashMap::new()];
+    run(&mut store, &mut rec, &mut synth, T0, T0 + 1200, &mut sent);
+    assert_eq!(store.stats().journal_expired, 1);
+    assert_eq!(store.stats().journal_written, 2);
+    drop(store);
+    let r = headroom_history::Reader::open(&opts.path).unwrap();
+    assert_eq!(
+        r.journal(0).unwrap(),
+        vec![journal_row(T0 + 900, "new#1 firing")]
+    );
+    assert!(r.journal((T0 as u64 + 901) * 1000).unwrap().is_empty());
 }
 
 fn many_jobs(n: usize) -> Vec<SynthJob> {

@@ -198,7 +198,7 @@ fn main() -> ExitCode {
             } else {
                 if master.is_some_and(|m| m != node) {
                     println!(
-                        "# server {node}'s journal; server {} evaluates the pool's triggers now (ask it for the latest firings)",
+                        "# server {node}'s journal: the pool's firings (from the master's record, marked seen_in=record); what the actions did is in the journal of the server that ran them (server {} evaluates now)",
                         master.unwrap_or_default()
                     );
                 }

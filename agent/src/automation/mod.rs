@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::{CpuStatus, DirectorStatus};
 
 mod parts;
+mod witness;
 pub use parts::{codes, PARTS, PART_CODE, RECORD_MAX};
 
 /// The exchange code of the automation's entries.
@@ -168,15 +169,22 @@ impl From<TriggerStatus> for TriggerRow {
     }
 }
 
-/// One line of `headroomctl events`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EventRow {
-    /// Wall-clock time, ms since the Unix epoch.
-    pub unix_ms: u64,
-    /// The line as printed.
-    pub line: String,
-    /// The entry as JSON (`--json`).
-    pub entry: serde_json::Value,
+/// One line of `headroomctl events` (the history store keeps them).
+pub use headroom_history::EventRow;
+
+fn event_row(me: NodeId, e: &Entry) -> EventRow {
+    EventRow {
+        unix_ms: e.unix_ms(),
+        node: me,
+        line: e.line(),
+        entry: e.to_json(),
+    }
+}
+
+/// Journals `e` in memory and queues it for the history store.
+fn journal_push(journal: &mut Journal, unsaved: &mut Vec<EventRow>, me: NodeId, e: Entry) {
+    unsaved.push(event_row(me, &e));
+    journal.push(e);
 }
 
 /// What the seat asks of the agent after a step.
@@ -223,6 +231,12 @@ pub struct Seat {
     record_seq: u64,
     published_seq: u64,
     journal: Journal,
+    /// Journal entries not handed to the history store yet.
+    unsaved: Vec<EventRow>,
+    /// This node (journal rows name it).
+    me: NodeId,
+    /// The master's published episodes, journaled here while standby.
+    witness: witness::Witness,
     last_master: Option<NodeId>,
     error: Option<String>,
     /// Per (member, job): its exit count at the previous snapshot.
@@ -254,6 +268,9 @@ impl Default for Seat {
             record_seq: 0,
             published_seq: 0,
             journal: Journal::new(JOURNAL_MAX),
+            unsaved: Vec::new(),
+            me: 0,
+            witness: witness::Witness::default(),
             last_master: None,
             error: None,
             exits_seen: BTreeMap::new(),
@@ -285,6 +302,7 @@ impl Seat {
         snapshot: impl FnOnce(&mut Self) -> PoolSnapshot,
     ) -> Effects {
         let mut fx = Effects::default();
+        self.me = view.me;
         if self.last_master != Some(view.master) {
             self.last_master = Some(view.master);
             self.standby.set_master(view.master);
@@ -301,7 +319,7 @@ impl Seat {
             );
         }
         if self.master.is_none() {
-            return self.step_standby(now, view, fx);
+            return self.step_standby(now, wall, view, fx);
         }
         // The next master (lowest other live id) holding a record commits it.
         let next = view.live.iter().copied().find(|n| *n != view.me);
@@ -353,7 +371,12 @@ impl Seat {
             match ev {
                 AutomationEvent::Trigger(e) => {
                     tracing::info!(trigger = %e.trigger, episode = e.episode, state = e.state.name(), "trigger");
-                    self.journal.push(Entry::Trigger(e));
+                    journal_push(
+                        &mut self.journal,
+                        &mut self.unsaved,
+                        self.me,
+                        Entry::Trigger(e),
+                    );
                 }
                 AutomationEvent::Effective {
                     variant,
@@ -373,6 +396,7 @@ impl Seat {
         if auto.seq() != self.published_seq {
             self.published_seq = auto.seq();
             let rec = auto.record(now);
+            self.witness.baseline(&rec);
             let bytes = rec.encode();
             match parts::split(rec.seq, &bytes) {
                 Some((head, parts)) => {
@@ -421,7 +445,13 @@ impl Seat {
         }
     }
 
-    fn step_standby(&mut self, now: Timestamp, view: View<'_>, mut fx: Effects) -> Effects {
+    fn step_standby(
+        &mut self,
+        now: Timestamp,
+        wall: WallTime,
+        view: View<'_>,
+        mut fx: Effects,
+    ) -> Effects {
         if let Some((from, bytes)) = view.entries.iter().find(|(n, _)| *n == view.master) {
             if bytes[..] != self.standby_bytes[..] {
                 let part = |code: u8| view.parts.iter().find(|(c, _)| *c == code).map(|(_, b)| *b);
@@ -429,7 +459,21 @@ impl Seat {
                     parts::Joined::Record(rec) => {
                         self.standby_bytes = bytes.to_vec();
                         match self.standby.on_record(now, *from, &rec) {
-                            Ok(()) => self.stats.records_received += 1,
+                            Ok(()) => {
+                                self.stats.records_received += 1;
+                                let seen = self.standby.current(now);
+                                for e in seen
+                                    .map(|r| self.witness.observe(*from, wall, &r))
+                                    .unwrap_or_default()
+                                {
+                                    journal_push(
+                                        &mut self.journal,
+                                        &mut self.unsaved,
+                                        self.me,
+                                        Entry::Trigger(e),
+                                    );
+                                }
+                            }
                             Err(e) => {
                                 self.stats.records_malformed += 1;
                                 tracing::warn!(error = %e, from, "automation record not used");
@@ -491,18 +535,24 @@ impl Seat {
             tracing::warn!(trigger = %rec.trigger, episode = rec.episode, kind = rec.kind, target = %rec.target,
                 outcome = rec.outcome.name(), error = ?rec.error, "trigger action did not succeed");
         }
-        self.journal.push(Entry::Action(rec));
+        journal_push(
+            &mut self.journal,
+            &mut self.unsaved,
+            self.me,
+            Entry::Action(rec),
+        );
     }
 
-    /// Journal entries since `unix_ms`.
+    /// Journal entries since the last call, for the history store.
+    pub fn take_unsaved(&mut self) -> Vec<EventRow> {
+        std::mem::take(&mut self.unsaved)
+    }
+
+    /// Journal entries in memory since `unix_ms`.
     pub fn events(&self, unix_ms: u64) -> Vec<EventRow> {
         self.journal
             .since(unix_ms)
-            .map(|e| EventRow {
-                unix_ms: e.unix_ms(),
-                line: e.line(),
-                entry: e.to_json(),
-            })
+            .map(|e| event_row(self.me, e))
             .collect()
     }
 

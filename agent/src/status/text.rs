@@ -17,24 +17,27 @@ fn history(o: &mut String, h: &headroom_history::HistoryStatus) {
     let s = &h.store;
     let _ = writeln!(
         o,
-        "history: {state} {} ({:.1} MiB, {} points written, {} samples queued; dropped: {} samples, {} summaries, {} points)",
+        "history: {state} {} ({:.1} MiB, {} points and {} journal entries written, {} samples queued; dropped: {} samples, {} summaries, {} points, {} journal entries)",
         h.path,
         s.bytes_used as f64 / f64::from(1u32 << 20),
         s.points_written,
+        s.journal_written,
         h.samples_queued,
         h.samples_dropped_queue_full,
         h.summaries_dropped_queue_full,
-        h.points_dropped_backlog_full
+        h.points_dropped_backlog_full,
+        h.journal_dropped_queue_full + h.journal_dropped_backlog_full
     );
-    if h.state == StoreState::Failing || h.backlog_points > 0 {
+    if h.state == StoreState::Failing || h.backlog_points > 0 || h.journal_backlog > 0 {
         let _ = writeln!(
             o,
-            "  {}{} points wait in memory (written when the store works again)",
+            "  {}{} points and {} journal entries wait in memory (written when the store works again)",
             h.last_error
                 .as_deref()
                 .map(|e| format!("{e}; "))
                 .unwrap_or_default(),
-            h.backlog_points
+            h.backlog_points,
+            h.journal_backlog
         );
     }
     if h.corrupt_files_moved > 0 {

@@ -192,6 +192,10 @@ pub struct StoreStats {
     pub points_dropped_for_size: u64,
     /// Times the size bound could not be met by dropping data (the bound is too small).
     pub size_bound_unmet: u64,
+    /// Journal entries stored.
+    pub journal_written: u64,
+    /// Journal entries removed because they were older than the one-hour tier's retention.
+    pub journal_expired: u64,
     /// Pages in use times the page size, after the last write.
     pub bytes_used: u64,
     /// Per tier (finest first).
@@ -275,8 +279,10 @@ fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
                 "migrating the history database from version 1 to {}",
                 schema::VERSION
             );
-            schema::migrate_v1(&tx).map_err(StoreError::sql)?
+            schema::migrate_v1(&tx).map_err(StoreError::sql)?;
+            schema::migrate_v2(&tx).map_err(StoreError::sql)?
         }
+        2 => schema::migrate_v2(&tx).map_err(StoreError::sql)?,
         schema::VERSION => {}
         v => {
             return Err(StoreError::new(
@@ -459,6 +465,11 @@ impl Store {
         let packed = pack(&tx, &mut st, &mut stats).map_err(StoreError::sql)?;
         if packed {
             expire(&tx, &mut st, &mut stats, &self.opts).map_err(StoreError::sql)?;
+            let keep_ms = i64::try_from(self.opts.retention[Tier::Hour.index()].as_millis())
+                .unwrap_or(i64::MAX);
+            stats.journal_expired +=
+                crate::journal::expire(&tx, st.max_ts.saturating_mul(1000).saturating_sub(keep_ms))
+                    .map_err(StoreError::sql)?;
             bound_size(&tx, &mut st, &mut stats, &self.opts).map_err(StoreError::sql)?;
             for t in Tier::ALL {
                 let i = t.index();
@@ -496,6 +507,24 @@ impl Store {
         self.st = st;
         self.stats = stats;
         Ok(())
+    }
+
+    /// Stores journal entries in one transaction (all or nothing).
+    pub fn write_journal(&mut self, rows: &[crate::journal::EventRow]) -> Result<(), StoreError> {
+        let path = self.opts.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::sql(e).at(&path))?;
+        crate::journal::insert(&tx, rows).map_err(|e| StoreError::sql(e).at(&path))?;
+        tx.commit().map_err(|e| StoreError::sql(e).at(&path))?;
+        self.stats.journal_written += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Journal entries at or after `since_ms` (as [`Reader::journal`]).
+    pub fn journal(&self, since_ms: u64) -> Result<Vec<crate::journal::EventRow>, StoreError> {
+        crate::journal::read(&self.conn, since_ms)
     }
 
     /// Forgets which recorder ids map to which rows (the recorder is new).
@@ -836,6 +865,12 @@ impl Reader {
             *o = Duration::from_secs(v.max(0) as u64);
         }
         Ok(out)
+    }
+
+    /// Journal entries at or after `since_ms` (ms since the epoch), oldest first, at most
+    /// [`crate::journal::READ_MAX`] (the newest).
+    pub fn journal(&self, since_ms: u64) -> Result<Vec<crate::journal::EventRow>, StoreError> {
+        crate::journal::read(&self.conn, since_ms).map_err(|e| e.at(&self.path))
     }
 
     /// Newest data timestamp in seconds (None: empty).

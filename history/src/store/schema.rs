@@ -2,10 +2,11 @@
 //!
 //! * Version 1 stored one row per point in `point (tier, series, ts, ...)`; a point of the next
 //!   tier was written when its period closed.
-//! * Version 2 (current) keeps the points of still-open periods as rows in `hot` and packs every
+//! * Version 2 keeps the points of still-open periods as rows in `hot` and packs every
 //!   closed period of a series into one row of `chunk_1s`/`chunk_1m`/`chunk_1h` (see
 //!   [`crate::chunk`]): about 8x smaller on disk and one B-tree insert per series and minute
 //!   instead of per point.
+//! * Version 3 (current) adds the event journal (`journal`, see [`crate::journal`]).
 
 use rusqlite::{params, Connection, Transaction};
 
@@ -13,7 +14,7 @@ use crate::chunk;
 use crate::point::{Point, Tier};
 
 /// The version this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Keeps a point's period open this many seconds after its end, for samples that arrive a
 /// little late.
@@ -68,7 +69,14 @@ pub fn create(tx: &Transaction) -> rusqlite::Result<()> {
             UNIQUE (node, kind, name, sub, metric));",
     )?;
     tx.execute_batch(V2_TABLES)?;
+    tx.execute_batch(crate::journal::TABLE)?;
     tx.pragma_update(None, "user_version", VERSION)
+}
+
+/// Version 2 to 3: the journal table.
+pub fn migrate_v2(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(crate::journal::TABLE)?;
+    tx.pragma_update(None, "user_version", 3)
 }
 
 /// A meta value.
@@ -94,7 +102,7 @@ pub fn closed_before(t: Tier, max_ts: i64) -> i64 {
     (max_ts - GRACE_SECS).div_euclid(span) * span
 }
 
-/// Version 1 to 2: closed periods into chunks, open ones into `hot`.
+/// Version 1 to 2: closed periods into chunks, open ones into `hot` (then [`migrate_v2`]).
 pub fn migrate_v1(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(V2_TABLES)?;
     let max_ts: i64 = tx.query_row("SELECT coalesce(max(ts), 0) FROM point", [], |r| r.get(0))?;
@@ -168,5 +176,5 @@ pub fn migrate_v1(tx: &Transaction) -> rusqlite::Result<()> {
     }
     set_meta(tx, "max_ts", max_ts)?;
     tx.execute_batch("DROP TABLE point;")?;
-    tx.pragma_update(None, "user_version", VERSION)
+    tx.pragma_update(None, "user_version", 2)
 }
