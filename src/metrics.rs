@@ -145,6 +145,10 @@ pub const FAMILIES: &[Family] = &[
     counter("headroom_job_packets_total", Count, &["job", "direction"], "Frames of the job's flows, by direction (in, out)."),
     counter("headroom_job_bytes_total", Bytes, &["job", "direction"], "Bytes of the job's flows, by direction."),
     gauge("headroom_flows", Count, &[], "Flows in the workers' flow tables."),
+    counter("headroom_job_requests_total", Count, &["job", "result"], "Requests (TCP direction turns) of a job with a goal, by result (answered, unanswered), measured passively by the workers."),
+    gauge("headroom_job_response_seconds", Seconds, &["job", "quantile"], "A job's response time since start (request in to reply out), at the quantile (0.5, 0.9, 0.99)."),
+    gauge("headroom_job_goal_index", Count, &["job"], "How far a job is from its response-time goal: 1 exactly met, above 1 missed."),
+    counter("headroom_response_tracker_total", Count, &["counter"], "The response-time trackers' counters (all workers): table_full, replies_unseen, expired, syn_retransmits, retransmits, untracked_segments."),
     counter("headroom_reloads_total", Count, &["result"], "Configuration reloads, by result (ok, rejected)."),
     gauge("headroom_pipe_capacity_bytes_per_second", BytesPerSecond, &["pipe"], "The pipe's capacity, shared by the servers of the pool."),
     gauge("headroom_pipe_node_credit_bytes", Bytes, &["pipe"], "This server's credit on the pipe per high-frequency interval."),
@@ -319,6 +323,24 @@ pub fn render(st: &Status) {
         metrics::counter!("headroom_job_bytes_total", "job" => j.name.clone(), "direction" => "in")
             .absolute(j.bytes_in);
         metrics::counter!("headroom_job_bytes_total", "job" => j.name.clone(), "direction" => "out").absolute(j.bytes_out);
+        if let Some(r) = &j.response {
+            metrics::counter!("headroom_job_requests_total", "job" => j.name.clone(), "result" => "answered").absolute(r.answered);
+            metrics::counter!("headroom_job_requests_total", "job" => j.name.clone(), "result" => "unanswered").absolute(r.unanswered);
+            for (q, v) in [("0.5", r.p50_ms), ("0.9", r.p90_ms), ("0.99", r.p99_ms)] {
+                if let Some(v) = v {
+                    metrics::gauge!("headroom_job_response_seconds", "job" => j.name.clone(), "quantile" => q).set(v / 1e3);
+                }
+            }
+            if let Some(i) = r.index {
+                metrics::gauge!("headroom_job_goal_index", "job" => j.name.clone()).set(i);
+            }
+        }
+    }
+    for (k, v) in &st.response_tracker {
+        if !matches!(k.as_str(), "connections" | "capacity") {
+            metrics::counter!("headroom_response_tracker_total", "counter" => k.clone())
+                .absolute(*v);
+        }
     }
     metrics::gauge!("headroom_flows").set(st.flows as f64);
     metrics::counter!("headroom_reloads_total", "result" => "ok").absolute(st.reloads_ok);

@@ -219,6 +219,7 @@ name = "nginx"
                 packets_out: 20,
                 flows: 3,
                 removed: false,
+                response: None,
             }],
             cpu: Some(CpuStatus {
                 local_cores: 2.0,

@@ -58,7 +58,14 @@ impl JobRegistry {
             .iter()
             .map(|j| (self.id(&j.name), j.flow_rules.clone()))
             .collect();
-        Arc::new(RuleSet::compile(&jobs))
+        // Jobs with a response-time goal are timed by the workers.
+        let measured: Vec<JobId> = cfg
+            .jobs
+            .iter()
+            .filter(|j| j.goal.is_some())
+            .map(|j| self.id(&j.name))
+            .collect();
+        Arc::new(RuleSet::compile(&jobs).with_measured(&measured))
     }
 }
 

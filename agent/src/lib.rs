@@ -1085,7 +1085,11 @@ impl Agent {
         }
         let mut flows = 0;
         let mut per_job: Vec<(JobId, JobCounters)> = Vec::new();
+        let mut response: Option<headroom_dataplane::response::ResponseReport> = None;
         for r in self.reports.iter().flatten() {
+            if let Some(rr) = &r.pipeline.response {
+                response.get_or_insert_with(Default::default).merge(rr);
+            }
             flows += r.pipeline.classifier.flows as u64;
             for (id, c) in &r.pipeline.classifier.jobs {
                 match per_job.iter_mut().find(|(j, _)| j == id) {
@@ -1112,7 +1116,19 @@ impl Agent {
                     .iter()
                     .find(|(j, _)| Some(*j) == id)
                     .map_or([(0, 0); 2], |(_, f)| *f);
+                let goal = self
+                    .cfg
+                    .jobs
+                    .iter()
+                    .find(|j| j.name == name)
+                    .and_then(|j| j.goal);
+                let measured = response
+                    .as_ref()
+                    .zip(id)
+                    .and_then(|(r, id)| r.job(JobId(id)));
+                let response = goal.map(|g| response_status(&g, measured));
                 JobStatus {
+                    response,
                     name,
                     packets_in: c.packets_in + fin.0,
                     bytes_in: c.bytes_in + fin.1,
@@ -1135,6 +1151,22 @@ impl Agent {
             workers,
             jobs,
             flows,
+            response_tracker: response.map_or_else(Vec::new, |r| {
+                let t = r.stats;
+                [
+                    ("connections", t.connections),
+                    ("capacity", t.capacity),
+                    ("table_full", t.table_full),
+                    ("replies_unseen", t.replies_unseen),
+                    ("expired", t.expired),
+                    ("syn_retransmits", t.syn_retransmits),
+                    ("retransmits", t.retransmits),
+                    ("untracked_segments", t.untracked_segments),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+            }),
             cpu: self.cpu.clone(),
             pipes: self
                 .pipes
@@ -1254,6 +1286,42 @@ fn cpu_status(snap: &ProcSchedSnapshot) -> CpuStatus {
             .collect(),
         unmanaged_processes: snap.unmanaged.processes,
         unmanaged_cores: snap.unmanaged.cores_used,
+    }
+}
+
+/// A job's response times against its goal (nothing measured yet: zeros).
+fn response_status(
+    goal: &headroom_config::goal::Goal,
+    m: Option<&headroom_dataplane::response::JobResponse>,
+) -> status::ResponseStatus {
+    use headroom_config::goal::Goal;
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    let Some(m) = m else {
+        return status::ResponseStatus {
+            goal: goal.to_string(),
+            ..Default::default()
+        };
+    };
+    let h = &m.response;
+    let achieved = match *goal {
+        Goal::Percentile { percentile, .. } => h.quantile(percentile / 100.0),
+        Goal::Average { .. } => h.mean(),
+    };
+    let bound = goal.time().as_secs_f64();
+    status::ResponseStatus {
+        goal: goal.to_string(),
+        index: achieved
+            .filter(|_| bound > 0.0)
+            .map(|a| a.as_secs_f64() / bound),
+        requests: m.requests,
+        answered: h.count(),
+        unanswered: m.unanswered,
+        p50_ms: ms(h.quantile(0.5)),
+        p90_ms: ms(h.quantile(0.9)),
+        p99_ms: ms(h.quantile(0.99)),
+        mean_ms: ms(h.mean()),
+        setups: m.setup.count(),
+        setup_p50_ms: ms(m.setup.quantile(0.5)),
     }
 }
 

@@ -33,6 +33,11 @@ pub struct Status {
     pub jobs: Vec<JobStatus>,
     /// Flows currently in the flow tables (all workers).
     pub flows: u64,
+    /// The response-time trackers' counters (all workers; empty while no
+    /// job has a goal): connections, capacity, table_full, replies_unseen,
+    /// expired, syn_retransmits, retransmits, untracked_segments.
+    #[serde(default)]
+    pub response_tracker: Vec<(String, u64)>,
     /// Process detection and CPU shares (absent when no job has process rules).
     pub cpu: Option<CpuStatus>,
     /// Shared pipes.
@@ -679,6 +684,41 @@ pub struct JobStatus {
     /// (the metrics keep them too).
     #[serde(default)]
     pub removed: bool,
+    /// Response times, for a job with a goal (measured by the workers).
+    #[serde(default)]
+    pub response: Option<ResponseStatus>,
+}
+
+/// A job's response times since the daemon started, as its workers
+/// measured them passively: request in (first new data byte) to reply out
+/// (first new data byte), once per turn of a TCP connection opened from the
+/// network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResponseStatus {
+    /// The goal, as written (`90% within 50ms`).
+    pub goal: String,
+    /// How far from the goal: the measured value at the goal's percentile
+    /// (or the mean) over the goal's time; 1.0 is exactly met, above 1
+    /// misses it. None before the first answered request.
+    pub index: Option<f64>,
+    /// Requests (turns) seen.
+    pub requests: u64,
+    /// Requests answered (each gives one response time).
+    pub answered: u64,
+    /// Requests that ended without a reply (reset, closed, idle).
+    pub unanswered: u64,
+    /// Median response time, ms.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile, ms.
+    pub p90_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+    /// Mean, ms.
+    pub mean_ms: Option<f64>,
+    /// Connections set up (SYN in to SYN-ACK out).
+    pub setups: u64,
+    /// Median connection setup time, ms.
+    pub setup_p50_ms: Option<f64>,
 }
 
 impl Status {

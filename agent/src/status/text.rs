@@ -205,6 +205,26 @@ impl Status {
                 name, j.packets_in, j.bytes_in, j.packets_out, j.bytes_out, j.flows
             );
         }
+        for j in &st.jobs {
+            let Some(r) = &j.response else { continue };
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+            let _ = writeln!(
+                o,
+                "response {}: goal {}, index {}; {} requests ({} answered, {} unanswered), p50 {}, p90 {}, p99 {}, mean {}; {} connections set up, p50 {} (since start)",
+                j.name,
+                r.goal,
+                r.index.map_or("-".to_string(), |i| format!("{i:.2}")),
+                r.requests,
+                r.answered,
+                r.unanswered,
+                ms(r.p50_ms),
+                ms(r.p90_ms),
+                ms(r.p99_ms),
+                ms(r.mean_ms),
+                r.setups,
+                ms(r.setup_p50_ms)
+            );
+        }
         if let Some(ex) = &st.exchange {
             let m: Vec<String> = ex
                 .members

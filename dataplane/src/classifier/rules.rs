@@ -68,6 +68,7 @@ pub struct RuleSet {
     rules: Box<[CompiledRule]>,
     jobs: Box<[JobId]>,
     max_job: u16,
+    measured: Box<[JobId]>,
 }
 
 impl RuleSet {
@@ -97,7 +98,20 @@ impl RuleSet {
             rules: rules.into(),
             jobs: ids.into(),
             max_job,
+            measured: Box::new([]),
         }
+    }
+
+    /// The same rules, with the response times of `jobs` measured (the
+    /// jobs with a response-time goal; see [`crate::response`]).
+    pub fn with_measured(mut self, jobs: &[JobId]) -> RuleSet {
+        self.measured = jobs.into();
+        self
+    }
+
+    /// The jobs whose response times the workers measure.
+    pub fn measured(&self) -> &[JobId] {
+        &self.measured
     }
 
     /// A rule set with no rules: everything goes to the default job.

@@ -9,7 +9,10 @@
 //! 4. the flow director and ARP interceptor (may answer, bounce, drop or
 //!    decapsulate; a decapsulated frame is a new packet and is parsed again);
 //! 5. classify into a flow and a job, counting packets and bytes both ways;
-//! 6. pace traffic on the pipe that carries its direction and remote end, or forward.
+//! 6. pace traffic on the pipe that carries its direction and remote end, or forward;
+//! 7. time the requests and replies of jobs with a response-time goal
+//!    ([`crate::response`]; their flows stay off the fast path, which
+//!    cannot time them).
 
 pub mod director_stage;
 
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use headroom_config::net::{Direction, IpPrefix, PipeDirection};
 
 use crate::{
-    classifier::{Classifier, ClassifierSnapshot, RuleSet},
+    classifier::{Classifier, ClassifierSnapshot, JobId, RuleSet},
     frame::Frame,
     packet::{
         ipv4::protocol,
@@ -26,6 +29,7 @@ use crate::{
         partial_checksum::{self, Completion},
         FrameInfo, ParseStats,
     },
+    response::{ResponseConfig, ResponseReport, ResponseTracker, TcpMeta},
     worker::{Action, DropReason, FastPathRequest, Pipeline, Side},
     xdp::abi::{HrFlowKey, HR_MAX_JOBS},
     xdp::{
@@ -63,6 +67,8 @@ pub struct Report {
     /// Packets longer than the egress that cannot be segmented (not TCP),
     /// dropped, per receiving side.
     pub too_big: [u64; 2],
+    /// Response times of the measured jobs (None: no job measured yet).
+    pub response: Option<ResponseReport>,
 }
 
 /// Settings of a pipeline.
@@ -83,6 +89,9 @@ pub struct PipelineConfig {
     pub complete_checksums: [bool; 2],
     /// Offer decided flows to the XDP fast path.
     pub fast_path: bool,
+    /// Connections the response-time tracker holds at most (allocated when
+    /// a job is first measured).
+    pub response_capacity: usize,
 }
 
 impl PipelineConfig {
@@ -96,9 +105,14 @@ impl PipelineConfig {
             egress_mtu: [1500; 2],
             complete_checksums: [true; 2],
             fast_path: false,
+            response_capacity: flow_capacity.min(RESPONSE_CAPACITY),
         }
     }
 }
+
+/// Most connections a worker's response-time tracker holds by default
+/// (about 150 bytes each).
+pub const RESPONSE_CAPACITY: usize = 65_536;
 
 /// Maps frames to pipes: the first pipe that carries the frame's direction
 /// and whose remote prefix holds the frame's remote address (destination of
@@ -156,13 +170,15 @@ pub struct HeadroomPipeline {
     too_big: [u64; 2],
     fast_path: bool,
     fast: Option<FastPathRequest>,
+    response: Option<ResponseTracker>,
+    response_cfg: ResponseConfig,
 }
 
 impl HeadroomPipeline {
     /// A pipeline with `rules`.
     pub fn new(cfg: &PipelineConfig, rules: Arc<RuleSet>) -> Self {
-        Self {
-            classifier: Classifier::new(cfg.flow_capacity, cfg.idle_timeout_ns, rules),
+        let mut p = Self {
+            classifier: Classifier::new(cfg.flow_capacity, cfg.idle_timeout_ns, rules.clone()),
             parse: ParseStats::default(),
             director: None,
             pacing: cfg.pacing.clone(),
@@ -173,7 +189,56 @@ impl HeadroomPipeline {
             too_big: [0; 2],
             fast_path: cfg.fast_path,
             fast: None,
+            response: None,
+            response_cfg: ResponseConfig {
+                capacity: cfg.response_capacity.max(1),
+                idle_timeout_ns: cfg.idle_timeout_ns,
+            },
+        };
+        p.set_measured(&rules);
+        p
+    }
+
+    /// Measures the jobs `rules` names (the tracker is allocated the first
+    /// time one is; it keeps its counts across rule changes).
+    fn set_measured(&mut self, rules: &RuleSet) {
+        if rules.measured().is_empty() && self.response.is_none() {
+            return;
         }
+        let cfg = self.response_cfg;
+        self.response
+            .get_or_insert_with(|| ResponseTracker::new(cfg))
+            .set_measured(rules.measured());
+    }
+
+    /// Whether `job`'s response times are measured.
+    #[inline]
+    fn measured(&self, job: u16) -> bool {
+        self.response
+            .as_ref()
+            .is_some_and(|r| r.measures(JobId(job)))
+    }
+
+    /// Step 7: one frame of a measured job's TCP flow.
+    #[inline]
+    fn time(
+        &mut self,
+        now_ns: u64,
+        side: Side,
+        frame: &Frame<'_>,
+        info: Option<&FrameInfo>,
+        job: u16,
+    ) {
+        let (Some(r), Some(info)) = (self.response.as_mut(), info) else {
+            return;
+        };
+        if !r.measures(JobId(job)) {
+            return;
+        }
+        let (Some(flow), Some(seg)) = (info.flow, TcpMeta::from_frame(frame.data(), info)) else {
+            return;
+        };
+        r.on_segment(now_ns, direction(side), &flow, JobId(job), &seg);
     }
 
     /// Whether a forwarded frame's flow can take the fast path, and its key:
@@ -252,6 +317,7 @@ impl HeadroomPipeline {
         if !self.fast_path
             || !matches!(action, Action::Forward | Action::Bounce)
             || usize::from(job) >= HR_MAX_JOBS
+            || self.measured(job)
         {
             return;
         }
@@ -351,6 +417,7 @@ impl Pipeline for HeadroomPipeline {
                         .ok();
                     let (action, job) =
                         self.classify_job(now_ns, side, frame.len() as u32, info.as_ref());
+                    self.time(now_ns, side, frame, info.as_ref(), job);
                     self.offer(
                         frame,
                         info.as_ref(),
@@ -374,6 +441,7 @@ impl Pipeline for HeadroomPipeline {
             }
         }
         let (action, job) = self.classify_job(now_ns, side, frame.len() as u32, info.as_ref());
+        self.time(now_ns, side, frame, info.as_ref(), job);
         let director_flow = match (&self.director, &info) {
             (Some(d), Some(i)) => d.involves(side, i),
             _ => false,
@@ -397,7 +465,10 @@ impl Pipeline for HeadroomPipeline {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::SetRules(r) => self.classifier.set_rules(r),
+            Command::SetRules(r) => {
+                self.set_measured(&r);
+                self.classifier.set_rules(r)
+            }
         }
     }
 
@@ -407,7 +478,12 @@ impl Pipeline for HeadroomPipeline {
             d.sweep(now_ns);
             d.report()
         });
+        let response = self.response.as_mut().map(|r| {
+            r.expire(now_ns);
+            r.snapshot()
+        });
         Report {
+            response,
             classifier: self.classifier.snapshot(),
             parse_errors: self.parse.errors(),
             parsed: self.parse.ok,

@@ -558,8 +558,11 @@ fn tcp_sink(ns: &str, port: u16, c: &Arc<Counters>, stop: &Arc<AtomicBool>) -> J
             let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind the TCP sink");
             l.set_nonblocking(true).expect("non-blocking listener");
             let _ = ready_tx.send(());
-            let mut readers = Vec::new();
+            let mut readers: Vec<JoinHandle<()>> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                // A finished thread keeps its stack mapped until joined (an
+                // hour of transfers would exhaust vm.max_map_count).
+                readers.retain(|r| !r.is_finished());
                 match l.accept() {
                     Ok((mut s, _)) => {
                         let c = Arc::clone(&c);
