@@ -938,3 +938,68 @@ fn hold_echo(ns: &str, n: usize, base: u16) -> Vec<(TcpStream, u16)> {
     })
     .expect("client")
 }
+
+/// Response times through the VIP: each connection is placed on one
+/// server, whose worker sees the request decapsulated and the reply leave
+/// its host directly; every request is timed by the server that answered
+/// it, each server's median within 2 ms of the client's.
+#[test]
+fn response_times_are_measured_where_the_vip_is_served() {
+    const SLOW: u16 = 9100;
+    const SLEEP: Duration = Duration::from_millis(20);
+    const CONNECTIONS: usize = 12;
+    const REQUESTS: usize = 10;
+    let p = pool_with(|_, _| {
+        format!(
+            "\n[[vip]]\nname = \"slow\"\nvip = \"{VIP}\"\nprotocol = \"tcp\"\nports = [{SLOW}]\n\
+             [[job]]\nname = \"api\"\ngoal = {{ percentile = 90, within = \"50ms\" }}\n\
+             [[job.flow]]\nprotocol = \"tcp\"\nlocal_port = \"{SLOW}\"\n"
+        )
+    });
+    let servers: Vec<common::slow::SlowServer> = p
+        .lab
+        .servers
+        .iter()
+        .map(|s| common::slow::SlowServer::start(&s.host_ns, SLOW, SLEEP))
+        .collect();
+    let c = p.lab.clients[0].clone();
+    let dst = std::net::SocketAddr::from((VIP, SLOW));
+    let times = common::slow::timed_requests(&c.ns, dst, CONNECTIONS, REQUESTS);
+    drop(servers);
+    let client_p50 = common::slow::median(times);
+    let n = (CONNECTIONS * REQUESTS) as u64;
+    let mut last = Vec::new();
+    let per_server = wait_for(Duration::from_secs(10), || {
+        last = p
+            .socks
+            .iter()
+            .map(|s| status(s).job("api").and_then(|j| j.response.clone()))
+            .collect::<Vec<_>>();
+        let answered: u64 = last.iter().flatten().map(|r| r.answered).sum();
+        (answered == n).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("not every request measured once: {last:?}"));
+    let mut serving = 0;
+    for (i, r) in per_server.iter().enumerate() {
+        let Some(r) = r.as_ref().filter(|r| r.answered > 0) else {
+            continue;
+        };
+        serving += 1;
+        let p50 = r.p50_ms.expect("a median");
+        eprintln!(
+            "server {}: {} requests, median {p50:.2} ms (client {client_p50:.2} ms), setup p50 {:?} ms",
+            i + 1,
+            r.answered,
+            r.setup_p50_ms
+        );
+        assert_eq!(r.unanswered, 0, "server {}: {r:?}", i + 1);
+        assert_eq!(r.requests, r.answered, "server {}: {r:?}", i + 1);
+        assert_eq!(r.answered % REQUESTS as u64, 0, "whole connections");
+        assert!(
+            (p50 - client_p50).abs() <= 2.0,
+            "server {}: median {p50:.2} ms, the client's {client_p50:.2} ms",
+            i + 1
+        );
+    }
+    assert!(serving >= 1);
+}

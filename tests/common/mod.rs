@@ -2,6 +2,8 @@
 //! started in it, with status queries through the real control socket.
 #![allow(dead_code)]
 
+pub mod slow;
+
 use std::{
     path::PathBuf,
     process::Command,

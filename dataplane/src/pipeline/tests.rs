@@ -288,3 +288,73 @@ fn the_vip_owner_answers_arp_and_encapsulates_remote_flows() {
     let d = r.director.unwrap();
     assert_eq!(d.path.decapsulated, remote);
 }
+
+/// A TCP/IPv4 frame with sequence and acknowledgement numbers set.
+fn tcp_seq(
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = build::tcp4(src, sport, dst, dport, flags, payload);
+    // Ethernet 14 + IPv4 20: the TCP header's sequence and ack numbers.
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f[42..46].copy_from_slice(&ack.to_be_bytes());
+    f
+}
+
+#[test]
+fn jobs_with_a_goal_are_timed_and_kept_off_the_fast_path() {
+    use crate::packet::tcp::flags::{ACK, PSH, SYN};
+    let measured = Arc::new(RuleSet::clone(&rules()).with_measured(&[JobId(1)]));
+    let cfg = PipelineConfig {
+        fast_path: true,
+        ..PipelineConfig::new(1024, u64::MAX, PacingRules::default())
+    };
+    let mut p = HeadroomPipeline::new(&cfg, measured);
+    let ms = 1_000_000u64;
+    let (client, host) = ((CLIENT, 40000), (HOST, 80));
+    let mut at = |now: u64, side: Side, f: Vec<u8>| {
+        let mut buf = vec![0u8; 4096];
+        buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(&f);
+        let mut frame = Frame::single(&mut buf, HEADROOM, f.len()).unwrap();
+        assert_eq!(p.on_frame(now, side, &mut frame), Action::Forward);
+        assert!(p.take_fast_path().is_none(), "a timed flow was offered");
+    };
+    at(0, Side::Outer, tcp_seq(client, host, SYN, 100, 0, &[]));
+    at(
+        ms,
+        Side::Inner,
+        tcp_seq(host, client, SYN | ACK, 500, 101, &[]),
+    );
+    at(
+        2 * ms,
+        Side::Outer,
+        tcp_seq(client, host, ACK | PSH, 101, 501, b"GET / HTTP/1.0\r\n"),
+    );
+    at(
+        22 * ms,
+        Side::Inner,
+        tcp_seq(host, client, ACK | PSH, 501, 117, b"HTTP/1.0 200 OK\r\n"),
+    );
+    // Another job's flow still takes the fast path.
+    let dns = build::udp4(HOST, 53, CLIENT, 5353, &[1; 30]);
+    run(&mut p, Side::Inner, &dns);
+    assert!(
+        p.take_fast_path().is_some(),
+        "an untimed flow was not offered"
+    );
+    let r = p.tick(30 * ms).response.expect("a response report");
+    let web = r.job(JobId(1)).expect("job 1 measured");
+    assert_eq!(
+        (web.requests, web.response.count(), web.setup.count()),
+        (1, 1, 1)
+    );
+    let rt = web.response.quantile(0.5).unwrap().as_secs_f64() * 1e3;
+    assert!((19.0..=21.0).contains(&rt), "response time {rt} ms");
+    let setup = web.setup.quantile(0.5).unwrap().as_secs_f64() * 1e3;
+    assert!((0.9..=1.1).contains(&setup), "setup time {setup} ms");
+    assert!(r.job(JobId(2)).is_none(), "job 2 has no goal");
+}
