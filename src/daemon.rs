@@ -127,6 +127,19 @@ fn pool_setup(cfg: &Config, config_path: &Path) -> Result<Option<PoolSetup>> {
     }))
 }
 
+/// This process's resident set, bytes (0 if /proc cannot be read).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    pages * page
+}
+
 /// Where this node keeps the latest pool policy it has seen.
 fn policy_state_file(cfg: &Config) -> std::path::PathBuf {
     cfg.cpu
@@ -667,6 +680,10 @@ impl Runtime<'_> {
             ex.receive = Some(rx.stats());
         }
         st.history = self.recording.as_ref().map(|r| r.status());
+        st.memory = Some(headroom_agent::status::MemoryStatus {
+            rss_bytes: resident_bytes(),
+            sqlite_bytes: headroom_history::sqlite_memory_bytes(),
+        });
         st
     }
 

@@ -145,6 +145,8 @@ pub const FAMILIES: &[Family] = &[
     counter("headroom_job_packets_total", Count, &["job", "direction"], "Frames of the job's flows, by direction (in, out)."),
     counter("headroom_job_bytes_total", Bytes, &["job", "direction"], "Bytes of the job's flows, by direction."),
     gauge("headroom_flows", Count, &[], "Flows in the workers' flow tables."),
+    gauge("headroom_resident_memory_bytes", Bytes, &[], "headroomd's resident memory (includes the UMEM frames the kernel touched)."),
+    gauge("headroom_sqlite_memory_bytes", Bytes, &[], "Memory SQLite holds for the history store (bounded by its page cache)."),
     counter("headroom_job_requests_total", Count, &["job", "result"], "Requests (TCP direction turns) of a job with a goal, by result (answered, unanswered), measured passively by the workers."),
     gauge("headroom_job_response_seconds", Seconds, &["job", "quantile"], "A job's response time since start (request in to reply out), at the quantile (0.5, 0.9, 0.99)."),
     gauge("headroom_job_goal_index", Count, &["job"], "How far a job is from its response-time goal: 1 exactly met, above 1 missed."),
@@ -367,6 +369,10 @@ pub fn render(st: &Status) {
     metrics::gauge!("headroom_enforcement").set(if st.enforcement == "off" { 0.0 } else { 1.0 });
     if let Some(h) = &st.history {
         history(h);
+    }
+    if let Some(m) = &st.memory {
+        metrics::gauge!("headroom_resident_memory_bytes").set(m.rss_bytes as f64);
+        metrics::gauge!("headroom_sqlite_memory_bytes").set(m.sqlite_bytes as f64);
     }
     if let Some(a) = &st.automation {
         automation(a);

@@ -70,10 +70,15 @@ fn measured_median_is_within_2ms_of_the_clients() {
     // 90 % within 50 ms: about 20/50.
     let index = r.index.expect("an index");
     assert!((0.35..1.0).contains(&index), "index {index}");
+    // headroomd's own memory, next to what SQLite holds of it.
+    let m = status(&sock).memory.expect("memory in the status");
+    assert!(m.rss_bytes > 4 << 20, "{m:?}");
+    assert!(m.sqlite_bytes > 0 && m.sqlite_bytes < m.rss_bytes, "{m:?}");
     let (_, text, _) = headroomctl(&sock, &["status"]);
     let line = text
         .lines()
         .find(|l| l.starts_with("response api:"))
         .unwrap_or_else(|| panic!("no response line in\n{text}"));
     assert!(line.contains("goal 90% within 50ms"), "{line}");
+    assert!(text.contains("memory: resident "), "{text}");
 }

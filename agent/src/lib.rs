@@ -1184,6 +1184,8 @@ impl Agent {
             enforcement: self.cfg.pool.enforcement.to_string(),
             history: None,
             automation: Some(self.seat.status(now)),
+            // The runtime fills it in.
+            memory: None,
             schema_version: status::STATUS_SCHEMA,
             director: self.director.as_ref().map(|d| {
                 let mut ds = d.status(

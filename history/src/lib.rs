@@ -51,6 +51,15 @@ pub mod whatif;
 pub mod writer;
 
 pub use journal::EventRow;
+
+/// Bytes SQLite holds in this process (every connection: the writer's
+/// page cache, the readers', prepared statements).
+pub fn sqlite_memory_bytes() -> u64 {
+    // SAFETY: sqlite3_memory_used only reads SQLite's global memory
+    // counter (thread-safe in the bundled, serialized build).
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
+}
 pub use point::{Point, Tier};
 pub use sample::{NodeSample, NodeSummary};
 pub use series::{EntityKind, Metric, Selector, SeriesKey, Unit};

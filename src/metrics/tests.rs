@@ -87,6 +87,10 @@ fn full_status() -> Status {
         }],
         enforcement: "on".into(),
         history: Some(headroom_history::HistoryStatus::default()),
+        memory: Some(headroom_agent::status::MemoryStatus {
+            rss_bytes: 40 << 20,
+            sqlite_bytes: 4 << 20,
+        }),
         automation: Some(headroom_agent::automation::AutomationStatus {
             master: Some(1),
             evaluating: true,

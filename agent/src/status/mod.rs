@@ -68,6 +68,9 @@ pub struct Status {
     /// Triggers, schedules and failure policies.
     #[serde(default)]
     pub automation: Option<crate::automation::AutomationStatus>,
+    /// headroomd's own memory.
+    #[serde(default)]
+    pub memory: Option<MemoryStatus>,
     /// Version of this document's layout ([`STATUS_SCHEMA`]).
     #[serde(default)]
     pub schema_version: u32,
@@ -687,6 +690,17 @@ pub struct JobStatus {
     /// Response times, for a job with a goal (measured by the workers).
     #[serde(default)]
     pub response: Option<ResponseStatus>,
+}
+
+/// headroomd's own memory, for watching it over weeks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// Resident set, bytes (`/proc/self/statm`; includes the UMEM frames
+    /// the kernel has touched).
+    pub rss_bytes: u64,
+    /// What SQLite holds (the history store's page cache and statements;
+    /// bounded by its cache size).
+    pub sqlite_bytes: u64,
 }
 
 /// A job's response times since the daemon started, as its workers

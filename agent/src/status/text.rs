@@ -306,6 +306,15 @@ impl Status {
         if let Some(h) = &st.history {
             history(o, h);
         }
+        if let Some(m) = &st.memory {
+            let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+            let _ = writeln!(
+                o,
+                "memory: resident {:.1} MiB, of it SQLite (history) {:.1} MiB",
+                mib(m.rss_bytes),
+                mib(m.sqlite_bytes)
+            );
+        }
         if let Some(a) = st.automation.as_ref().filter(|a| {
             !a.triggers.is_empty() || a.overlay != crate::automation::OverlayState::default()
         }) {
