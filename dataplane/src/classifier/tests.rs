@@ -604,6 +604,8 @@ fn the_memory_budget_counts_the_flow_table_as_allocated() {
     assert_eq!(MAX_SHARDS, m::FLOW_MAX_SHARDS);
     for cap in [1, 15, 100, 4096, 4097, 65536, 100_000, 1 << 20] {
         let c = Classifier::new(cap, 1_000, Arc::new(RuleSet::empty()));
+        // Prefaulted at start (see `prefault`): empty, and never grown.
+        assert!(c.is_empty(), "capacity {cap}");
         let (real, est) = (c.table_bytes() as u64, m::flow_table_bytes(cap));
         // hashbrown's control groups are 16 bytes with SSE2, 8 elsewhere:
         // the estimate takes the larger.

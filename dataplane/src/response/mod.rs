@@ -63,6 +63,7 @@
 mod tests;
 
 use std::hash::BuildHasher;
+use std::net::Ipv4Addr;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use headroom_config::net::Direction;
@@ -285,8 +286,20 @@ impl std::fmt::Debug for ResponseTracker {
 impl ResponseTracker {
     /// A tracker measuring no job yet (see [`ResponseTracker::set_measured`]).
     pub fn new(cfg: ResponseConfig) -> Self {
+        let mut table = HashTable::with_capacity(cfg.capacity);
+        let dummy = Conn {
+            job: JobId::DEFAULT,
+            phase: Phase::Idle,
+            fins: 0,
+            in_next: 0,
+            out_next: 0,
+            since: 0,
+            last_seen: 0,
+        };
+        let key = FlowKey::v4(0, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, 0);
+        crate::classifier::prefault(&mut table, (key, dummy));
         Self {
-            table: HashTable::with_capacity(cfg.capacity),
+            table,
             hasher: DefaultHashBuilder::default(),
             cfg,
             jobs: Vec::new(),
