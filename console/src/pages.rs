@@ -487,6 +487,21 @@ fn job_live(st: &Status, name: &str) -> Markup {
             },
             None => p { "No processes of this job detected here." },
         }
+        @if let Some(r) = st.job(name).and_then(|j| j.response.as_ref()) {
+            @let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+            h2 { "Response times on server " (st.node_id) " (since start)" }
+            table.procs id="response" {
+                thead { tr { th { "Goal" } th.num { "Index" } th.num { "Requests" } th.num { "Unanswered" } th.num { "p50" } th.num { "p90" } th.num { "p99" } th.num { "Mean" } th.num { "Setup p50" } } }
+                tbody { tr {
+                    td { (r.goal) }
+                    td.num { (r.index.map_or("-".to_string(), |i| format!("{i:.2}"))) }
+                    td.num { (r.requests) }
+                    td.num { (r.unanswered) }
+                    td.num { (ms(r.p50_ms)) } td.num { (ms(r.p90_ms)) } td.num { (ms(r.p99_ms)) } td.num { (ms(r.mean_ms)) }
+                    td.num { (ms(r.setup_p50_ms)) }
+                } }
+            }
+        }
     }
 }
 

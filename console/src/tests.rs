@@ -44,6 +44,18 @@ impl Backend for Fake {
         Ok(Status {
             node_id: 1,
             node_name: "s1".into(),
+            jobs: vec![headroom_agent::status::JobStatus {
+                name: "api".into(),
+                response: Some(headroom_agent::status::ResponseStatus {
+                    goal: "90% within 50ms".into(),
+                    index: Some(0.41),
+                    requests: 100,
+                    answered: 100,
+                    p50_ms: Some(20.24),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
             ..Default::default()
         })
     }
@@ -379,6 +391,30 @@ fn the_events_page_lists_the_trigger_journal() {
         assert!(
             body.contains("id=\"journal\"")
                 && body.contains("bulk-squeezed#2 firing on node 1: squeezed(bulk)"),
+            "{body}"
+        );
+    });
+}
+
+#[test]
+fn a_job_page_shows_its_response_times_against_the_goal() {
+    rt().block_on(async {
+        let h = harness();
+        let (cookie, _) = api_login(&h, "vic", "viewer-pass").await;
+        let (code, _, body) = send(
+            &h,
+            Request::get("/job/api")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            body.contains("id=\"response\"")
+                && body.contains("90% within 50ms")
+                && body.contains("0.41")
+                && body.contains("20.2 ms"),
             "{body}"
         );
     });
