@@ -54,12 +54,20 @@ pub fn acquire(cfg: &Config, cpu: bool) -> Result<InstanceLock, String> {
         });
     }
     if cfg.history.enabled {
+        // Under LOCK_DIR, named by the file's absolute path: its own
+        // directory may be read-only (the store then waits and retries).
         let db = &cfg.history.path;
-        let mut lock = db.clone().into_os_string();
-        lock.push(".lock");
+        let abs = db
+            .parent()
+            .and_then(|d| std::fs::canonicalize(d).ok())
+            .zip(db.file_name())
+            .map_or_else(|| db.clone(), |(d, f)| d.join(f));
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(abs.as_os_str().as_encoded_bytes());
+        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         claims.push(Claim {
-            path: PathBuf::from(lock),
-            what: format!("the history database {}", db.display()),
+            path: Path::new(LOCK_DIR).join(format!("history-{name}.lock")),
+            what: format!("the history database {}", abs.display()),
         });
     }
     let mut held = Vec::new();
