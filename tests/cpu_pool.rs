@@ -262,7 +262,7 @@ cpu = {{ pool_percent = 50 }}
 cmdline = "* {rule_tag}"
 "#,
         key = key.display(),
-        state = key.with_file_name("state").display(),
+        state = key.with_file_name(format!("state-{parent}")).display(),
     )
 }
 
