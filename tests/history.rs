@@ -361,6 +361,16 @@ fn history_records_real_traffic_and_answers_for_the_pool() {
     let st = status(&socks[1]);
     assert_eq!(st.enforcement, "off");
     assert!(st.render_text().contains("enforcement: OFF"));
+    // The policy is in force once applied; the pacer gets its unpaced
+    // grants at the pipe's next allocation.
+    wait_for(Duration::from_secs(5), || {
+        status(&socks[1])
+            .pipes
+            .iter()
+            .all(|p| !p.paced)
+            .then_some(())
+    })
+    .expect("unpaced grants installed on server 2");
     let (sent, dropped, granted) = bronze_through(&lab, &socks[1], to(9002));
     eprintln!(
         "monitor-only: bronze sent {sent} B, dropped {dropped} B, granted {granted} B in 3 s"

@@ -111,6 +111,9 @@ struct Pipe {
     intervals: u32,
     local: LocalDemand,
     grant: Option<PipeGrant>,
+    /// Whether the grants last installed in the pacer pace (false:
+    /// monitor-only credit).
+    paced: bool,
     /// Nodes whose demand went into the last allocation (this one included).
     nodes: usize,
     /// Bytes sent per job in the last interval (for status).
@@ -248,6 +251,7 @@ impl<P: PacerPort> Pipes<P> {
                     intervals: 0,
                     local: LocalDemand::default(),
                     grant: None,
+                    paced: true,
                     nodes: 1,
                     sent: HashMap::new(),
                     dropped: HashMap::new(),
@@ -421,6 +425,7 @@ impl<P: PacerPort> Pipes<P> {
             }
             pipe.nodes = demands.len() + 1;
             pipe.grant = Some(grant);
+            pipe.paced = self.enforce;
         }
     }
 
@@ -494,6 +499,7 @@ impl<P: PacerPort> Pipes<P> {
                     pool_unbooked: g.map(|g| g.total_unbooked).unwrap_or(0),
                     nodes: p.nodes,
                     jobs,
+                    paced: p.paced,
                 }
             })
             .collect()

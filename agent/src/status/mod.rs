@@ -235,6 +235,10 @@ pub struct PipeStatus {
     /// Directions paced: "outbound", "inbound" or "both".
     #[serde(default)]
     pub direction: String,
+    /// Whether the pacer's current grants pace (false in monitor-only
+    /// mode, once the first unpaced grants are installed).
+    #[serde(default)]
+    pub paced: bool,
     /// This node's credit for the interval (booked + unbooked), bytes.
     pub node_credit: u64,
     /// Immediate credit, bytes.
