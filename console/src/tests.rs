@@ -374,19 +374,22 @@ fn failed_logins_are_counted_and_limited() {
     });
 }
 
+/// `path` as the viewer sees it.
+async fn viewer_get(path: &str) -> (StatusCode, String) {
+    let h = harness();
+    let (cookie, _) = api_login(&h, "vic", "viewer-pass").await;
+    let req = Request::get(path)
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (code, _, body) = send(&h, req).await;
+    (code, body)
+}
+
 #[test]
 fn the_events_page_lists_the_trigger_journal() {
     rt().block_on(async {
-        let h = harness();
-        let (cookie, _) = api_login(&h, "vic", "viewer-pass").await;
-        let (code, _, body) = send(
-            &h,
-            Request::get("/events")
-                .header(header::COOKIE, &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (code, body) = viewer_get("/events").await;
         assert_eq!(code, StatusCode::OK);
         assert!(
             body.contains("id=\"journal\"")
@@ -399,16 +402,7 @@ fn the_events_page_lists_the_trigger_journal() {
 #[test]
 fn a_job_page_shows_its_response_times_against_the_goal() {
     rt().block_on(async {
-        let h = harness();
-        let (cookie, _) = api_login(&h, "vic", "viewer-pass").await;
-        let (code, _, body) = send(
-            &h,
-            Request::get("/job/api")
-                .header(header::COOKIE, &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (code, body) = viewer_get("/job/api").await;
         assert_eq!(code, StatusCode::OK);
         assert!(
             body.contains("id=\"response\"")
